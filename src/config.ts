@@ -1,0 +1,238 @@
+/**
+ * The service's configuration: every environment variable it reads, with its default and meaning,
+ * parsed and validated once (zod) into a frozen object that entry points pass down. Nothing else in
+ * src/ reads process.env. README.md's configuration table is checked against `CONFIG_VARIABLES` by
+ * a test, so a variable cannot be added without documenting it.
+ */
+import path from 'node:path';
+import { z } from 'zod';
+import { PathembedError } from './errors.js';
+
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.coerce.number().int().min(min).max(max);
+const num = (min: number, max = Number.MAX_VALUE) => z.coerce.number().min(min).max(max);
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const list = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x.length > 0),
+);
+
+interface VariableSpec<T extends z.ZodType> {
+  schema: T;
+  default: string | undefined;
+  description: string;
+}
+
+function v<T extends z.ZodType>(schema: T, def: string | undefined, description: string): VariableSpec<T> {
+  return { schema, default: def, description };
+}
+
+/** Every environment variable, its default (as the string one would set) and what it does. */
+export const CONFIG_VARIABLES = {
+  LOG_LEVEL: v(
+    z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
+    'info',
+    'pino log level.',
+  ),
+
+  // Model and inference
+  PATHEMBED_MODEL_PATH: v(
+    z.string().min(1),
+    'models/build/path-foundation-synthetic-vit-s16.onnx',
+    'ONNX model file meeting the Path Foundation contract. The default is the synthetic ViT-S/16 that `pathembed model build` writes.',
+  ),
+  PATHEMBED_EXECUTION_PROVIDER: v(
+    z.enum(['auto', 'cpu', 'cuda', 'tensorrt']),
+    'auto',
+    '`auto` tries CUDA and falls back to CPU with one warning; `cuda`/`tensorrt` fail when unavailable; `cpu` never tries a GPU.',
+  ),
+  PATHEMBED_DEVICE_ID: v(int(0), '0', 'GPU device id for cuda/tensorrt.'),
+  PATHEMBED_BATCH_SIZE: v(int(1, 1024), '32', 'Patches per inference batch.'),
+  PATHEMBED_INTRA_OP_THREADS: v(
+    int(0, 256),
+    '0',
+    'ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).',
+  ),
+
+  // DICOMweb wire
+  PATHEMBED_AUTH: v(
+    z.enum(['none', 'bearer', 'google']),
+    'none',
+    'How to authenticate to stores: none, a static bearer token (PATHEMBED_BEARER_TOKEN), or Google Application Default Credentials.',
+  ),
+  PATHEMBED_BEARER_TOKEN: v(
+    z.string().optional(),
+    undefined,
+    'Static bearer token for the store when PATHEMBED_AUTH=bearer. Never logged.',
+  ),
+  PATHEMBED_FRAMES_PER_REQUEST: v(
+    int(1, 512),
+    '32',
+    'Most frame numbers asked for in one WADO-RS frames request.',
+  ),
+  PATHEMBED_STORE_CONCURRENCY: v(
+    int(1, 256),
+    '6',
+    'Most concurrent HTTP requests to one store (per process).',
+  ),
+  PATHEMBED_REQUEST_TIMEOUT_MS: v(
+    int(100),
+    '60000',
+    'Timeout of one HTTP request to a store, in milliseconds.',
+  ),
+  PATHEMBED_RETRY_MAX_ATTEMPTS: v(
+    int(1, 50),
+    '5',
+    'Attempts per store request, the first included, on 408/429/5xx and connection errors.',
+  ),
+  PATHEMBED_RETRY_BASE_DELAY_MS: v(
+    int(0),
+    '200',
+    'First backoff delay; doubles each attempt, with full jitter.',
+  ),
+  PATHEMBED_RETRY_MAX_DELAY_MS: v(
+    int(0),
+    '10000',
+    'Largest backoff delay (a Retry-After header may ask for more, up to the total cap).',
+  ),
+  PATHEMBED_RETRY_MAX_TOTAL_MS: v(
+    int(0),
+    '120000',
+    'Give up retrying a request once this much time has passed since its first attempt.',
+  ),
+  PATHEMBED_ALLOWED_STORES: v(
+    list,
+    'http://127.0.0.1,http://localhost,http://[::1]',
+    'Comma-separated allow-list of DICOMweb base URL prefixes (scheme://host[:port][/path]); a prefix without a port allows every port. Anything else is refused with UNAPPROVED_DICOM_STORE.',
+  ),
+
+  // Slide reading
+  PATHEMBED_FRAME_CACHE_BYTES: v(
+    int(0),
+    String(512 * 1024 * 1024),
+    'Byte budget of the decoded-frame LRU cache per slide reader.',
+  ),
+  PATHEMBED_DECODE_THREADS: v(
+    int(1, 64),
+    '2',
+    'Worker threads for WASM decoders (JPEG 2000, JPEG-LS); sharp uses its own pool.',
+  ),
+  PATHEMBED_PIXEL_SPACING_UM: v(
+    num(0.01, 1000),
+    '0.5',
+    'Target pixel spacing of patches in micrometres per pixel (Path Foundation: 0.5, 20x).',
+  ),
+  PATHEMBED_LEVEL_TOLERANCE: v(
+    num(0, 1),
+    '0.1',
+    'Relative difference of spacing under which a stored level counts as a match.',
+  ),
+  PATHEMBED_STRIDE_PX: v(int(1), '224', 'Stride of the patch grid in pixels at the target spacing.'),
+  PATHEMBED_MIN_TISSUE: v(num(0, 1), '0.5', 'Least tissue fraction for a grid patch to be embedded.'),
+  PATHEMBED_TISSUE_SPACING_UM: v(
+    num(1, 1000),
+    '8',
+    'Pixel spacing at which the tissue mask is computed (8-16 um/px works).',
+  ),
+
+  // Results
+  PATHEMBED_RESULTS_DIR: v(
+    z.string().min(1),
+    'results',
+    'Folder where JSON results and chunk files are written.',
+  ),
+  PATHEMBED_SR_MAX_PATCHES: v(
+    int(0),
+    '1000',
+    'Most per-patch measurement groups in a DICOM SR; above it the SR carries the slide-level content only.',
+  ),
+  PATHEMBED_SR_DESTINATION: v(
+    z.string().url().optional(),
+    undefined,
+    'DICOMweb base URL where SRs are stored; default: the source store.',
+  ),
+
+  // Service
+  REDIS_URL: v(z.string().url(), 'redis://127.0.0.1:6379', 'Redis for BullMQ.'),
+  PATHEMBED_QUEUE_PREFIX: v(z.string().min(1), 'pathembed', 'Key prefix of the BullMQ queues in Redis.'),
+  PATHEMBED_PORT: v(int(0, 65535), '8080', 'Port of `pathembed serve`.'),
+  PATHEMBED_HOST: v(z.string().min(1), '127.0.0.1', 'Address `pathembed serve` listens on.'),
+  PATHEMBED_API_KEYS: v(
+    list.optional(),
+    undefined,
+    'Comma-separated API keys; when set, every /v1 request needs `Authorization: Bearer <key>`.',
+  ),
+  PATHEMBED_PROTECT_HEALTH: v(bool, 'false', 'Require an API key for /healthz, /readyz and /metrics too.'),
+  PATHEMBED_TOKEN_KEY: v(
+    z
+      .string()
+      .regex(/^[0-9a-fA-F]{64}$/, 'must be 64 hex digits (a 256-bit AES key)')
+      .optional(),
+    undefined,
+    'AES-256-GCM key (64 hex digits) encrypting per-job store tokens in Redis. Required to accept per-job tokens.',
+  ),
+  PATHEMBED_CHUNK_PATCHES: v(
+    int(1),
+    '512',
+    'Patches per chunk job; a slide fans out into chunks that workers embed in parallel.',
+  ),
+  PATHEMBED_MAX_PATCHES_PER_JOB: v(int(1), '200000', 'Most patches one slide job may plan.'),
+  PATHEMBED_MAX_PREDICT_PATCHES: v(
+    int(1),
+    '4000',
+    'Most patches in one /v1/predict request (the Path Foundation API allows 4000).',
+  ),
+  PATHEMBED_MAX_JOBS_PER_KEY: v(int(1), '100', 'Most unfinished jobs per API key.'),
+  PATHEMBED_BODY_LIMIT: v(z.string().min(1), '5mb', 'Largest request body.'),
+  PATHEMBED_PREDICT_TIMEOUT_MS: v(
+    int(1000),
+    '300000',
+    'How long /v1/predict waits for its work on the workers.',
+  ),
+  PATHEMBED_WORKER_CONCURRENCY: v(int(1, 64), '1', 'Chunk jobs one worker process runs at once.'),
+  PATHEMBED_LOCK_DURATION_MS: v(
+    int(1000),
+    '120000',
+    'BullMQ lock of a running job; a worker that dies frees it after this long.',
+  ),
+  PATHEMBED_STORE_RATE_LIMIT_MS: v(
+    int(1000),
+    '10000',
+    'How long the queue pauses after a store answers 429.',
+  ),
+} as const;
+
+type Vars = typeof CONFIG_VARIABLES;
+export type ConfigValues = { readonly [K in keyof Vars]: z.output<Vars[K]['schema']> };
+
+export interface Config extends ConfigValues {
+  /** Absolute project root, for resolving the default model path. */
+  readonly projectRoot: string;
+}
+
+const PROJECT_ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+
+/** Parses and validates the environment; throws CONFIG_INVALID naming every bad variable. */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const out: Record<string, unknown> = {};
+  const problems: string[] = [];
+  for (const [name, spec] of Object.entries(CONFIG_VARIABLES)) {
+    const raw = env[name] !== undefined && env[name] !== '' ? env[name] : spec.default;
+    const parsed = (spec.schema as z.ZodType).safeParse(raw);
+    if (parsed.success) out[name] = parsed.data;
+    else
+      problems.push(
+        `${name}=${JSON.stringify(raw)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`,
+      );
+  }
+  if (problems.length > 0) {
+    throw new PathembedError('CONFIG_INVALID', `Invalid configuration: ${problems.join(' | ')}`, {
+      problems,
+    });
+  }
+  const projectRoot = PROJECT_ROOT.endsWith(`${path.sep}dist`) ? path.dirname(PROJECT_ROOT) : PROJECT_ROOT;
+  const modelPath = out.PATHEMBED_MODEL_PATH as string;
+  out.PATHEMBED_MODEL_PATH = path.isAbsolute(modelPath) ? modelPath : path.resolve(projectRoot, modelPath);
+  return Object.freeze({ ...(out as ConfigValues), projectRoot });
+}
