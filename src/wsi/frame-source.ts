@@ -1,0 +1,36 @@
+/**
+ * Where encoded frames come from: a DICOMweb store or a local folder of Part 10 files. The slide
+ * model and the patch reader see only this interface, so both sources read identically.
+ * Frame indices are 0-based within an instance; the 1-based DICOM frame numbers exist only inside
+ * src/dicomweb/ (and the local reader's own file access).
+ */
+import type { DicomJsonDataset } from './dicom-json.js';
+
+/** One frame as stored: its codestream (or raw bytes) and the transfer syntax it is encoded in. */
+export interface EncodedFrame {
+  readonly data: Uint8Array;
+  readonly transferSyntaxUid: string;
+}
+
+export interface FrameSourceStats {
+  /** HTTP requests (or file reads) made for frames. */
+  requests: number;
+  /** Frames received. */
+  frames: number;
+  /** Encoded bytes received. */
+  bytes: number;
+}
+
+export interface FrameSource {
+  /** A human-readable name of the source for messages (URL without credentials, or folder path). */
+  readonly description: string;
+  /** DICOM JSON metadata (PS3.18 F.2) of every instance of the series, bulk data omitted. */
+  seriesMetadata(signal?: AbortSignal): Promise<DicomJsonDataset[]>;
+  /**
+   * Frames of one instance, in the order asked. Implementations batch as they see fit (DICOMweb:
+   * several frame numbers per request, capped by config).
+   */
+  fetchFrames(instanceUid: string, frameIndices: readonly number[], signal?: AbortSignal): Promise<EncodedFrame[]>;
+  readonly stats: FrameSourceStats;
+  close?(): Promise<void>;
+}
