@@ -1,0 +1,85 @@
+/**
+ * The embedding job's contract, shared by the CLI, the queue workers and the API: what a job reads
+ * (a slide source), how (options), what it plans (a SlidePlan, plain JSON so the API or a parent job
+ * can hand it to chunk workers), and what it produces (patch embeddings in patch order).
+ */
+import type { ModelManifest } from '../embed/index.js';
+import type { SlideLevel } from '../wsi/slide-level.js';
+
+/** Where a slide is read from. Tokens are supplied separately at run time, never stored in a plan. */
+export type SlideSourceSpec =
+  | {
+      readonly kind: 'dicomweb';
+      readonly baseUrl: string;
+      readonly studyUid: string;
+      readonly seriesUid: string;
+      readonly instanceUids?: readonly string[];
+    }
+  | { readonly kind: 'local'; readonly folder: string };
+
+/** A rectangle in the pixel grid of the target spacing (the plan's `pixelSpacingUm`). */
+export interface PatchRect {
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+}
+
+export interface PlannedPatch extends PatchRect {
+  /** Position in the plan's patch list; results are emitted in this order. */
+  readonly index: number;
+  /** Tissue fraction under the patch (1 for explicit patches when no mask was computed). */
+  readonly tissueFraction: number;
+}
+
+export interface EmbedOptions {
+  /** Target pixel spacing in µm/px (default from config, 0.5). */
+  readonly pixelSpacingUm?: number;
+  /** Grid stride in pixels at the target spacing (default from config). */
+  readonly stridePx?: number;
+  /** Least tissue fraction of a grid patch (default from config). */
+  readonly minTissue?: number;
+  /** Explicit patches instead of the tissue grid; each must be the model's patch size. */
+  readonly patches?: readonly Pick<PatchRect, 'x' | 'y'>[];
+  /** Require explicit patches to lie fully inside the image (else padded). */
+  readonly requirePatchesInside?: boolean;
+}
+
+export interface SlidePlan {
+  readonly version: 1;
+  readonly source: SlideSourceSpec;
+  readonly pixelSpacingUm: number;
+  /** The stored level patches are read from, and the downsample applied to it (1 when it matches). */
+  readonly level: SlideLevel;
+  readonly levelScale: number;
+  readonly patchSizePx: number;
+  readonly stridePx: number;
+  readonly minTissue: number;
+  /** Size of the slide in the target grid. */
+  readonly widthPx: number;
+  readonly heightPx: number;
+  readonly patches: readonly PlannedPatch[];
+  readonly tissue: { readonly method: string; readonly spacingUm: number; readonly fraction: number } | null;
+}
+
+export interface PatchEmbedding {
+  readonly index: number;
+  readonly embedding: Float32Array;
+}
+
+export interface StageTimings {
+  fetchMs: number;
+  decodeMs: number;
+  inferMs: number;
+  writeMs: number;
+}
+
+export interface JobProgress {
+  readonly planned: number;
+  readonly done: number;
+  readonly patchesPerSecond: number;
+}
+
+export interface ModelInfo {
+  readonly manifest: ModelManifest;
+}
