@@ -1,0 +1,63 @@
+/**
+ * JPEG baseline and extended frames through sharp (libvips + libjpeg-turbo, decoded on libuv's
+ * thread pool so the event loop stays free). libjpeg picks the stream's colour space from its own
+ * markers (JFIF, Adobe, component ids) and converts to RGB itself; that is the truth about the
+ * samples, so the DICOM photometric label, often wrong in real files (Aperio's RGB-coded tiles
+ * labelled YBR_FULL_422), never triggers a second conversion here.
+ */
+import sharp from 'sharp';
+import { PathembedError } from '../errors.js';
+import { samplesToRgb } from './color.js';
+import { type JpegHeader, readJpegHeader } from './jpeg-markers.js';
+import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
+import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
+
+/**
+ * libjpeg reports benign oddities of real scanners' streams (extraneous bytes before a marker) as
+ * warnings; a truncated or unreadable stream is an error and still fails.
+ */
+const FAIL_ON = 'error';
+
+/** Decodes any JPEG stream sharp reads to its 8-bit samples, after libjpeg's own colour handling. */
+export async function decodeWithSharp(
+  encoded: Uint8Array,
+  header: JpegHeader = readJpegHeader(encoded),
+): Promise<DecodedSamples> {
+  let pipeline = sharp(encoded, { failOn: FAIL_ON, ignoreIcc: true });
+  // sharp would hand a one-component stream back as three equal sRGB channels, hiding that it is
+  // grey (MONOCHROME1 must then be inverted), so grey stays grey until samplesToRgb.
+  if (header.components === GREY_SAMPLES) pipeline = pipeline.toColourspace('b-w');
+  const { data, info } = await pipeline
+    .raw({ depth: 'uchar' })
+    .toUint8Array()
+    .catch((err: unknown) => {
+      const reason = err instanceof Error ? err.message : String(err);
+      throw new PathembedError(
+        'FRAME_DECODE_ERROR',
+        `JPEG frame could not be decoded: ${reason}`,
+        {},
+        { cause: err },
+      );
+    });
+  if (info.channels !== GREY_SAMPLES && info.channels !== COLOUR_SAMPLES) {
+    throw new PathembedError(
+      'UNSUPPORTED_PHOTOMETRIC',
+      `JPEG frame decodes to ${info.channels} channels; only grey (1) or colour (3) streams are supported`,
+      { channels: info.channels },
+    );
+  }
+  return {
+    width: info.width,
+    height: info.height,
+    samplesPerPixel: info.channels,
+    data,
+  };
+}
+
+export async function decodeJpeg(encoded: Uint8Array, desc: FrameDescription): Promise<RgbFrame> {
+  const samples = await decodeWithSharp(encoded);
+  return samplesToRgb(samples, {
+    ybrToRgb: false,
+    invertMonochrome: desc.photometricInterpretation === Photometric.Monochrome1,
+  });
+}

@@ -1,0 +1,252 @@
+/**
+ * The synchronous decoders that run inside a decode worker: OpenJPEG (JPEG 2000, HTJ2K), CharLS
+ * (JPEG-LS), both as WASM modules initialised once per worker on first use, and
+ * jpeg-lossless-decoder-js. Each turns a codestream into 8-bit pixel-interleaved samples, or a
+ * failure reply; nothing here throws across the thread boundary.
+ */
+import { createRequire } from 'node:module';
+import { planarToInterleaved } from './color.js';
+import type {
+  WasmCodec,
+  WasmDecodedSamples,
+  WasmDecodeFailure,
+  WasmDecodeReply,
+  WasmDecodeRequest,
+} from './wasm-protocol.js';
+
+const require = createRequire(import.meta.url);
+
+const MAX_BITS = 8;
+const GREY_SAMPLES = 1;
+const COLOUR_SAMPLES = 3;
+/** CharLS interleave mode 0: the decoded buffer holds whole planes, one component after another. */
+const CHARLS_INTERLEAVE_NONE = 0;
+/** What an Emscripten abort throws (WebAssembly.RuntimeError). */
+const EMSCRIPTEN_ABORT_ERROR = 'RuntimeError';
+/** Keep at most this many lines of OpenJPEG's log for one error message. */
+const MAX_LOG_LINES = 5;
+
+interface WasmFrameInfo {
+  width: number;
+  height: number;
+  bitsPerSample: number;
+  componentCount: number;
+  isSigned?: boolean;
+}
+
+interface EmscriptenOptions {
+  print?: (text: string) => void;
+  printErr?: (text: string) => void;
+}
+
+interface EmbindObject {
+  delete(): void;
+}
+
+interface J2KDecoder extends EmbindObject {
+  getEncodedBuffer(length: number): Uint8Array;
+  decode(): void;
+  getFrameInfo(): WasmFrameInfo;
+  getDecodedBuffer(): Uint8Array;
+  getColorSpace(): number;
+}
+
+interface JpegLSDecoder extends EmbindObject {
+  getEncodedBuffer(length: number): Uint8Array;
+  decode(): void;
+  getFrameInfo(): WasmFrameInfo;
+  getInterleaveMode(): number;
+  getDecodedBuffer(): Uint8Array;
+}
+
+interface EmscriptenModule {
+  getExceptionMessage?: (pointer: number) => unknown;
+}
+
+interface OpenJpegModule extends EmscriptenModule {
+  J2KDecoder: new () => J2KDecoder;
+}
+
+interface CharlsModule extends EmscriptenModule {
+  JpegLSDecoder: new () => JpegLSDecoder;
+}
+
+interface LosslessDecoder {
+  decode(buffer: ArrayBuffer, offset: number, length: number): Uint8Array | Uint16Array;
+  xDim: number;
+  yDim: number;
+  numComp: number;
+  numBytes: number;
+}
+
+type Factory<M> = (options: EmscriptenOptions) => Promise<M>;
+
+/** OpenJPEG reports problems only through its log callbacks, so each decode collects them. */
+let openJpegLog: string[] = [];
+let openJpeg: Promise<OpenJpegModule> | undefined;
+let charls: Promise<CharlsModule> | undefined;
+
+function loadOpenJpeg(): Promise<OpenJpegModule> {
+  // The decode-only builds are smaller and start faster than the encoder+decoder ones.
+  const factory = require('@cornerstonejs/codec-openjpeg/decodewasmjs') as Factory<OpenJpegModule>;
+  openJpeg ??= factory({ print: (t) => openJpegLog.push(t), printErr: (t) => openJpegLog.push(t) });
+  return openJpeg;
+}
+
+function loadCharls(): Promise<CharlsModule> {
+  const factory = require('@cornerstonejs/codec-charls/decodewasmjs') as Factory<CharlsModule>;
+  charls ??= factory({ print: () => {}, printErr: () => {} });
+  return charls;
+}
+
+class KernelError extends Error {
+  constructor(
+    message: string,
+    readonly code: WasmDecodeFailure['code'] = 'FRAME_DECODE_ERROR',
+  ) {
+    super(message);
+  }
+}
+
+function checkFormat(codec: string, info: WasmFrameInfo): void {
+  if (info.bitsPerSample > MAX_BITS || info.isSigned) {
+    throw new KernelError(
+      `${codec} codestream holds ${info.isSigned ? 'signed ' : ''}${info.bitsPerSample}-bit samples; only unsigned ${MAX_BITS}-bit samples are supported`,
+      'UNSUPPORTED_PHOTOMETRIC',
+    );
+  }
+  if (info.componentCount !== GREY_SAMPLES && info.componentCount !== COLOUR_SAMPLES) {
+    throw new KernelError(
+      `${codec} codestream has ${info.componentCount} components; only ${GREY_SAMPLES} or ${COLOUR_SAMPLES} are supported`,
+      'UNSUPPORTED_PHOTOMETRIC',
+    );
+  }
+}
+
+function checkLength(codec: string, info: WasmFrameInfo, data: Uint8Array): void {
+  const expected = info.width * info.height * info.componentCount;
+  if (data.length !== expected) {
+    throw new KernelError(
+      `${codec} decoder returned ${data.length} bytes for ${info.width}x${info.height}x${info.componentCount} (${expected} expected)`,
+    );
+  }
+}
+
+/** Embind returns a fresh Uint8ClampedArray copied out of WASM memory; view it as bytes. */
+function asBytes(view: Uint8Array | Uint8ClampedArray): Uint8Array {
+  return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+}
+
+function describeThrown(module: EmscriptenModule | undefined, err: unknown): string {
+  // C++ exceptions reach JavaScript as a pointer; the module can turn it into its what() text.
+  if (typeof err === 'number' && module?.getExceptionMessage) {
+    const text = module.getExceptionMessage(err);
+    return Array.isArray(text) ? text.filter(Boolean).join(': ') : String(text);
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+async function decodeJpeg2000(encoded: Uint8Array): Promise<WasmDecodedSamples> {
+  const module = await loadOpenJpeg();
+  // A fresh decoder per frame: a reused one keeps the previous frame's info after a failed decode.
+  const decoder = new module.J2KDecoder();
+  openJpegLog = [];
+  try {
+    decoder.getEncodedBuffer(encoded.length).set(encoded);
+    try {
+      decoder.decode();
+    } catch (err) {
+      throw new KernelError(`JPEG 2000 decode failed: ${describeThrown(module, err)}`);
+    }
+    const info = decoder.getFrameInfo();
+    if (info.width === 0 || info.height === 0) {
+      const errors = openJpegLog.filter((line) => line.includes('[ERROR]')).slice(0, MAX_LOG_LINES);
+      throw new KernelError(`JPEG 2000 decode failed: ${errors.join(' ').trim() || 'no image decoded'}`);
+    }
+    checkFormat('JPEG 2000', info);
+    const data = asBytes(decoder.getDecodedBuffer());
+    checkLength('JPEG 2000', info, data);
+    return {
+      width: info.width,
+      height: info.height,
+      samplesPerPixel: info.componentCount,
+      data,
+      colourSpace: decoder.getColorSpace(),
+    };
+  } finally {
+    decoder.delete();
+  }
+}
+
+async function decodeJpegLs(encoded: Uint8Array): Promise<WasmDecodedSamples> {
+  const module = await loadCharls();
+  const decoder = new module.JpegLSDecoder();
+  try {
+    decoder.getEncodedBuffer(encoded.length).set(encoded);
+    try {
+      decoder.decode();
+    } catch (err) {
+      throw new KernelError(`JPEG-LS decode failed: ${describeThrown(module, err)}`);
+    }
+    const info = decoder.getFrameInfo();
+    checkFormat('JPEG-LS', info);
+    let data = asBytes(decoder.getDecodedBuffer());
+    checkLength('JPEG-LS', info, data);
+    if (info.componentCount === COLOUR_SAMPLES && decoder.getInterleaveMode() === CHARLS_INTERLEAVE_NONE) {
+      data = planarToInterleaved(data, info.width * info.height, COLOUR_SAMPLES);
+    }
+    return { width: info.width, height: info.height, samplesPerPixel: info.componentCount, data };
+  } finally {
+    decoder.delete();
+  }
+}
+
+function decodeJpegLossless(encoded: Uint8Array): WasmDecodedSamples {
+  const { Decoder } = require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder };
+  const decoder = new Decoder();
+  let out: Uint8Array | Uint16Array;
+  try {
+    out = decoder.decode(encoded.buffer as ArrayBuffer, encoded.byteOffset, encoded.byteLength);
+  } catch (err) {
+    throw new KernelError(`JPEG lossless decode failed: ${describeThrown(undefined, err)}`);
+  }
+  const info: WasmFrameInfo = {
+    width: decoder.xDim,
+    height: decoder.yDim,
+    componentCount: decoder.numComp,
+    bitsPerSample: decoder.numBytes * MAX_BITS,
+  };
+  if (!out || info.width === 0) throw new KernelError('JPEG lossless decode failed: no image decoded');
+  checkFormat('JPEG lossless', info);
+  const data = asBytes(out as Uint8Array);
+  checkLength('JPEG lossless', info, data);
+  return { width: info.width, height: info.height, samplesPerPixel: info.componentCount, data };
+}
+
+const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | Promise<WasmDecodedSamples>> =
+  {
+    jpeg2000: decodeJpeg2000,
+    'jpeg-ls': decodeJpegLs,
+    'jpeg-lossless': decodeJpegLossless,
+  };
+
+/** Runs one request; always resolves, with the samples or with a failure to send back. */
+export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {
+  try {
+    const samples = await KERNELS[request.codec](request.encoded);
+    return { id: request.id, ok: true, ...samples };
+  } catch (err) {
+    if (err instanceof KernelError) {
+      return { id: request.id, ok: false, code: err.code, message: err.message, fatal: false };
+    }
+    // An Emscripten abort (RuntimeError) leaves the module's memory in an unknown state.
+    const fatal = err instanceof Error && err.name === EMSCRIPTEN_ABORT_ERROR;
+    return {
+      id: request.id,
+      ok: false,
+      code: 'FRAME_DECODE_ERROR',
+      message: `${request.codec} decoder failed: ${describeThrown(undefined, err)}`,
+      fatal,
+    };
+  }
+}

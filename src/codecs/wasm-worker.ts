@@ -1,0 +1,16 @@
+/**
+ * Entry point of a decode worker thread: receives one request at a time from the pool, runs the
+ * matching kernel and sends the samples back, transferring their buffer instead of copying it.
+ */
+import { parentPort } from 'node:worker_threads';
+import { runKernel } from './wasm-kernels.js';
+import type { WasmDecodeRequest } from './wasm-protocol.js';
+
+const port = parentPort;
+if (!port) throw new Error('wasm-worker must be started as a worker thread by WasmWorkerPool');
+
+port.on('message', (request: WasmDecodeRequest) => {
+  void runKernel(request).then((reply) => {
+    port.postMessage(reply, reply.ok ? [reply.data.buffer as ArrayBuffer] : []);
+  });
+});
