@@ -23,6 +23,10 @@ const COLOUR_SAMPLES = 3;
 const CHARLS_INTERLEAVE_NONE = 0;
 /** What an Emscripten abort throws (WebAssembly.RuntimeError). */
 const EMSCRIPTEN_ABORT_ERROR = 'RuntimeError';
+const MARKER_PREFIX = 0xff;
+const EOI = 0xd9;
+/** Zero bytes put before EOI for jpeg-lossless-decoder-js's read-ahead (it needs more than 4). */
+const SCAN_END_ZERO_BYTES = 8;
 /** Keep at most this many lines of OpenJPEG's log for one error message. */
 const MAX_LOG_LINES = 5;
 
@@ -201,12 +205,32 @@ async function decodeJpegLs(encoded: Uint8Array): Promise<WasmDecodedSamples> {
   }
 }
 
+/**
+ * jpeg-lossless-decoder-js reads past the last code of a scan, so where the scan ends right at
+ * EOI it takes marker bits for data and gets the last pixels wrong (seen on DCMTK's streams).
+ * libjpeg feeds zero bits once entropy-coded data runs out; zero bytes inserted before EOI (after
+ * dropping fill bytes) give this decoder the same.
+ */
+function padScanEnd(encoded: Uint8Array): Uint8Array {
+  let eoi = encoded.length - 2;
+  while (eoi >= 0 && !(encoded[eoi] === MARKER_PREFIX && encoded[eoi + 1] === EOI)) eoi--;
+  if (eoi < 0) return encoded;
+  let dataEnd = eoi;
+  while (dataEnd > 0 && encoded[dataEnd - 1] === MARKER_PREFIX) dataEnd--;
+  const padded = new Uint8Array(dataEnd + SCAN_END_ZERO_BYTES + 2);
+  padded.set(encoded.subarray(0, dataEnd));
+  padded[padded.length - 2] = MARKER_PREFIX;
+  padded[padded.length - 1] = EOI;
+  return padded;
+}
+
 function decodeJpegLossless(encoded: Uint8Array): WasmDecodedSamples {
   const { Decoder } = require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder };
   const decoder = new Decoder();
+  const stream = padScanEnd(encoded);
   let out: Uint8Array | Uint16Array;
   try {
-    out = decoder.decode(encoded.buffer as ArrayBuffer, encoded.byteOffset, encoded.byteLength);
+    out = decoder.decode(stream.buffer as ArrayBuffer, stream.byteOffset, stream.byteLength);
   } catch (err) {
     throw new KernelError(`JPEG lossless decode failed: ${describeThrown(undefined, err)}`);
   }
