@@ -18,8 +18,11 @@ const SOD = 0x93;
 const MARKER_BYTES = 2;
 /** COD payload: Lcod (2), Scod (1), progression order (1), layers (2), then the MCT flag. */
 const COD_MCT_OFFSET = 8;
-/** OPJ_CLRSPC_SRGB and OPJ_CLRSPC_GRAY: OpenJPEG already produced RGB (it converts subsampled YCC itself). */
-const OPJ_COLOUR_SPACES_DONE: ReadonlySet<number> = new Set([1, 2]);
+/** OpenJPEG's OPJ_COLOR_SPACE values that mean its output is already RGB or grey. */
+const OPJ_CLRSPC_SRGB = 1;
+const OPJ_CLRSPC_GRAY = 2;
+/** The wrapper converts subsampled (4:2:x) YCC itself and then reports sRGB. */
+const OPJ_COLOUR_SPACES_DONE: ReadonlySet<number> = new Set([OPJ_CLRSPC_SRGB, OPJ_CLRSPC_GRAY]);
 
 /** Offset of the codestream's SOC marker: 0 for a raw codestream, further in for a JP2 file. */
 function findCodestream(bytes: Uint8Array): number {
