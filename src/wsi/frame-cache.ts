@@ -1,0 +1,327 @@
+/**
+ * The decoded-frame cache a slide reader shares between all the patches it reads.
+ *
+ * - Decoded RGB frames keyed by (instanceUid, frameIndex), least-recently-used first out, bounded
+ *   in bytes (PATHEMBED_FRAME_CACHE_BYTES), because what costs memory is the decoded size
+ *   (a 256 x 256 frame is 192 KiB whatever its codestream weighed).
+ * - In-flight de-duplication: a frame being fetched or decoded is fetched and decoded once,
+ *   however many patches ask for it meanwhile; they all wait on the same promise. Neighbouring
+ *   224 px patches on 256 px tiles share most frames, so this is where most requests are saved.
+ * - Batched fetching: frames missing in one turn of the event loop (e.g. a `Promise.all` over a
+ *   batch of patches) are grouped per instance and handed to `FrameSource.fetchFrames` in one
+ *   call, which asks for several frame numbers per HTTP request (the DICOMweb source caps them by
+ *   PATHEMBED_FRAMES_PER_REQUEST).
+ * - `prefetch(level, tiles)` fetches, in the order given (row order for a patch grid), the frames
+ *   a list of patches will need, no more than fit in the byte budget, so frames are not evicted
+ *   before the patches that asked for them read them.
+ *
+ * Abort signals reach `fetchFrames`. Frames missing at the same time under different signals are
+ * fetched in separate batches, so one caller's abort never fails another caller's fetch: a
+ * caller that joined an in-flight frame whose fetch was aborted by someone else fetches it again.
+ */
+import type { FrameDecoder, RgbFrame } from '../codecs/index.js';
+import type { FrameSource } from './frame-source.js';
+import { RGB_CHANNELS } from './resample.js';
+import type { SlideLevel, TileFrame } from './slide-level.js';
+
+/** Anything that turns tiles of a level into decoded RGB frames (the cache, or an uncached reader). */
+export interface FrameProvider {
+  /** Decoded frames of `level`, in the order of `tiles`. */
+  getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]>;
+}
+
+export interface FrameCacheOptions {
+  /** Byte budget of decoded frames kept (PATHEMBED_FRAME_CACHE_BYTES); 0 keeps none but still de-duplicates in-flight frames. */
+  readonly maxBytes: number;
+  /**
+   * Most frames `prefetch` hands to one `fetchFrames` call. Smaller slices let the first patches
+   * start while later frames are still on the wire; a multiple of the source's frames-per-request
+   * cap keeps requests full. Default 256.
+   */
+  readonly prefetchSliceFrames?: number;
+}
+
+export const DEFAULT_PREFETCH_SLICE_FRAMES = 256;
+
+export interface FrameCacheStats {
+  /** HTTP requests (or file reads) for frames, from the source's own counter. */
+  readonly requests: number;
+  /** Frames this cache fetched from the source. */
+  readonly framesFetched: number;
+  /** Encoded bytes of those frames. */
+  readonly bytesFetched: number;
+  /** Frame lookups answered from the cache. */
+  readonly hits: number;
+  /** Frame lookups that joined a fetch already in flight (no new fetch). */
+  readonly joins: number;
+  /** Frame lookups that started a fetch. */
+  readonly misses: number;
+  /** Frames dropped to stay within the byte budget. */
+  readonly evictions: number;
+  /** (hits + joins) / all lookups; 0 before the first lookup. */
+  readonly hitRatio: number;
+  readonly cachedFrames: number;
+  readonly cachedBytes: number;
+  readonly maxBytes: number;
+}
+
+interface InFlight {
+  readonly promise: Promise<RgbFrame>;
+  /** The signal the fetch runs under; a joiner retries when this one, not its own, aborted. */
+  readonly signal: AbortSignal | undefined;
+}
+
+interface PendingFrame {
+  readonly key: string;
+  readonly frameIndex: number;
+  readonly level: SlideLevel;
+  resolve(frame: RgbFrame): void;
+  reject(err: unknown): void;
+}
+
+function frameKey(tile: TileFrame): string {
+  return `${tile.instanceUid}#${tile.frameIndex}`;
+}
+
+function pushTo<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
+function frameBytes(frame: RgbFrame): number {
+  return frame.data.byteLength;
+}
+
+/** Decoded size of one frame of `level`, as the budget counts it. */
+export function levelFrameBytes(level: SlideLevel): number {
+  return level.tileWidthPx * level.tileHeightPx * RGB_CHANNELS;
+}
+
+function abortReason(signal: AbortSignal): unknown {
+  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
+}
+
+/** Resolves like `promise`, or rejects as soon as `signal` aborts. */
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return promise;
+  if (signal.aborted) return Promise.reject(abortReason(signal));
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(abortReason(signal));
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+export class FrameCache implements FrameProvider {
+  private readonly lru = new Map<string, RgbFrame>();
+  private readonly inFlight = new Map<string, InFlight>();
+  /** Frames missed this turn, by signal then instance, waiting for the flush. */
+  private pending = new Map<AbortSignal | undefined, Map<string, PendingFrame[]>>();
+  private flushScheduled = false;
+  private cachedBytes = 0;
+  private counts = { framesFetched: 0, bytesFetched: 0, hits: 0, joins: 0, misses: 0, evictions: 0 };
+  readonly maxBytes: number;
+  private readonly prefetchSliceFrames: number;
+
+  constructor(
+    private readonly source: FrameSource,
+    private readonly decoder: Pick<FrameDecoder, 'decode'>,
+    options: FrameCacheOptions,
+  ) {
+    this.maxBytes = Math.max(0, options.maxBytes);
+    this.prefetchSliceFrames = Math.max(1, options.prefetchSliceFrames ?? DEFAULT_PREFETCH_SLICE_FRAMES);
+  }
+
+  /** Decoded frames of `level` in the order of `tiles`; missing ones are fetched in batches. */
+  async getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]> {
+    signal?.throwIfAborted();
+    const frames = tiles.map((tile) => this.frame(level, tile, signal));
+    return raceAbort(Promise.all(frames), signal);
+  }
+
+  /**
+   * Starts fetching the frames of `tiles` (in that order, duplicates and cached frames skipped)
+   * that are not cached yet, at most as many as fit in the byte budget. Resolves when they are
+   * cached; returns how many frames it fetched. Waiting is optional: failures also reach the
+   * patches that read the frames.
+   */
+  async prefetch(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<number> {
+    signal?.throwIfAborted();
+    const budgetFrames = Math.floor(this.maxBytes / levelFrameBytes(level));
+    const byInstance = new Map<string, PendingFrame[]>();
+    const waits: Promise<RgbFrame>[] = [];
+    const seen = new Set<string>();
+    for (const tile of tiles) {
+      if (seen.size >= budgetFrames) break;
+      const key = frameKey(tile);
+      if (seen.has(key)) continue;
+      seen.add(key);
+      if (this.lru.has(key) || this.inFlight.has(key)) continue;
+      const { pending, promise } = this.startFetch(key, tile, level, signal);
+      waits.push(promise);
+      pushTo(byInstance, tile.instanceUid, pending);
+    }
+    const batches: Promise<void>[] = [];
+    for (const [instanceUid, list] of byInstance) {
+      for (let i = 0; i < list.length; i += this.prefetchSliceFrames) {
+        batches.push(this.fetchBatch(instanceUid, list.slice(i, i + this.prefetchSliceFrames), signal));
+      }
+    }
+    await Promise.all(batches);
+    await Promise.all(waits);
+    return waits.length;
+  }
+
+  stats(): FrameCacheStats {
+    const lookups = this.counts.hits + this.counts.joins + this.counts.misses;
+    return {
+      requests: this.source.stats.requests,
+      ...this.counts,
+      hitRatio: lookups === 0 ? 0 : (this.counts.hits + this.counts.joins) / lookups,
+      cachedFrames: this.lru.size,
+      cachedBytes: this.cachedBytes,
+      maxBytes: this.maxBytes,
+    };
+  }
+
+  /** Drops every cached frame (in-flight fetches finish and are cached). */
+  clear(): void {
+    this.lru.clear();
+    this.cachedBytes = 0;
+  }
+
+  private frame(level: SlideLevel, tile: TileFrame, signal: AbortSignal | undefined): Promise<RgbFrame> {
+    const key = frameKey(tile);
+    const cached = this.lru.get(key);
+    if (cached) {
+      this.counts.hits++;
+      // Re-insert to mark it most recently used (Map keeps insertion order).
+      this.lru.delete(key);
+      this.lru.set(key, cached);
+      return Promise.resolve(cached);
+    }
+    const flying = this.inFlight.get(key);
+    if (flying) {
+      this.counts.joins++;
+      if (flying.signal === signal || flying.signal === undefined) return flying.promise;
+      // Another caller's abort must not fail this one: fetch again if theirs was aborted.
+      return flying.promise.catch((err) => {
+        if (flying.signal?.aborted && !signal?.aborted) return this.frame(level, tile, signal);
+        throw err;
+      });
+    }
+    const { pending, promise } = this.startFetch(key, tile, level, signal);
+    let bySignal = this.pending.get(signal);
+    if (!bySignal) {
+      bySignal = new Map();
+      this.pending.set(signal, bySignal);
+    }
+    pushTo(bySignal, tile.instanceUid, pending);
+    this.scheduleFlush();
+    return promise;
+  }
+
+  /** Registers a frame as in flight; the returned `pending` settles it. */
+  private startFetch(
+    key: string,
+    tile: TileFrame,
+    level: SlideLevel,
+    signal: AbortSignal | undefined,
+  ): { pending: PendingFrame; promise: Promise<RgbFrame> } {
+    this.counts.misses++;
+    let resolve!: (frame: RgbFrame) => void;
+    let reject!: (err: unknown) => void;
+    const promise = new Promise<RgbFrame>((res, rej) => {
+      resolve = res;
+      reject = rej;
+    });
+    // A prefetched frame may fail with nobody waiting on it; that must not be an unhandled rejection.
+    promise.catch(() => {});
+    this.inFlight.set(key, { promise, signal });
+    const pending: PendingFrame = {
+      key,
+      frameIndex: tile.frameIndex,
+      level,
+      resolve: (frame) => {
+        this.inFlight.delete(key);
+        this.store(key, frame);
+        resolve(frame);
+      },
+      reject: (err) => {
+        this.inFlight.delete(key);
+        reject(err);
+      },
+    };
+    return { pending, promise };
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushScheduled) return;
+    this.flushScheduled = true;
+    // setImmediate, not a microtask: patches started by one Promise.all reach the cache across
+    // several microtask hops (async functions awaiting), and should still share one batch.
+    setImmediate(() => {
+      this.flushScheduled = false;
+      const pending = this.pending;
+      this.pending = new Map();
+      for (const [signal, byInstance] of pending) {
+        for (const [instanceUid, list] of byInstance) void this.fetchBatch(instanceUid, list, signal);
+      }
+    });
+  }
+
+  /** One `fetchFrames` call, then a decode per frame; settles every pending frame. Never rejects. */
+  private async fetchBatch(
+    instanceUid: string,
+    list: readonly PendingFrame[],
+    signal: AbortSignal | undefined,
+  ): Promise<void> {
+    let encoded: Awaited<ReturnType<FrameSource['fetchFrames']>>;
+    try {
+      signal?.throwIfAborted();
+      encoded = await this.source.fetchFrames(
+        instanceUid,
+        list.map((p) => p.frameIndex),
+        signal,
+      );
+    } catch (err) {
+      for (const p of list) p.reject(err);
+      return;
+    }
+    await Promise.all(
+      list.map(async (p, i) => {
+        const frame = encoded[i];
+        try {
+          this.counts.framesFetched++;
+          this.counts.bytesFetched += frame.data.byteLength;
+          p.resolve(await this.decoder.decode(frame.data, frame.transferSyntaxUid, p.level.frame));
+        } catch (err) {
+          p.reject(err);
+        }
+      }),
+    );
+  }
+
+  private store(key: string, frame: RgbFrame): void {
+    const size = frameBytes(frame);
+    if (size > this.maxBytes) return;
+    this.lru.set(key, frame);
+    this.cachedBytes += size;
+    for (const [oldKey, old] of this.lru) {
+      if (this.cachedBytes <= this.maxBytes) break;
+      this.lru.delete(oldKey);
+      this.cachedBytes -= frameBytes(old);
+      this.counts.evictions++;
+    }
+  }
+}

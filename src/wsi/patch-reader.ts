@@ -1,0 +1,287 @@
+/**
+ * Reads pixel regions and model patches out of a slide: the frames a region overlaps are fetched
+ * (batched, through the frame cache), decoded, stitched and cropped into one RGB buffer.
+ *
+ * Coordinates:
+ * - `readRegion(level, ...)` takes pixels of that level's total pixel matrix.
+ * - `getPatch(rect, pixelSpacingUm)` and `readScaled(choice, rect)` take pixels of the slide's
+ *   *target grid* at `pixelSpacingUm`: the grid of the stored level that serves that spacing
+ *   (level-choice) shrunk by its `scale`, so target pixel (x, y) covers level pixels
+ *   [x * scale, (x + 1) * scale) x [y * scale, (y + 1) * scale). When a level matches the spacing
+ *   (scale 1) the target grid is that level's pixel grid. The target grid is
+ *   floor(levelWidth / scale) x floor(levelHeight / scale) pixels (`targetGridSize`).
+ *
+ * Fill colours (documented choice):
+ * - beyond the image edge: black (0, 0, 0) by default, as EZ-WSI pads, or the caller's
+ *   `background`; with `requireInside` such a region is refused with PATCH_OUTSIDE_IMAGE instead.
+ * - a tile missing from a TILED_SPARSE level (the scanner skipped it: it saw only glass):
+ *   white (255, 255, 255), the slide's background, so it reads as the glass it stands for and
+ *   the tissue mask does not take it for tissue.
+ *
+ * Shrinking from the finer level uses area averaging (resample.ts), so a patch at 1 µm/px read
+ * from a 0.5 µm/px level is the mean of each 2 x 2 block, as a scanner with bigger pixels sees it.
+ */
+import type { RgbFrame } from '../codecs/index.js';
+import { PathembedError } from '../errors.js';
+import type { FrameCache, FrameProvider } from './frame-cache.js';
+import { chooseLevel } from './level-choice.js';
+import { assertValidRect, isInsideImage, type RectPx, tilesOverlapping } from './region.js';
+import { areaResample, RGB_CHANNELS } from './resample.js';
+import type { SlideLevel, TileFrame } from './slide-level.js';
+import { tileFrame } from './tile-index.js';
+
+export type Rgb = readonly [number, number, number];
+
+/** Beyond the image edge (EZ-WSI pads black too). */
+export const OUTSIDE_IMAGE_RGB: Rgb = [0, 0, 0];
+/** A tile a sparse level does not store: glass, the slide's background. */
+export const MISSING_TILE_RGB: Rgb = [255, 255, 255];
+
+export interface ReadRegionOptions {
+  /** Refuse (PATCH_OUTSIDE_IMAGE) a region that is not wholly inside the image, instead of padding it. */
+  readonly requireInside?: boolean;
+  /** Colour of pixels beyond the image edge; default OUTSIDE_IMAGE_RGB (black). */
+  readonly background?: Rgb;
+  readonly signal?: AbortSignal;
+}
+
+/** A stored level and the downsample that turns it into the target grid (see level-choice). */
+export interface LevelScale {
+  readonly level: SlideLevel;
+  /** Target spacing / level spacing: 1 when the level matches, at most 8. */
+  readonly scale: number;
+}
+
+/** Size of the target grid served by `choice` (whole target pixels inside the image). */
+export function targetGridSize(choice: LevelScale): { widthPx: number; heightPx: number } {
+  // A tiny epsilon so that e.g. 2220 / (2220 / 1110) is not floored to 1109 by rounding error.
+  const epsilon = 1e-9;
+  return {
+    widthPx: Math.floor(choice.level.widthPx / choice.scale + epsilon),
+    heightPx: Math.floor(choice.level.heightPx / choice.scale + epsilon),
+  };
+}
+
+/** The enclosing level-pixel rectangle a target-grid rectangle reads, and where it starts inside it. */
+export function levelWindow(
+  choice: LevelScale,
+  rect: RectPx,
+): { region: RectPx; offsetX: number; offsetY: number } {
+  const { scale } = choice;
+  const x0 = rect.xPx * scale;
+  const y0 = rect.yPx * scale;
+  const xPx = Math.floor(x0);
+  const yPx = Math.floor(y0);
+  // Snap ends within 1e-9 px of an integer so float noise does not read one more column.
+  const snapCeil = (v: number) => Math.ceil(v - 1e-9);
+  const x1 = snapCeil((rect.xPx + rect.widthPx) * scale);
+  const y1 = snapCeil((rect.yPx + rect.heightPx) * scale);
+  return {
+    region: { xPx, yPx, widthPx: Math.max(1, x1 - xPx), heightPx: Math.max(1, y1 - yPx) },
+    offsetX: x0 - xPx,
+    offsetY: y0 - yPx,
+  };
+}
+
+function fillRect(out: RgbFrame, rect: RectPx, rgb: Rgb): void {
+  const [r, g, b] = rgb;
+  const rowBytes = rect.widthPx * RGB_CHANNELS;
+  const first = (rect.yPx * out.width + rect.xPx) * RGB_CHANNELS;
+  // Fill one row pixel by pixel, then copy it to the others (copyWithin is a memmove).
+  for (let i = 0; i < rowBytes; i += RGB_CHANNELS) {
+    out.data[first + i] = r;
+    out.data[first + i + 1] = g;
+    out.data[first + i + 2] = b;
+  }
+  for (let y = 1; y < rect.heightPx; y++) {
+    const start = ((rect.yPx + y) * out.width + rect.xPx) * RGB_CHANNELS;
+    out.data.copyWithin(start, first, first + rowBytes);
+  }
+}
+
+export interface PatchReaderOptions {
+  /** Relative spacing difference under which a level matches the target (PATHEMBED_LEVEL_TOLERANCE). */
+  readonly levelTolerance: number;
+}
+
+export class PatchReader {
+  constructor(
+    private readonly frames: FrameProvider,
+    private readonly options: PatchReaderOptions,
+  ) {}
+
+  /** The level and scale that serve `pixelSpacingUm` (level-choice; NO_MATCHING_LEVEL when none). */
+  chooseLevel(levels: readonly SlideLevel[], pixelSpacingUm: number): LevelScale {
+    const { level, scale } = chooseLevel(levels, pixelSpacingUm, { tolerance: this.options.levelTolerance });
+    return { level, scale };
+  }
+
+  /**
+   * A patch at `pixelSpacingUm`, its rectangle in that spacing's target grid (module doc): read
+   * from the level that serves the spacing, shrunk by area averaging when none matches.
+   */
+  async getPatch(
+    levels: readonly SlideLevel[],
+    rect: RectPx,
+    pixelSpacingUm: number,
+    options: ReadRegionOptions = {},
+  ): Promise<RgbFrame> {
+    return this.readScaled(this.chooseLevel(levels, pixelSpacingUm), rect, options);
+  }
+
+  /**
+   * The RGB pixels of a rectangle of `level`'s total pixel matrix. Parts beyond the image are
+   * `background` (black) unless `requireInside`; tiles a sparse level lacks are white.
+   */
+  async readRegion(
+    level: SlideLevel,
+    xPx: number,
+    yPx: number,
+    widthPx: number,
+    heightPx: number,
+    options: ReadRegionOptions = {},
+  ): Promise<RgbFrame> {
+    const rect: RectPx = { xPx, yPx, widthPx, heightPx };
+    assertValidRect(rect);
+    if (options.requireInside && !isInsideImage(rect, level.widthPx, level.heightPx)) {
+      throw new PathembedError(
+        'PATCH_OUTSIDE_IMAGE',
+        `Region x=${xPx} y=${yPx} ${widthPx}x${heightPx} is not inside level ${level.index} (${level.widthPx}x${level.heightPx})`,
+        { level: level.index, ...rect, imageWidthPx: level.widthPx, imageHeightPx: level.heightPx },
+      );
+    }
+    const out: RgbFrame = {
+      width: widthPx,
+      height: heightPx,
+      data: new Uint8Array(widthPx * heightPx * RGB_CHANNELS),
+    };
+    if (!isInsideImage(rect, level.widthPx, level.heightPx)) {
+      fillRect(out, { xPx: 0, yPx: 0, widthPx, heightPx }, options.background ?? OUTSIDE_IMAGE_RGB);
+    }
+
+    const tiles = tilesOverlapping(level, rect);
+    const stored: { col: number; row: number; frame: TileFrame }[] = [];
+    for (const { col, row } of tiles) {
+      const frame = tileFrame(level, col, row);
+      if (frame) stored.push({ col, row, frame });
+      else this.blit(out, rect, level, col, row, undefined);
+    }
+    if (stored.length > 0) {
+      const decoded = await this.frames.getFrames(
+        level,
+        stored.map((s) => s.frame),
+        options.signal,
+      );
+      stored.forEach((s, i) => {
+        this.blit(out, rect, level, s.col, s.row, decoded[i]);
+      });
+    }
+    return out;
+  }
+
+  /**
+   * A rectangle of the target grid served by `choice` (see the module doc): the enclosing region
+   * of the level, shrunk by area averaging when `scale` is not 1. `requireInside` checks the
+   * rectangle against the target grid's size.
+   */
+  async readScaled(choice: LevelScale, rect: RectPx, options: ReadRegionOptions = {}): Promise<RgbFrame> {
+    assertValidRect(rect, 'patch');
+    if (choice.scale === 1)
+      return this.readRegion(choice.level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx, options);
+    const grid = targetGridSize(choice);
+    if (options.requireInside && !isInsideImage(rect, grid.widthPx, grid.heightPx)) {
+      throw new PathembedError(
+        'PATCH_OUTSIDE_IMAGE',
+        `Patch x=${rect.xPx} y=${rect.yPx} ${rect.widthPx}x${rect.heightPx} is not inside the ${grid.widthPx}x${grid.heightPx} image at this spacing`,
+        { ...rect, imageWidthPx: grid.widthPx, imageHeightPx: grid.heightPx, level: choice.level.index },
+      );
+    }
+    const { region, offsetX, offsetY } = levelWindow(choice, rect);
+    const source = await this.readRegion(
+      choice.level,
+      region.xPx,
+      region.yPx,
+      region.widthPx,
+      region.heightPx,
+      {
+        ...options,
+        requireInside: false,
+      },
+    );
+    return areaResample(source, {
+      srcXPx: offsetX,
+      srcYPx: offsetY,
+      scaleX: choice.scale,
+      scaleY: choice.scale,
+      widthPx: rect.widthPx,
+      heightPx: rect.heightPx,
+    });
+  }
+
+  /**
+   * Fetches (into the cache) the frames a list of target-grid patches will need, in the order of
+   * the list (row-major for a grid), up to the cache's byte budget. Returns the frames fetched.
+   */
+  async prefetchPatches(
+    cache: FrameCache,
+    choice: LevelScale,
+    rects: readonly RectPx[],
+    signal?: AbortSignal,
+  ): Promise<number> {
+    return cache.prefetch(choice.level, framesForPatches(choice, rects), signal);
+  }
+
+  /** Copies the part of tile (col, row) inside both the image and `rect` into `out`. */
+  private blit(
+    out: RgbFrame,
+    rect: RectPx,
+    level: SlideLevel,
+    col: number,
+    row: number,
+    frame: RgbFrame | undefined,
+  ) {
+    const tileX = col * level.tileWidthPx;
+    const tileY = row * level.tileHeightPx;
+    const x0 = Math.max(rect.xPx, tileX);
+    const y0 = Math.max(rect.yPx, tileY);
+    const x1 = Math.min(rect.xPx + rect.widthPx, tileX + level.tileWidthPx, level.widthPx);
+    const y1 = Math.min(rect.yPx + rect.heightPx, tileY + level.tileHeightPx, level.heightPx);
+    if (x1 <= x0 || y1 <= y0) return;
+    const dest: RectPx = { xPx: x0 - rect.xPx, yPx: y0 - rect.yPx, widthPx: x1 - x0, heightPx: y1 - y0 };
+    if (!frame) {
+      fillRect(out, dest, MISSING_TILE_RGB);
+      return;
+    }
+    if (frame.width < x1 - tileX || frame.height < y1 - tileY) {
+      throw new PathembedError(
+        'FRAME_DECODE_ERROR',
+        `A frame of level ${level.index} decoded to ${frame.width}x${frame.height}, smaller than its ${level.tileWidthPx}x${level.tileHeightPx} tile`,
+        { level: level.index, col, row },
+      );
+    }
+    const rowBytes = dest.widthPx * RGB_CHANNELS;
+    for (let y = 0; y < dest.heightPx; y++) {
+      const from = ((y0 - tileY + y) * frame.width + (x0 - tileX)) * RGB_CHANNELS;
+      const to = ((dest.yPx + y) * out.width + dest.xPx) * RGB_CHANNELS;
+      out.data.set(frame.data.subarray(from, from + rowBytes), to);
+    }
+  }
+}
+
+/** The stored frames a list of target-grid patches overlaps, first use first, without repeats. */
+export function framesForPatches(choice: LevelScale, rects: readonly RectPx[]): TileFrame[] {
+  const seen = new Set<string>();
+  const frames: TileFrame[] = [];
+  for (const rect of rects) {
+    const region = choice.scale === 1 ? rect : levelWindow(choice, rect).region;
+    for (const { col, row } of tilesOverlapping(choice.level, region)) {
+      const frame = tileFrame(choice.level, col, row);
+      if (!frame) continue;
+      const key = `${frame.instanceUid}#${frame.frameIndex}`;
+      if (seen.has(key)) continue;
+      seen.add(key);
+      frames.push(frame);
+    }
+  }
+  return frames;
+}

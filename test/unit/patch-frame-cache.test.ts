@@ -1,0 +1,183 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FrameDecoder } from '../../src/codecs/index.js';
+import { FrameCache, levelFrameBytes } from '../../src/wsi/frame-cache.js';
+import { type LocalFrameSource, openLocalFrameSource } from '../../src/wsi/local-frame-source.js';
+import { PatchReader } from '../../src/wsi/patch-reader.js';
+import { tilesOverlapping } from '../../src/wsi/region.js';
+import { openSlide, type Slide } from '../../src/wsi/slide.js';
+import type { SlideLevel, TileFrame } from '../../src/wsi/slide-level.js';
+import { tileFrame } from '../../src/wsi/tile-index.js';
+import { fixture } from '../helpers/services.js';
+
+// The uncompressed CMU fixture read from its Part 10 files: real frames, cheap to decode, and a
+// source whose counters say exactly how many frames were read.
+const PATCH_PX = 224;
+const LEVEL_TOLERANCE = 0.1;
+
+let decoder: FrameDecoder;
+let slide: Slide;
+let level0: SlideLevel;
+
+/** A fresh source per test, so its frame counter starts at 0. */
+async function freshSource(): Promise<LocalFrameSource> {
+  return openLocalFrameSource(fixture('cmu-raw').dir);
+}
+
+function framesOf(
+  level: SlideLevel,
+  xPx: number,
+  yPx: number,
+  widthPx: number,
+  heightPx: number,
+): TileFrame[] {
+  return tilesOverlapping(level, { xPx, yPx, widthPx, heightPx })
+    .map(({ col, row }) => tileFrame(level, col, row))
+    .filter((f): f is TileFrame => f !== undefined);
+}
+
+beforeAll(async () => {
+  decoder = new FrameDecoder({ decodeThreads: 1 });
+  slide = await openSlide(await freshSource());
+  level0 = slide.level(0);
+});
+
+afterAll(async () => {
+  await slide.close();
+  await decoder.close();
+});
+
+describe('FrameCache', () => {
+  it('fetches and decodes each frame once for overlapping patches read concurrently', async () => {
+    const source = await freshSource();
+    const cache = new FrameCache(source, decoder, { maxBytes: 64 << 20 });
+    const reader = new PatchReader(cache, { levelTolerance: LEVEL_TOLERANCE });
+    // 16 patches shifted by 16 px around the corner of four 240 px tiles: every one needs all four.
+    const origins: [number, number][] = [];
+    for (let dy = 0; dy < 4; dy++)
+      for (let dx = 0; dx < 4; dx++) origins.push([300 + dx * 16, 300 + dy * 16]);
+    const patches = await Promise.all(
+      origins.map(([x, y]) => reader.readRegion(level0, x, y, PATCH_PX, PATCH_PX)),
+    );
+
+    const distinct = new Set(
+      origins.flatMap(([x, y]) =>
+        framesOf(level0, x, y, PATCH_PX, PATCH_PX).map((f) => `${f.instanceUid}#${f.frameIndex}`),
+      ),
+    );
+    expect(distinct.size).toBe(4);
+    expect(source.stats.frames).toBe(4);
+    const stats = cache.stats();
+    expect(stats.framesFetched).toBe(4);
+    expect(stats.misses).toBe(4);
+    expect(stats.hits + stats.joins).toBe(16 * 4 - 4);
+    // the patches share pixels: patch 1 is patch 0 shifted by 16 px
+    const row = (p: (typeof patches)[number], y: number, x0: number) => [
+      ...p.data.subarray((y * PATCH_PX + x0) * 3, (y * PATCH_PX + x0 + 100) * 3),
+    ];
+    expect(row(patches[1], 50, 0)).toEqual(row(patches[0], 50, 16));
+    await source.close();
+  });
+
+  it('hands all frames missing at once to one fetchFrames call', async () => {
+    const source = await freshSource();
+    const calls: number[] = [];
+    const fetchFrames = source.fetchFrames.bind(source);
+    // Counting calls through the real source (it is not replaced: frames still come from the file).
+    source.fetchFrames = (uid, indices, signal) => {
+      calls.push(indices.length);
+      return fetchFrames(uid, indices, signal);
+    };
+    const cache = new FrameCache(source, decoder, { maxBytes: 64 << 20 });
+    const reader = new PatchReader(cache, { levelTolerance: LEVEL_TOLERANCE });
+    await Promise.all([
+      reader.readRegion(level0, 0, 0, 480, 240),
+      reader.readRegion(level0, 0, 240, 480, 240),
+      reader.readRegion(level0, 480, 0, 240, 480),
+    ]);
+    expect(calls).toEqual([6]);
+    await source.close();
+  });
+
+  it('evicts least recently used frames to stay within its byte budget', async () => {
+    const source = await freshSource();
+    const frameBytes = levelFrameBytes(level0);
+    const cache = new FrameCache(source, decoder, { maxBytes: 3 * frameBytes });
+    const tiles = [0, 1, 2, 3].map((col) => tileFrame(level0, col, 0)!);
+    for (const t of tiles.slice(0, 3)) await cache.getFrames(level0, [t]);
+    await cache.getFrames(level0, [tiles[0]]); // tile 0 becomes the most recent; tile 1 the oldest
+    await cache.getFrames(level0, [tiles[3]]); // evicts tile 1
+    let stats = cache.stats();
+    expect(stats.evictions).toBe(1);
+    expect(stats.cachedFrames).toBe(3);
+    expect(stats.cachedBytes).toBe(3 * frameBytes);
+    expect(stats.hits).toBe(1);
+    expect(stats.misses).toBe(4);
+
+    await cache.getFrames(level0, [tiles[0]]); // still cached
+    await cache.getFrames(level0, [tiles[1]]); // evicted: fetched again, evicting tile 2
+    stats = cache.stats();
+    expect(stats.hits).toBe(2);
+    expect(stats.misses).toBe(5);
+    expect(stats.evictions).toBe(2);
+    expect(source.stats.frames).toBe(5);
+    expect(stats.hitRatio).toBeCloseTo(2 / 7, 12);
+    await source.close();
+  });
+
+  it('keeps nothing with a zero budget but still shares frames in flight', async () => {
+    const source = await freshSource();
+    const cache = new FrameCache(source, decoder, { maxBytes: 0 });
+    const tile = tileFrame(level0, 5, 5)!;
+    const [a, b] = await Promise.all([cache.getFrames(level0, [tile]), cache.getFrames(level0, [tile])]);
+    expect(a[0]).toBe(b[0]);
+    expect(source.stats.frames).toBe(1);
+    await cache.getFrames(level0, [tile]);
+    expect(source.stats.frames).toBe(2);
+    expect(cache.stats().cachedBytes).toBe(0);
+    await source.close();
+  });
+
+  it('prefetches in the order given, no more frames than the budget holds', async () => {
+    const source = await freshSource();
+    const frameBytes = levelFrameBytes(level0);
+    const cache = new FrameCache(source, decoder, { maxBytes: 5 * frameBytes + 100 });
+    const reader = new PatchReader(cache, { levelTolerance: LEVEL_TOLERANCE });
+    const choice = { level: level0, scale: 1 };
+    // a row of patches along the top: frames (0,0), (1,0), ... in that order
+    const rects = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({
+      xPx: i * PATCH_PX,
+      yPx: 0,
+      widthPx: PATCH_PX,
+      heightPx: PATCH_PX,
+    }));
+    const fetched = await reader.prefetchPatches(cache, choice, rects);
+    expect(fetched).toBe(5);
+    expect(source.stats.frames).toBe(5);
+    // the first patches now read from the cache alone
+    for (const r of rects.slice(0, 5)) await reader.readRegion(level0, r.xPx, r.yPx, r.widthPx, r.heightPx);
+    expect(source.stats.frames).toBe(5);
+    expect(cache.stats().evictions).toBe(0);
+    // prefetching again fetches nothing new
+    expect(await reader.prefetchPatches(cache, choice, rects.slice(0, 5))).toBe(0);
+    await source.close();
+  });
+
+  it('passes an abort on, without failing another caller that joined the same frames', async () => {
+    const source = await freshSource();
+    const cache = new FrameCache(source, decoder, { maxBytes: 64 << 20 });
+    const tiles = [tileFrame(level0, 2, 2)!, tileFrame(level0, 3, 2)!];
+    const controller = new AbortController();
+    const aborted = cache.getFrames(level0, tiles, controller.signal);
+    const other = cache.getFrames(level0, tiles);
+    controller.abort(new Error('job cancelled'));
+    await expect(aborted).rejects.toThrow('job cancelled');
+    const frames = await other;
+    expect(frames.map((f) => [f.width, f.height])).toEqual([
+      [240, 240],
+      [240, 240],
+    ]);
+    // an already-aborted signal is refused at once
+    await expect(cache.getFrames(level0, tiles, controller.signal)).rejects.toThrow('job cancelled');
+    await source.close();
+  });
+});
