@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 import { isPathembedError } from '../errors.js';
+import { registerPatchCommands } from './patch-commands.js';
 
 const program = new Command('pathembed')
   .description('Whole-slide DICOM images to Path Foundation embeddings')
@@ -13,7 +14,7 @@ const program = new Command('pathembed')
   .showHelpAfterError();
 
 // Each module adds its subcommands; keep this list in the order `pathembed --help` shows them.
-const registrations: Array<(program: Command) => void> = [];
+const registrations: Array<(program: Command) => void> = [registerPatchCommands];
 
 for (const register of registrations) register(program);
 
