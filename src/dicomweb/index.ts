@@ -1,0 +1,63 @@
+/**
+ * The DICOMweb wire, public API: series references, the allow-list, auth providers, the retry
+ * policy, the multipart reader, the client (QIDO-RS, WADO-RS, STOW-RS) and the series frame source.
+ */
+export {
+  type AuthProvider,
+  authFromConfig,
+  bearerAuth,
+  GOOGLE_HEALTHCARE_SCOPE,
+  type GoogleAuthOptions,
+  googleAuth,
+  noAuth,
+} from './auth.js';
+export { ConcurrencyLimiter, StoreLimiters } from './concurrency-limiter.js';
+export {
+  DICOM_JSON,
+  DicomWebClient,
+  type DicomWebClientOptions,
+  type DicomWebStats,
+  type FetchFramesOptions,
+  FRAMES_ACCEPT,
+  type RequestOptions,
+  WSI_INSTANCE_FIELDS,
+} from './dicomweb-client.js';
+export { DicomWebFrameSource } from './dicomweb-frame-source.js';
+export {
+  encodeMultipart,
+  type MultipartPart,
+  type MultipartReadOptions,
+  multipartBoundary,
+  type ParsedContentType,
+  parseContentType,
+  readMultipart,
+  transferSyntaxOf,
+} from './multipart.js';
+export {
+  backoffDelayMs,
+  decideRetry,
+  parseRetryAfterMs,
+  RETRYABLE_ERROR_CODES,
+  RETRYABLE_STATUSES,
+  type RetryDecision,
+  type RetryPolicy,
+  retryPolicyFromConfig,
+} from './retry-policy.js';
+export {
+  ACCEPTED_SERIES_FORMS,
+  describeSeriesReference,
+  formatSeriesUrl,
+  GOOGLE_HEALTHCARE_API_BASE,
+  isValidUid,
+  parseSeriesReference,
+  type SeriesReference,
+  type SeriesReferenceInput,
+} from './series-reference.js';
+export {
+  type AllowedStore,
+  assertApprovedStore,
+  isApprovedStore,
+  parseAllowList,
+  safeUrlForMessage,
+} from './store-allow-list.js';
+export type { StowFailure, StowReference, StowResult } from './stow-response.js';
