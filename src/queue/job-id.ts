@@ -1,0 +1,78 @@
+/**
+ * Job ids derived from what a job computes: the source, the options with their defaults filled in,
+ * the outputs, the model's sha256 and the submitting API key. The same request gives the same id,
+ * so a repeat returns the existing job instead of embedding the slide twice; a new model or other
+ * options give a new id. The key is part of it so one tenant's job (perhaps run with a token the
+ * other lacks) is never handed to another.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Config } from '../config.js';
+import type { EmbedOptions } from '../pipeline/job-types.js';
+import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
+
+/** Hex digits of sha256 kept in an id: 128 bits, far beyond any collision risk. */
+const ID_HEX_DIGITS = 32;
+const ID_PREFIX = 'j';
+const FINGERPRINT_VERSION = 1;
+const NONCE_BYTES = 8;
+
+/** JSON with object keys sorted, so equal values always hash equally. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (value !== null && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}
+
+/** Options with the config's defaults filled in, so "default" and "0.5 given" are one job. */
+export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOptions {
+  const explicit = options.patches !== undefined;
+  return {
+    pixelSpacingUm: options.pixelSpacingUm ?? config.PATHEMBED_PIXEL_SPACING_UM,
+    ...(explicit
+      ? { patches: options.patches, requirePatchesInside: options.requirePatchesInside ?? false }
+      : {
+          stridePx: options.stridePx ?? config.PATHEMBED_STRIDE_PX,
+          minTissue: options.minTissue ?? config.PATHEMBED_MIN_TISSUE,
+        }),
+  };
+}
+
+export interface FingerprintInput {
+  readonly source: DicomWebSourceSpec;
+  readonly options: EmbedOptions;
+  readonly outputs: readonly OutputKind[];
+  readonly srDestination?: string;
+  readonly modelSha256: string;
+  readonly keyId: string;
+}
+
+export function requestFingerprint(input: FingerprintInput): string {
+  const canonical = canonicalJson({
+    v: FINGERPRINT_VERSION,
+    source: {
+      baseUrl: input.source.baseUrl.replace(/\/+$/, ''),
+      studyUid: input.source.studyUid,
+      seriesUid: input.source.seriesUid,
+      instanceUids: input.source.instanceUids ? [...input.source.instanceUids].sort() : undefined,
+    },
+    options: input.options,
+    outputs: [...input.outputs].sort(),
+    srDestination: input.srDestination?.replace(/\/+$/, ''),
+    model: input.modelSha256,
+    key: input.keyId,
+  });
+  return createHash('sha256').update(canonical).digest('hex');
+}
+
+/** The job id of a fingerprint; `recompute` adds a nonce so a fresh job gets a fresh id. */
+export function jobIdFor(fingerprint: string, recompute = false): string {
+  const material = recompute ? `${fingerprint}:${randomBytes(NONCE_BYTES).toString('hex')}` : fingerprint;
+  return ID_PREFIX + createHash('sha256').update(material).digest('hex').slice(0, ID_HEX_DIGITS);
+}
+
+export const JOB_ID_PATTERN = /^j[0-9a-f]{32}$/;

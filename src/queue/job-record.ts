@@ -1,0 +1,227 @@
+/**
+ * The public record of an embedding job, kept in a Redis hash beside BullMQ's own keys. A slide job
+ * is three kinds of BullMQ job (slide, chunks, assemble); the API answers from this one record
+ * (state, progress, timings, error, results) rather than piecing BullMQ states together. States
+ * only move forward and a finished record never changes again, so a late event from a retried or
+ * stalled BullMQ job cannot undo a cancellation or a completion.
+ */
+import type { Redis } from 'ioredis';
+import type { EmbedOptions } from '../pipeline/job-types.js';
+import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
+import type { ServiceKeys } from './redis-keys.js';
+
+export const JOB_STATES = [
+  'queued',
+  'planning',
+  'embedding',
+  'writing',
+  'completed',
+  'failed',
+  'cancelled',
+] as const;
+export type JobState = (typeof JOB_STATES)[number];
+export type FinalState = Extract<JobState, 'completed' | 'failed' | 'cancelled'>;
+
+export function isFinal(state: JobState): state is FinalState {
+  return state === 'completed' || state === 'failed' || state === 'cancelled';
+}
+
+/** How long a finished job's record stays readable. */
+export const RECORD_RETENTION_S = 7 * 24 * 3600;
+
+export interface SrReference {
+  readonly studyUid: string;
+  readonly seriesUid: string;
+  readonly sopInstanceUid: string;
+  /** Where it was stored over STOW-RS; absent when it was only written to the results folder. */
+  readonly storedTo?: string;
+}
+
+export interface JobRecord {
+  readonly id: string;
+  readonly state: JobState;
+  readonly createdAt: number;
+  readonly startedAt?: number;
+  readonly plannedAt?: number;
+  readonly writingAt?: number;
+  readonly finishedAt?: number;
+  readonly source: DicomWebSourceSpec;
+  readonly options: EmbedOptions;
+  readonly outputs: readonly OutputKind[];
+  readonly srDestination?: string;
+  readonly priority: number;
+  /** Short hash of the API key that submitted the job ('anonymous' without keys). */
+  readonly keyId: string;
+  readonly hasToken: boolean;
+  readonly modelSha256: string;
+  readonly planned?: number;
+  readonly chunkCount?: number;
+  /** Patches embedded so far (completed chunks). */
+  readonly done: number;
+  readonly error?: { readonly code: string; readonly message: string };
+  readonly result?: { readonly json: boolean; readonly sr?: SrReference };
+}
+
+type NewRecord = Omit<JobRecord, 'state' | 'done'>;
+/** Fields a transition may set; numbers and strings are stored as they are, objects as JSON. */
+export type RecordUpdate = Partial<
+  Pick<
+    JobRecord,
+    'startedAt' | 'plannedAt' | 'writingAt' | 'finishedAt' | 'planned' | 'chunkCount' | 'error' | 'result'
+  >
+>;
+
+const JSON_FIELDS = new Set(['source', 'options', 'outputs', 'error', 'result']);
+const NUMBER_FIELDS = new Set([
+  'createdAt',
+  'startedAt',
+  'plannedAt',
+  'writingAt',
+  'finishedAt',
+  'priority',
+  'planned',
+  'chunkCount',
+]);
+
+/**
+ * Sets fields only when the record exists, is not final, and the new state is not behind the current
+ * one. Returns 1 when applied, 0 when refused, -1 when the record does not exist.
+ */
+const TRANSITION_SCRIPT = `
+local ranks = {queued=0, planning=1, embedding=2, writing=3, completed=4, failed=4, cancelled=4}
+local cur = redis.call('HGET', KEYS[1], 'state')
+if not cur then return -1 end
+if ranks[cur] == 4 then return 0 end
+if ranks[ARGV[1]] < ranks[cur] then return 0 end
+redis.call('HSET', KEYS[1], 'state', unpack(ARGV))
+return 1
+`;
+
+function encodeFields(fields: Record<string, unknown>): string[] {
+  const out: string[] = [];
+  for (const [name, value] of Object.entries(fields)) {
+    if (value === undefined) continue;
+    out.push(name, JSON_FIELDS.has(name) ? JSON.stringify(value) : String(value));
+  }
+  return out;
+}
+
+function decodeRecord(hash: Record<string, string>, chunkCounts: string[]): JobRecord {
+  const out: Record<string, unknown> = {};
+  for (const [name, raw] of Object.entries(hash)) {
+    if (JSON_FIELDS.has(name)) out[name] = JSON.parse(raw);
+    else if (NUMBER_FIELDS.has(name)) out[name] = Number(raw);
+    else if (name === 'hasToken') out[name] = raw === 'true';
+    else out[name] = raw;
+  }
+  out.done = chunkCounts.reduce((sum, n) => sum + Number(n), 0);
+  return out as unknown as JobRecord;
+}
+
+export interface JobPage {
+  readonly jobs: JobRecord[];
+  readonly total: number;
+}
+
+export class JobRecordStore {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: ServiceKeys,
+  ) {}
+
+  async create(record: NewRecord): Promise<void> {
+    const fields = encodeFields({ ...record, state: 'queued' });
+    await this.redis
+      .multi()
+      .del(this.keys.job(record.id), this.keys.jobChunks(record.id))
+      .hset(this.keys.job(record.id), ...fields)
+      .zadd(this.keys.jobIndex(), record.createdAt, record.id)
+      .zadd(this.keys.jobIndexOfKey(record.keyId), record.createdAt, record.id)
+      .sadd(this.keys.inFlight(record.keyId), record.id)
+      .exec();
+  }
+
+  async get(jobId: string): Promise<JobRecord | undefined> {
+    const [[, hash], [, chunks]] = (await this.redis
+      .multi()
+      .hgetall(this.keys.job(jobId))
+      .hvals(this.keys.jobChunks(jobId))
+      .exec()) as [[unknown, Record<string, string>], [unknown, string[]]];
+    if (!hash || Object.keys(hash).length === 0) return undefined;
+    return decodeRecord(hash, chunks);
+  }
+
+  async state(jobId: string): Promise<JobState | undefined> {
+    return ((await this.redis.hget(this.keys.job(jobId), 'state')) ?? undefined) as JobState | undefined;
+  }
+
+  /** Moves a job forward; false when it is already final (e.g. cancelled) or further along. */
+  async transition(
+    jobId: string,
+    state: Exclude<JobState, FinalState>,
+    update: RecordUpdate = {},
+  ): Promise<boolean> {
+    const applied = await this.redis.eval(
+      TRANSITION_SCRIPT,
+      1,
+      this.keys.job(jobId),
+      state,
+      ...encodeFields(update as Record<string, unknown>),
+    );
+    return applied === 1;
+  }
+
+  /**
+   * Ends a job: sets the final state once (later calls are refused), frees its in-flight slot and
+   * starts the retention clock. Returns whether this call was the one that ended it.
+   */
+  async finish(jobId: string, state: FinalState, update: RecordUpdate = {}): Promise<boolean> {
+    const finishedAt = update.finishedAt ?? Date.now();
+    const applied = await this.redis.eval(
+      TRANSITION_SCRIPT,
+      1,
+      this.keys.job(jobId),
+      state,
+      ...encodeFields({ ...update, finishedAt } as Record<string, unknown>),
+    );
+    if (applied !== 1) return false;
+    const keyId = await this.redis.hget(this.keys.job(jobId), 'keyId');
+    const tx = this.redis
+      .multi()
+      .expire(this.keys.job(jobId), RECORD_RETENTION_S)
+      .expire(this.keys.jobChunks(jobId), RECORD_RETENTION_S);
+    if (keyId) tx.srem(this.keys.inFlight(keyId), jobId);
+    if (state === 'failed' && update.error) tx.hincrby(this.keys.errorCounts(), update.error.code, 1);
+    await tx.exec();
+    return true;
+  }
+
+  /** Records a finished chunk; idempotent, so a chunk redone after a crash counts once. */
+  async chunkDone(jobId: string, chunkIndex: number, patches: number): Promise<void> {
+    await this.redis.hset(this.keys.jobChunks(jobId), String(chunkIndex), String(patches));
+  }
+
+  /** Most recent first; only `keyId`'s jobs when given. Drops index entries whose record expired. */
+  async list(options: { keyId?: string; offset: number; limit: number }): Promise<JobPage> {
+    const index = options.keyId ? this.keys.jobIndexOfKey(options.keyId) : this.keys.jobIndex();
+    const [total, ids] = await Promise.all([
+      this.redis.zcard(index),
+      this.redis.zrevrange(index, options.offset, options.offset + options.limit - 1),
+    ]);
+    const records = await Promise.all(ids.map((id) => this.get(id)));
+    const expired = ids.filter((_, i) => records[i] === undefined);
+    if (expired.length > 0) await this.redis.zrem(index, ...expired);
+    return { jobs: records.filter((r): r is JobRecord => r !== undefined), total: total - expired.length };
+  }
+
+  /** Unfinished jobs of an API key; entries whose record is final or gone are pruned first. */
+  async countInFlight(keyId: string): Promise<number> {
+    const key = this.keys.inFlight(keyId);
+    const ids = await this.redis.smembers(key);
+    if (ids.length === 0) return 0;
+    const states = await Promise.all(ids.map((id) => this.state(id)));
+    const stale = ids.filter((_, i) => states[i] === undefined || isFinal(states[i] as JobState));
+    if (stale.length > 0) await this.redis.srem(key, ...stale);
+    return ids.length - stale.length;
+  }
+}

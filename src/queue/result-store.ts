@@ -1,0 +1,149 @@
+/**
+ * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result and the
+ * SR. Behind a small interface so the local folder (PATHEMBED_RESULTS_DIR, shared by API and
+ * workers on one machine or a shared volume) can later be swapped for an object store. Every
+ * write is all-or-nothing: a reader sees no value or the complete value, which is what lets a
+ * chunk whose file exists be skipped safely after a worker died.
+ */
+import { randomBytes } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import { PathembedError } from '../errors.js';
+
+/** A value being written as a stream; invisible to readers until `commit`. */
+export interface ResultUpload {
+  readonly stream: Writable;
+  /** Ends the stream (if not ended) and publishes the value. */
+  commit(): Promise<void>;
+  /** Drops what was written. */
+  abort(): Promise<void>;
+}
+
+export interface ResultStore {
+  /** Human-readable location, for logs. */
+  readonly description: string;
+  put(key: string, data: Uint8Array | string): Promise<void>;
+  get(key: string): Promise<Buffer | undefined>;
+  exists(key: string): Promise<boolean>;
+  /** Size in bytes, or undefined when the value does not exist. */
+  size(key: string): Promise<number | undefined>;
+  openRead(key: string): Promise<Readable | undefined>;
+  openWrite(key: string): Promise<ResultUpload>;
+  /** Removes every value whose key starts with `prefix` + '/'. */
+  deleteTree(prefix: string): Promise<void>;
+  /** A local file path for the key when the store is a file system (SR writers that need one). */
+  localPath?(key: string): string;
+}
+
+/** Keys are relative paths of plain segments; this refuses traversal (`..`) and odd characters. */
+const KEY_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
+const TEMP_SUFFIX_BYTES = 6;
+
+function checkKey(key: string): void {
+  if (!KEY_PATTERN.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
+    throw new PathembedError('INTERNAL', `Invalid result store key '${key}'`);
+  }
+}
+
+/** Result keys of one job, in one place so API and workers agree. */
+export const resultKeys = {
+  jobRoot: (jobId: string) => `jobs/${jobId}`,
+  plan: (jobId: string) => `jobs/${jobId}/plan.json`,
+  chunk: (jobId: string, chunkIndex: number) =>
+    `jobs/${jobId}/chunks/${String(chunkIndex).padStart(6, '0')}.f32`,
+  chunkRoot: (jobId: string) => `jobs/${jobId}/chunks`,
+  json: (jobId: string) => `jobs/${jobId}/result.json`,
+  sr: (jobId: string) => `jobs/${jobId}/result-sr.dcm`,
+};
+
+/** The local file system implementation: one folder, writes via temporary file + rename. */
+export class LocalResultStore implements ResultStore {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  get description(): string {
+    return this.root;
+  }
+
+  localPath(key: string): string {
+    checkKey(key);
+    return path.join(this.root, ...key.split('/'));
+  }
+
+  #tempPath(file: string): string {
+    // pid + random: two workers racing on one chunk each write their own file; rename picks one.
+    return `${file}.${process.pid}.${randomBytes(TEMP_SUFFIX_BYTES).toString('hex')}.tmp`;
+  }
+
+  async put(key: string, data: Uint8Array | string): Promise<void> {
+    const upload = await this.openWrite(key);
+    try {
+      upload.stream.end(data);
+      await upload.commit();
+    } catch (err) {
+      await upload.abort();
+      throw err;
+    }
+  }
+
+  async get(key: string): Promise<Buffer | undefined> {
+    try {
+      return await readFile(this.localPath(key));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async exists(key: string): Promise<boolean> {
+    return (await this.size(key)) !== undefined;
+  }
+
+  async size(key: string): Promise<number | undefined> {
+    try {
+      return (await stat(this.localPath(key))).size;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async openRead(key: string): Promise<Readable | undefined> {
+    if (!(await this.exists(key))) return undefined;
+    return createReadStream(this.localPath(key));
+  }
+
+  async openWrite(key: string): Promise<ResultUpload> {
+    const file = this.localPath(key);
+    await mkdir(path.dirname(file), { recursive: true });
+    const temp = this.#tempPath(file);
+    const stream = createWriteStream(temp);
+    let settled = false;
+    return {
+      stream,
+      commit: async () => {
+        if (settled) return;
+        settled = true;
+        if (!stream.writableEnded) stream.end();
+        await finished(stream);
+        await rename(temp, file);
+      },
+      abort: async () => {
+        if (settled) return;
+        settled = true;
+        stream.destroy();
+        await rm(temp, { force: true });
+      },
+    };
+  }
+
+  async deleteTree(prefix: string): Promise<void> {
+    await rm(this.localPath(prefix), { recursive: true, force: true });
+  }
+}
