@@ -6,9 +6,11 @@
  */
 import { execFile } from 'node:child_process';
 import crypto from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import { type SyntheticWsiOptions, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { requireBinary } from './binaries.js';
 
 const run = promisify(execFile);
@@ -56,6 +58,50 @@ function dicomizer(extra: string[]): FixtureRecipe['build'] {
   };
 }
 
+/**
+ * Synthetic slides from src/sample (coordinate-encoded pixels unless said otherwise), 1000 x 700 px
+ * at 0.5 um/px with 256 px tiles and levels 1x/2x/4x, so edge tiles are partial on every level.
+ * Tests rebuild a fixture's layout by calling `writeSyntheticWsi` with the same options (UIDs derive
+ * from the seed, so the layout matches the uploaded files exactly).
+ */
+export const SYNTHETIC_FIXTURES = {
+  'synthetic-full': {
+    seed: 'synthetic-full',
+    widthPx: 1000,
+    heightPx: 700,
+    associatedImages: ['THUMBNAIL', 'LABEL'],
+  },
+  'synthetic-sparse': {
+    seed: 'synthetic-sparse',
+    widthPx: 1000,
+    heightPx: 700,
+    tiling: 'TILED_SPARSE',
+    frameOrder: 'shuffled',
+    omitTile: (level, col, row) =>
+      (level === 0 && (col + row) % 3 === 1) || (level === 1 && col === 1 && row === 0),
+  },
+  'synthetic-noorg': {
+    seed: 'synthetic-noorg',
+    widthPx: 1000,
+    heightPx: 700,
+    tiling: 'PER_FRAME_UNSPECIFIED',
+    pixelSpacingQuirk: 'orthanc-swapped',
+  },
+  'synthetic-concat': {
+    seed: 'synthetic-concat',
+    widthPx: 1000,
+    heightPx: 700,
+    maxFramesPerInstance: 5,
+  },
+  'synthetic-jpeg': {
+    seed: 'synthetic-jpeg',
+    widthPx: 1000,
+    heightPx: 700,
+    transferSyntax: 'jpeg-baseline',
+    jpegQuality: 95,
+  },
+} satisfies Record<string, SyntheticWsiOptions>;
+
 /** Every fixture the suite uses. Add new ones here; global setup builds and uploads them all. */
 export const FIXTURES: FixtureRecipe[] = [
   {
@@ -93,10 +139,40 @@ export const FIXTURES: FixtureRecipe[] = [
       await fs.copyFile(CAMELYON_DCM, path.join(dir, 'camelyon.dcm'));
     },
   },
+  synthetic('synthetic-full'),
+  synthetic('synthetic-sparse'),
+  synthetic('synthetic-noorg'),
+  synthetic('synthetic-concat'),
+  synthetic('synthetic-jpeg'),
 ];
 
+/** A synthetic fixture; its recipe includes the writer's sources, so changing the writer rebuilds it. */
+function synthetic(name: keyof typeof SYNTHETIC_FIXTURES): FixtureRecipe {
+  const options: SyntheticWsiOptions = SYNTHETIC_FIXTURES[name];
+  const writerSources = [
+    'src/sample/synthetic-wsi-writer.ts',
+    'src/sample/pixel-patterns.ts',
+    'src/sample/deterministic-uid.ts',
+    'src/wsi/dcmjs.ts',
+  ].map((f) => readFileSync(path.join(REPO_ROOT, f), 'utf8'));
+  return {
+    name,
+    recipe: [
+      'synthetic',
+      JSON.stringify(options, (_k, v) => (typeof v === 'function' ? String(v) : v)),
+      crypto.createHash('sha256').update(writerSources.join('\0')).digest('hex'),
+    ],
+    async build(dir) {
+      await writeSyntheticWsi(dir, options);
+    },
+  };
+}
+
 function recipeHash(f: FixtureRecipe): string {
-  return crypto.createHash('sha256').update(JSON.stringify([f.name, f.recipe, f.build.toString()])).digest('hex');
+  return crypto
+    .createHash('sha256')
+    .update(JSON.stringify([f.name, f.recipe, f.build.toString()]))
+    .digest('hex');
 }
 
 /** Builds the fixture unless an up-to-date copy is cached; returns its folder. */
