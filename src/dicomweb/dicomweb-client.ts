@@ -6,6 +6,7 @@
  * errors) is in store-request.ts. 0-based frame indices become 1-based DICOM frame numbers here
  * and nowhere else.
  */
+import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
 import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
@@ -83,6 +84,10 @@ const HTTP_CONFLICT = 409;
 const HTTP_BAD_REQUEST = 400;
 const PART10_PREAMBLE_BYTES = 128;
 const PART10_MAGIC = 'DICM';
+/** Node's default before it warns of an EventTarget leak. */
+const DEFAULT_MAX_LISTENERS = 10;
+/** A batch listens on the shared signal while queued for a slot, in its attempt signal and in its backoff sleep. */
+const LISTENERS_PER_BATCH = 3;
 
 export interface DicomWebStats {
   /** HTTP requests sent: every attempt and every redirect hop. */
@@ -319,6 +324,8 @@ export class DicomWebClient {
     // One failed batch stops its siblings at once instead of letting them retry to no purpose.
     const siblings = new AbortController();
     const signal = options.signal ? AbortSignal.any([options.signal, siblings.signal]) : siblings.signal;
+    // Every batch waiting for a store slot listens on this signal; that many listeners is by design.
+    setMaxListeners(DEFAULT_MAX_LISTENERS + batches.length * LISTENERS_PER_BATCH, signal);
     const byNumber = new Map<number, EncodedFrame>();
     await Promise.all(
       batches.map(async (batch) => {
