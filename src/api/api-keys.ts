@@ -1,0 +1,78 @@
+/**
+ * API key authentication: `Authorization: Bearer <key>` against PATHEMBED_API_KEYS. Keys are
+ * compared as SHA-256 digests with timingSafeEqual, so neither the key's content nor its length
+ * leaks through response timing. A request is identified by a short hash of its key (`keyId`),
+ * which is what job records and per-key limits store; the key itself is never stored or logged.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import { PathembedError } from '../errors.js';
+
+/** keyId of requests when no keys are configured. */
+export const ANONYMOUS_KEY_ID = 'anonymous';
+/** Hex digits of the key's SHA-256 kept as its id: enough to tell keys apart, useless to guess one. */
+const KEY_ID_HEX_DIGITS = 16;
+const BEARER = /^Bearer\s+(.+)$/i;
+
+function digest(value: string): Buffer {
+  return createHash('sha256').update(value, 'utf8').digest();
+}
+
+export function keyIdOf(key: string): string {
+  return digest(key).toString('hex').slice(0, KEY_ID_HEX_DIGITS);
+}
+
+export class ApiKeyVerifier {
+  readonly #digests: Buffer[];
+
+  constructor(keys: readonly string[] | undefined) {
+    this.#digests = (keys ?? []).map(digest);
+  }
+
+  get enabled(): boolean {
+    return this.#digests.length > 0;
+  }
+
+  /** The keyId of a valid key, or undefined. Every configured key is compared (no early exit). */
+  verify(presented: string): string | undefined {
+    const candidate = digest(presented);
+    let match = false;
+    for (const d of this.#digests) match = timingSafeEqual(candidate, d) || match;
+    return match ? keyIdOf(presented) : undefined;
+  }
+}
+
+declare module 'express-serve-static-core' {
+  interface Locals {
+    /** Who is calling: a key id, or 'anonymous' when no keys are configured. */
+    keyId?: string;
+  }
+}
+
+/** Middleware: 401 UNAUTHORIZED unless the request carries a configured key (when any are). */
+export function requireApiKey(verifier: ApiKeyVerifier): RequestHandler {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (!verifier.enabled) {
+      res.locals.keyId = ANONYMOUS_KEY_ID;
+      next();
+      return;
+    }
+    const header = req.get('authorization');
+    const match = header ? BEARER.exec(header) : null;
+    const keyId = match ? verifier.verify(match[1].trim()) : undefined;
+    if (!keyId) {
+      res.set('WWW-Authenticate', 'Bearer realm="pathembed"');
+      next(
+        new PathembedError(
+          'UNAUTHORIZED',
+          match
+            ? 'The API key is not valid'
+            : 'This service needs an API key: send Authorization: Bearer <key>',
+        ),
+      );
+      return;
+    }
+    res.locals.keyId = keyId;
+    next();
+  };
+}

@@ -1,0 +1,96 @@
+/**
+ * The Express application, separate from listening so tests run it on a free port and `serve`
+ * decides host and port. Routes: /v1 (API key when configured), health, metrics, OpenAPI; one
+ * error middleware at the end turns every error into the registry's status and body.
+ */
+
+import { QueueEvents } from 'bullmq';
+import express, { type Express } from 'express';
+import type { Config } from '../config.js';
+import { type AllowedStore, parseAllowList } from '../dicomweb/store-allow-list.js';
+import { PathembedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { JobSubmitter } from '../queue/job-submitter.js';
+import { QueueContext } from '../queue/queue-context.js';
+import { QUEUE_NAME } from '../queue/queue-jobs.js';
+import { ApiKeyVerifier, requireApiKey } from './api-keys.js';
+import { ApiMetrics } from './api-metrics.js';
+import { errorMiddleware } from './error-middleware.js';
+import { healthRouter } from './health-routes.js';
+import { jobsRouter } from './jobs-routes.js';
+import { openApiDocument } from './openapi.js';
+import { predictRouter } from './predict-routes.js';
+import { PredictService } from './predict-service.js';
+
+export interface AppDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly ctx: QueueContext;
+  /** Completion events of predict jobs. */
+  readonly events: QueueEvents;
+}
+
+export interface Api {
+  readonly app: Express;
+  readonly ctx: QueueContext;
+  close(): Promise<void>;
+}
+
+export function createApp(deps: AppDeps): Express {
+  const { config, logger, ctx, events } = deps;
+  const allowList: readonly AllowedStore[] = parseAllowList(config.PATHEMBED_ALLOWED_STORES);
+  const verifier = new ApiKeyVerifier(config.PATHEMBED_API_KEYS);
+  const auth = requireApiKey(verifier);
+  const metrics = new ApiMetrics({ queue: ctx.queue, redis: ctx.redis, keys: ctx.keys });
+  const submitter = new JobSubmitter(ctx, logger);
+  const predictor = new PredictService({ config, ctx, events, allowList, logger });
+  const openApi = openApiDocument();
+
+  const app = express();
+  app.disable('x-powered-by');
+  app.set('query parser', 'simple');
+  app.use(express.json({ limit: config.PATHEMBED_BODY_LIMIT }));
+
+  const ops = express.Router();
+  if (config.PATHEMBED_PROTECT_HEALTH) ops.use(auth);
+  ops.use(healthRouter(ctx));
+  ops.get('/metrics', async (_req, res) => {
+    const { contentType, body } = await metrics.render();
+    res.type(contentType).send(body);
+  });
+  app.use(ops);
+  app.get('/openapi.json', (_req, res) => {
+    res.json(openApi);
+  });
+
+  const v1 = express.Router();
+  v1.use(auth);
+  v1.use(jobsRouter({ config, ctx, submitter, allowList }));
+  v1.use(predictRouter(predictor));
+  app.use('/v1', v1);
+
+  app.use((req, _res, next) => {
+    next(new PathembedError('NOT_FOUND', `No route ${req.method} ${req.path}`));
+  });
+  app.use(errorMiddleware(logger, metrics));
+  return app;
+}
+
+/** Opens the queue connections and builds the app; `close` releases them. */
+export async function createApi(config: Config, logger: Logger): Promise<Api> {
+  const ctx = new QueueContext(config);
+  const events = new QueueEvents(QUEUE_NAME, {
+    connection: ctx.connection(),
+    prefix: config.PATHEMBED_QUEUE_PREFIX,
+  });
+  await events.waitUntilReady();
+  const app = createApp({ config, logger, ctx, events });
+  return {
+    app,
+    ctx,
+    async close() {
+      await events.close();
+      await ctx.close();
+    },
+  };
+}

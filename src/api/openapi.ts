@@ -1,0 +1,164 @@
+/**
+ * /openapi.json: an OpenAPI 3.1 document generated from the same zod schemas the routes enforce
+ * (z.toJSONSchema), so the documented request is exactly the accepted one.
+ */
+import { z } from 'zod';
+import { predictRequestSchema, predictResponseSchema } from './predict-schema.js';
+import {
+  createJobsRequestSchema,
+  createJobsResponseSchema,
+  errorResponseSchema,
+  healthResponseSchema,
+  jobStatusSchema,
+  listJobsResponseSchema,
+} from './schemas.js';
+
+const API_VERSION = '0.1.0';
+
+/** OpenAPI 3.1 uses JSON Schema 2020-12, which is what z.toJSONSchema writes. */
+function schema(s: z.ZodType, io: 'input' | 'output'): Record<string, unknown> {
+  const { $schema: _ignored, ...rest } = z.toJSONSchema(s, { io, unrepresentable: 'any' }) as Record<
+    string,
+    unknown
+  >;
+  return rest;
+}
+
+const json = (ref: string) => ({ 'application/json': { schema: { $ref: `#/components/schemas/${ref}` } } });
+const errorResponse = (description: string) => ({ description, content: json('Error') });
+const jobIdParam = { name: 'id', in: 'path', required: true, schema: { type: 'string' } };
+
+export function openApiDocument(): Record<string, unknown> {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'pathembed',
+      version: API_VERSION,
+      description:
+        'Path Foundation embeddings of DICOM whole-slide images: queued slide jobs and a Path Foundation-compatible /v1/predict.',
+    },
+    components: {
+      securitySchemes: { apiKey: { type: 'http', scheme: 'bearer', description: 'PATHEMBED_API_KEYS' } },
+      schemas: {
+        CreateJobsRequest: schema(createJobsRequestSchema, 'input'),
+        CreateJobsResponse: schema(createJobsResponseSchema, 'output'),
+        JobStatus: schema(jobStatusSchema, 'output'),
+        JobList: schema(listJobsResponseSchema, 'output'),
+        PredictRequest: schema(predictRequestSchema, 'input'),
+        PredictResponse: schema(predictResponseSchema, 'output'),
+        Health: schema(healthResponseSchema, 'output'),
+        Error: schema(errorResponseSchema, 'output'),
+      },
+    },
+    security: [{ apiKey: [] }],
+    paths: {
+      '/v1/jobs': {
+        post: {
+          summary: 'Embed slides: one job per source',
+          requestBody: { required: true, content: json('CreateJobsRequest') },
+          responses: {
+            202: {
+              description: 'Queued (or the identical existing jobs)',
+              content: json('CreateJobsResponse'),
+            },
+            400: errorResponse(
+              'Invalid request (INVALID_ARGUMENT with the field paths, INVALID_SERIES_REFERENCE)',
+            ),
+            401: errorResponse('Missing or wrong API key'),
+            403: errorResponse('UNAPPROVED_DICOM_STORE'),
+            413: errorResponse('PAYLOAD_TOO_LARGE'),
+            429: errorResponse('TOO_MANY_JOBS for this API key'),
+          },
+        },
+        get: {
+          summary: 'Recent jobs of this API key, newest first',
+          parameters: [
+            {
+              name: 'limit',
+              in: 'query',
+              schema: { type: 'integer', minimum: 1, maximum: 100, default: 20 },
+            },
+            { name: 'offset', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
+          ],
+          responses: { 200: { description: 'A page of jobs', content: json('JobList') } },
+        },
+      },
+      '/v1/jobs/{id}': {
+        get: {
+          summary: 'State, progress, timings, error and result links of a job',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'The job', content: json('JobStatus') },
+            404: errorResponse('No such job'),
+          },
+        },
+        delete: {
+          summary: 'Cancel a job (workers stop within one batch)',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'The cancelled job', content: json('JobStatus') },
+            404: errorResponse('No such job'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/result': {
+        get: {
+          summary: 'The JSON result of a completed job (streamed)',
+          parameters: [jobIdParam],
+          responses: {
+            200: {
+              description: 'The result document (docs/result-schema.json)',
+              content: { 'application/json': {} },
+            },
+            404: errorResponse('No such job, or not completed'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/sr': {
+        get: {
+          summary: 'The DICOM SR of a completed job',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'DICOM Part 10', content: { 'application/dicom': {} } },
+            404: errorResponse('No such job, or no SR'),
+          },
+        },
+      },
+      '/v1/predict': {
+        post: {
+          summary: 'Google Path Foundation serving API format: embeddings of given patches',
+          requestBody: { required: true, content: json('PredictRequest') },
+          responses: {
+            200: { description: 'One prediction per instance, in order', content: json('PredictResponse') },
+            400: { description: 'Malformed request (Path Foundation error body)' },
+            413: { description: 'TOO_MANY_PATCHES_ERROR' },
+          },
+        },
+      },
+      '/healthz': {
+        get: {
+          summary: 'Liveness',
+          security: [],
+          responses: { 200: { description: 'Alive', content: json('Health') } },
+        },
+      },
+      '/readyz': {
+        get: {
+          summary: 'Readiness: Redis reachable and a worker model known',
+          security: [],
+          responses: {
+            200: { description: 'Ready', content: json('Health') },
+            503: { description: 'Not ready', content: json('Health') },
+          },
+        },
+      },
+      '/metrics': {
+        get: {
+          summary: 'Prometheus metrics',
+          security: [],
+          responses: { 200: { description: 'Prometheus text format' } },
+        },
+      },
+    },
+  };
+}

@@ -1,0 +1,183 @@
+/**
+ * The API's request and response schemas (zod). Routes parse with them and /openapi.json is
+ * generated from them (z.toJSONSchema), so the documentation cannot drift from what is enforced.
+ * Request objects are strict: an unknown field is refused rather than silently ignored, because a
+ * misspelt option (`minTisue`) would otherwise run a different job than the caller meant.
+ */
+import { z } from 'zod';
+import { JOB_STATES } from '../queue/job-record.js';
+import {
+  DEFAULT_REQUEST_PRIORITY,
+  MAX_REQUEST_PRIORITY,
+  MIN_REQUEST_PRIORITY,
+  OUTPUT_KINDS,
+} from '../queue/queue-jobs.js';
+
+/** Most sources one POST /v1/jobs may name. */
+export const MAX_SOURCES_PER_REQUEST = 100;
+/** Longest bearer token accepted (Google access tokens are ~2 kB; JWTs a few kB). */
+export const MAX_TOKEN_CHARS = 16_384;
+/** Longest series reference string accepted. */
+const MAX_REFERENCE_CHARS = 2048;
+const MAX_UID_CHARS = 64;
+/** Most explicit patches in one job's options (PATHEMBED_MAX_PATCHES_PER_JOB is checked too). */
+const MAX_EXPLICIT_PATCHES = 1_000_000;
+
+const uid = z
+  .string()
+  .max(MAX_UID_CHARS)
+  .regex(/^[0-9]+(\.[0-9]+)*$/, 'not a DICOM UID (digits in dot-separated components)');
+
+const httpUrl = z
+  .string()
+  .max(MAX_REFERENCE_CHARS)
+  .regex(/^https?:\/\//i, 'must be an http(s) URL');
+
+export const seriesObjectSchema = z
+  .strictObject({
+    baseUrl: httpUrl.describe('DICOMweb base URL of the store (without /studies/...)'),
+    studyUid: uid,
+    seriesUid: uid,
+    instanceUids: z.array(uid).min(1).optional().describe('Read only these instances of the series'),
+  })
+  .describe('A series named by its parts');
+
+export const sourceSchema = z
+  .union([
+    z
+      .string()
+      .min(1)
+      .max(MAX_REFERENCE_CHARS)
+      .describe(
+        'A DICOMweb series URL (<base>/studies/<uid>/series/<uid>), a Google Healthcare series URL, or a Google Healthcare path (projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid>/series/<uid>)',
+      ),
+    seriesObjectSchema,
+  ])
+  .describe('A slide: one WSI series');
+
+export const embedOptionsSchema = z
+  .strictObject({
+    pixelSpacingUm: z
+      .number()
+      .positive()
+      .max(1000)
+      .optional()
+      .describe('Target pixel spacing, µm/px (default 0.5)'),
+    stridePx: z.number().int().min(1).max(100_000).optional().describe('Grid stride at the target spacing'),
+    minTissue: z.number().min(0).max(1).optional().describe('Least tissue fraction of a grid patch'),
+    patches: z
+      .array(z.strictObject({ x: z.number().int(), y: z.number().int() }))
+      .min(1)
+      .max(MAX_EXPLICIT_PATCHES)
+      .optional()
+      .describe(
+        'Explicit 224x224 patches (top-left corners at the target spacing) instead of the tissue grid',
+      ),
+    requirePatchesInside: z
+      .boolean()
+      .optional()
+      .describe(
+        'Refuse explicit patches reaching outside the image (PATCH_OUTSIDE_IMAGE) instead of padding',
+      ),
+  })
+  .describe('How the slide is cut into patches');
+
+export const createJobsRequestSchema = z
+  .strictObject({
+    sources: z.array(sourceSchema).min(1).max(MAX_SOURCES_PER_REQUEST),
+    options: embedOptionsSchema.default({}),
+    outputs: z
+      .array(z.enum(OUTPUT_KINDS))
+      .min(1)
+      .default(['json'])
+      .describe('json: the embeddings document; dicom-sr: a DICOM Comprehensive SR'),
+    srDestination: httpUrl
+      .optional()
+      .describe('DICOMweb base URL the SR is stored to over STOW-RS (must be on the allow-list)'),
+    bearerToken: z
+      .string()
+      .min(1)
+      .max(MAX_TOKEN_CHARS)
+      .optional()
+      .describe('Bearer token for the store(s); kept encrypted only while the job runs'),
+    priority: z
+      .number()
+      .int()
+      .min(MIN_REQUEST_PRIORITY)
+      .max(MAX_REQUEST_PRIORITY)
+      .default(DEFAULT_REQUEST_PRIORITY)
+      .describe('1 runs first, 10 last'),
+    recompute: z.boolean().default(false).describe('Run again even when the same job exists'),
+  })
+  .describe('Embed one or more slides');
+export type CreateJobsRequest = z.output<typeof createJobsRequestSchema>;
+
+export const submittedJobSchema = z.object({
+  id: z.string(),
+  state: z.enum(JOB_STATES),
+  statusUrl: z.string(),
+  source: z.string().describe('The series URL'),
+  existing: z.boolean().describe('True when an identical job already existed and is returned instead'),
+});
+export const createJobsResponseSchema = z.object({ jobs: z.array(submittedJobSchema) });
+
+export const jobErrorSchema = z.object({ code: z.string(), message: z.string() });
+
+export const jobStatusSchema = z.object({
+  id: z.string(),
+  state: z.enum(JOB_STATES),
+  source: seriesObjectSchema.extend({ url: z.string() }).loose(),
+  options: z.record(z.string(), z.unknown()),
+  outputs: z.array(z.enum(OUTPUT_KINDS)),
+  priority: z.number().int(),
+  progress: z.object({
+    planned: z.number().int().nullable(),
+    done: z.number().int(),
+    chunks: z.number().int().nullable(),
+    patchesPerSecond: z.number().nullable(),
+  }),
+  timings: z.object({
+    createdAt: z.string(),
+    startedAt: z.string().nullable(),
+    plannedAt: z.string().nullable(),
+    writingAt: z.string().nullable(),
+    finishedAt: z.string().nullable(),
+    queuedMs: z.number().nullable(),
+    planningMs: z.number().nullable(),
+    embeddingMs: z.number().nullable(),
+    writingMs: z.number().nullable(),
+    totalMs: z.number().nullable(),
+  }),
+  error: jobErrorSchema.nullable(),
+  results: z.object({
+    json: z.string().nullable().describe('URL of the JSON result'),
+    sr: z
+      .object({
+        studyUid: z.string(),
+        seriesUid: z.string(),
+        sopInstanceUid: z.string(),
+        storedTo: z.string().optional(),
+        url: z.string().optional(),
+      })
+      .nullable(),
+  }),
+  model: z.object({ sha256: z.string() }),
+});
+
+export const listJobsQuerySchema = z.strictObject({
+  limit: z.coerce.number().int().min(1).max(100).default(20),
+  offset: z.coerce.number().int().min(0).default(0),
+});
+export const listJobsResponseSchema = z.object({
+  jobs: z.array(jobStatusSchema),
+  total: z.number().int(),
+  limit: z.number().int(),
+  offset: z.number().int(),
+  next: z.string().nullable(),
+});
+
+export const errorResponseSchema = z.object({
+  error: z.object({ code: z.string(), message: z.string(), details: z.record(z.string(), z.unknown()) }),
+});
+
+export const healthResponseSchema = z.object({ status: z.enum(['ok', 'unavailable']) }).loose();

@@ -1,0 +1,175 @@
+/**
+ * Submitting and cancelling embedding jobs (the API's side of the queue). A submission is
+ * fingerprinted (job-id.ts); an identical unfinished or completed job is returned instead of a new
+ * one unless `recompute` is asked for, and a failed or cancelled one is replaced. Tokens go to the
+ * vault, never into job data. Per-key in-flight limits are checked here.
+ */
+import type { JobsOptions } from 'bullmq';
+import { PathembedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { EmbedOptions } from '../pipeline/job-types.js';
+import { requestCancel } from './cancellation.js';
+import { jobIdFor, requestFingerprint, resolvedOptions } from './job-id.js';
+import { isFinal, type JobRecord, type JobState } from './job-record.js';
+import type { QueueContext } from './queue-context.js';
+import {
+  bullJobIds,
+  bullPriority,
+  type DicomWebSourceSpec,
+  JOB_NAMES,
+  type OutputKind,
+  type SlideJobData,
+} from './queue-jobs.js';
+import { retryOptions } from './retry-policy.js';
+import { readPublishedModel } from './worker-registry.js';
+
+export interface SubmitRequest {
+  readonly source: DicomWebSourceSpec;
+  readonly options: EmbedOptions;
+  readonly outputs: readonly OutputKind[];
+  readonly srDestination?: string;
+  readonly token?: string;
+  readonly priority: number;
+  readonly recompute: boolean;
+  readonly keyId: string;
+}
+
+export interface Submitted {
+  readonly jobId: string;
+  readonly state: JobState;
+  /** True when an identical job was returned instead of a new one. */
+  readonly existing: boolean;
+}
+
+/** Finished BullMQ jobs are kept this long for inspection; the job record is the source of truth. */
+const KEEP_FINISHED_S = 24 * 3600;
+
+export class JobSubmitter {
+  constructor(
+    private readonly ctx: QueueContext,
+    private readonly logger: Logger,
+  ) {}
+
+  /** The sha256 of the model the workers serve; jobs are keyed by it. */
+  async modelSha256(): Promise<string> {
+    const manifest = await readPublishedModel(this.ctx.redis, this.ctx.keys);
+    if (!manifest) {
+      throw new PathembedError(
+        'MODEL_NOT_FOUND',
+        'No worker has published its model yet: start `pathembed worker` (GET /readyz says when the service is ready)',
+      );
+    }
+    return manifest.sha256;
+  }
+
+  async submit(request: SubmitRequest, modelSha256: string): Promise<Submitted> {
+    const { ctx } = this;
+    const options = resolvedOptions(request.options, ctx.config);
+    const fingerprint = requestFingerprint({
+      source: request.source,
+      options,
+      outputs: request.outputs,
+      srDestination: request.srDestination,
+      modelSha256,
+      keyId: request.keyId,
+    });
+    const aliasKey = ctx.keys.alias(fingerprint);
+
+    if (!request.recompute) {
+      const existing = await this.#reusable(aliasKey);
+      if (existing) return { jobId: existing.id, state: existing.state, existing: true };
+    }
+    const inFlight = await ctx.records.countInFlight(request.keyId);
+    if (inFlight >= ctx.config.PATHEMBED_MAX_JOBS_PER_KEY) {
+      throw new PathembedError(
+        'TOO_MANY_JOBS',
+        `This API key has ${inFlight} unfinished jobs, the most allowed (PATHEMBED_MAX_JOBS_PER_KEY); wait for some to finish`,
+        { inFlight, limit: ctx.config.PATHEMBED_MAX_JOBS_PER_KEY },
+      );
+    }
+
+    // The plain fingerprint id for the first run; a fresh id when recomputing or replacing a
+    // failed run, so the old job's record and results stay as they were.
+    const previous = await ctx.redis.get(aliasKey);
+    const jobId = jobIdFor(fingerprint, request.recompute || previous !== null);
+    if (!request.recompute && previous === null) {
+      // Two identical requests racing: only the one that claims the alias creates the job.
+      const claimed = await ctx.redis.set(aliasKey, jobId, 'NX');
+      if (claimed === null) {
+        const existing = await this.#reusable(aliasKey);
+        if (existing) return { jobId: existing.id, state: existing.state, existing: true };
+      }
+    }
+
+    if (request.token !== undefined) await ctx.vault.put(jobId, request.token);
+    await ctx.records.create({
+      id: jobId,
+      createdAt: Date.now(),
+      source: request.source,
+      options,
+      outputs: request.outputs,
+      srDestination: request.srDestination,
+      priority: request.priority,
+      keyId: request.keyId,
+      hasToken: request.token !== undefined,
+      modelSha256,
+    });
+    const data: SlideJobData = {
+      jobId,
+      source: request.source,
+      options,
+      outputs: request.outputs,
+      srDestination: request.srDestination,
+      hasToken: request.token !== undefined,
+      priority: request.priority,
+    };
+    const opts: JobsOptions = {
+      jobId: bullJobIds.slide(jobId),
+      priority: bullPriority(request.priority),
+      ...retryOptions(),
+      removeOnComplete: { age: KEEP_FINISHED_S },
+      removeOnFail: { age: KEEP_FINISHED_S },
+    };
+    await ctx.queue.add(JOB_NAMES.slide, data, opts);
+    await ctx.redis.set(aliasKey, jobId);
+    this.logger.info(
+      { jobId, keyId: request.keyId, hasToken: data.hasToken, priority: request.priority },
+      'embedding job queued',
+    );
+    return { jobId, state: 'queued', existing: false };
+  }
+
+  /** The job an alias points at, when it can answer a repeat (not failed, not cancelled). */
+  async #reusable(aliasKey: string): Promise<JobRecord | undefined> {
+    const jobId = await this.ctx.redis.get(aliasKey);
+    if (!jobId) return undefined;
+    const record = await this.ctx.records.get(jobId);
+    if (!record || record.state === 'failed' || record.state === 'cancelled') return undefined;
+    return record;
+  }
+
+  /** A job of this caller, or NOT_FOUND (another key's job is not revealed to exist). */
+  async get(jobId: string, keyId: string): Promise<JobRecord> {
+    const record = await this.ctx.records.get(jobId);
+    if (!record || record.keyId !== keyId) {
+      throw new PathembedError('NOT_FOUND', `No job ${jobId}`, { jobId });
+    }
+    return record;
+  }
+
+  /**
+   * Cancels a job: its record ends as cancelled at once, running chunks stop at their next batch
+   * (pub/sub), queued ones fail fast when a worker picks them up, and its token is deleted.
+   */
+  async cancel(jobId: string, keyId: string): Promise<JobRecord> {
+    const record = await this.get(jobId, keyId);
+    if (isFinal(record.state)) return record;
+    await this.ctx.records.finish(jobId, 'cancelled', {
+      error: { code: 'JOB_CANCELLED', message: 'Cancelled by the client' },
+    });
+    await requestCancel(this.ctx.redis, this.ctx.keys, jobId);
+    await this.ctx.vault.delete(jobId);
+    this.logger.info({ jobId, keyId }, 'embedding job cancelled');
+    return this.get(jobId, keyId);
+  }
+}

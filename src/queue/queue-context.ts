@@ -1,0 +1,53 @@
+/**
+ * The connections and stores both `serve` and `worker` need, opened once from the config: a Redis
+ * client for the service's own keys, the BullMQ queue, job records, the token vault and the result
+ * store. Each process builds one and closes it on shutdown.
+ */
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import type { Config } from '../config.js';
+import { JobRecordStore } from './job-record.js';
+import { QUEUE_NAME } from './queue-jobs.js';
+import { ServiceKeys } from './redis-keys.js';
+import { LocalResultStore, type ResultStore } from './result-store.js';
+import { TokenVault } from './token-vault.js';
+
+export interface QueueContextOptions {
+  /** Result store; default: the local folder PATHEMBED_RESULTS_DIR. */
+  readonly results?: ResultStore;
+}
+
+export class QueueContext {
+  readonly keys: ServiceKeys;
+  readonly redis: Redis;
+  readonly queue: Queue;
+  readonly records: JobRecordStore;
+  readonly vault: TokenVault;
+  readonly results: ResultStore;
+
+  constructor(
+    readonly config: Config,
+    options: QueueContextOptions = {},
+  ) {
+    this.keys = new ServiceKeys(config.PATHEMBED_QUEUE_PREFIX);
+    // maxRetriesPerRequest null: a Redis restart delays commands instead of failing jobs midway.
+    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    this.queue = new Queue(QUEUE_NAME, {
+      connection: this.connection(),
+      prefix: config.PATHEMBED_QUEUE_PREFIX,
+    });
+    this.records = new JobRecordStore(this.redis, this.keys);
+    this.vault = new TokenVault(this.redis, this.keys, config.PATHEMBED_TOKEN_KEY);
+    this.results = options.results ?? new LocalResultStore(config.PATHEMBED_RESULTS_DIR);
+  }
+
+  /** BullMQ connection options for another Queue/Worker/FlowProducer/QueueEvents. */
+  connection(): { url: string; maxRetriesPerRequest: null } {
+    return { url: this.config.REDIS_URL, maxRetriesPerRequest: null };
+  }
+
+  async close(): Promise<void> {
+    await this.queue.close();
+    this.redis.disconnect();
+  }
+}
