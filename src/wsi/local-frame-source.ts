@@ -180,6 +180,7 @@ export class LocalFrameSource implements FrameSource {
     return new LocalFrameSource(dir, metadata, instances);
   }
 
+  /** The datasets parsed at open, one per file (shared, not copied: callers must not modify them). */
   async seriesMetadata(): Promise<DicomJsonDataset[]> {
     return this.metadata;
   }

@@ -367,6 +367,59 @@ describe('slide model refusals on synthetic metadata', () => {
     );
   });
 
+  it('merges per-frame instances of one size that are not a concatenation; refuses TILED_FULL copies', async () => {
+    const stripConcatenation = (metadata: DicomJsonDataset[]) => {
+      for (const ds of metadata) {
+        for (const tag of [
+          Tag.ConcatenationUID,
+          Tag.InConcatenationNumber,
+          Tag.InConcatenationTotalNumber,
+          Tag.ConcatenationFrameOffsetNumber,
+          Tag.SOPInstanceUIDOfConcatenationSource,
+        ]) {
+          delete ds[tag];
+        }
+      }
+      return metadata;
+    };
+    const sparseDir = path.join(tmp, 'split-sparse');
+    const written = await writeSyntheticWsi(sparseDir, {
+      widthPx: 1000,
+      heightPx: 700,
+      tiling: 'TILED_SPARSE',
+      maxFramesPerInstance: 5,
+      frameOrder: 'shuffled',
+      seed: 'split-sparse',
+    });
+    const source = await LocalFrameSource.open(sparseDir);
+    const merged = buildSlidePyramid(stripConcatenation(structuredClone(await source.seriesMetadata())));
+    await source.close();
+    expect(merged.levels[0].instances.length).toBe(3);
+    expect(merged.levels[0].concatenationUid).toBeUndefined();
+    expect(merged.levels[0].storedTileCount).toBe(12);
+    expect(merged.levels[0].instances.every((i) => i.concatenationFrameOffset === 0)).toBe(true);
+    const w = written.levels[0];
+    for (let slot = 0; slot < w.tiles.length; slot++) {
+      const [part, frameIndex] = w.tiles[slot]!;
+      expect(tileFrame(merged.levels[0], slot % w.tilesAcross, Math.floor(slot / w.tilesAcross))).toEqual({
+        instanceUid: w.instances[part].sopInstanceUid,
+        frameIndex,
+      });
+    }
+
+    const err = await (async () => {
+      try {
+        buildSlidePyramid(stripConcatenation(await metadataOf('synthetic-concat')));
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(isPathembedError(err, 'UNSUPPORTED_WSI')).toBe(true);
+    expect((err as Error).message).toMatch(
+      /^The 1000 x 700 px level is stored 3 times \(.*\) in instances that are not one concatenation; duplicate levels are not read$/,
+    );
+  });
+
   it('round-trips a sparse pyramid through JSON', async () => {
     const p = buildSlidePyramid(await metadataOf('synthetic-sparse'));
     const back = pyramidFromJson(pyramidToJson(p));
