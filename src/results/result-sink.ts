@@ -14,7 +14,7 @@ import { PathembedError } from '../errors.js';
 export interface ResultSink {
   /** Where the result goes, for messages. */
   readonly description: string;
-  write(text: string): Promise<void>;
+  write(data: string | Uint8Array): Promise<void>;
   /** Makes everything written visible at once. */
   commit(): Promise<void>;
   /** Drops everything written; safe to call more than once and after a failed commit. */
@@ -52,9 +52,10 @@ export async function fileSink(filePath: string): Promise<ResultSink> {
   };
   return {
     description: filePath,
-    async write(text) {
+    async write(data) {
       try {
-        await handle.write(text, null, 'utf8');
+        if (typeof data === 'string') await handle.write(data, null, 'utf8');
+        else await handle.write(data);
       } catch (err) {
         throw writeFailed(filePath, err);
       }
@@ -86,10 +87,10 @@ export function streamSink(upload: {
   const description = upload.description ?? 'result stream';
   return {
     description,
-    async write(text) {
+    async write(data) {
       try {
         if (upload.stream.destroyed) throw new Error('the stream is closed');
-        if (!upload.stream.write(text, 'utf8')) await once(upload.stream, 'drain');
+        if (!upload.stream.write(data)) await once(upload.stream, 'drain');
       } catch (err) {
         throw writeFailed(description, err);
       }
@@ -105,4 +106,16 @@ export function streamSink(upload: {
       await upload.abort().catch(() => undefined);
     },
   };
+}
+
+/** Writes a whole file atomically (temporary file beside it, then rename), e.g. an SR. */
+export async function writeBytesAtomic(filePath: string, bytes: Uint8Array): Promise<void> {
+  const sink = await fileSink(filePath);
+  try {
+    await sink.write(bytes);
+    await sink.commit();
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
 }

@@ -1,0 +1,353 @@
+/**
+ * The DICOM Comprehensive SR of an embedding job: a TID 1500 Measurement Report in the source
+ * slide's patient and study (a new series), with the model as algorithm (TID 4019), the slide-level
+ * mean embedding as one NUM per component under private codes EMB0000…, and, up to a configured
+ * number of patches, one TID 1410 group per patch with its region on the slide's level-0 image and
+ * its embedding. Above that number the SR names the JSON result holding the patches instead.
+ * docs/sr.md describes the content and the private codes.
+ */
+
+import { SopClass } from '../../uids.js';
+import type { DicomJsonDataset } from '../../wsi/dicom-json.js';
+import {
+  DCM,
+  embeddingComponentCode,
+  PRIVATE,
+  PRIVATE_SCHEME,
+  PRIVATE_SCHEME_NAME,
+  PRIVATE_SCHEME_ORGANIZATION,
+  UCUM,
+} from './codes.js';
+import {
+  assertText,
+  assertUid,
+  type Dataset,
+  type ImageReference,
+  invalidArgument,
+  numItem,
+  textItem,
+} from './content-items.js';
+import { deviceUidFor, srUidsFor } from './derived-uids.js';
+import { naturalize } from './dicom-part10.js';
+import {
+  type AlgorithmIdentificationOptions,
+  imageLibrary,
+  measurementGroup,
+  measurementReport,
+  observationContext,
+  planarRoiMeasurementGroup,
+  type SpecimenSubject,
+} from './templates.js';
+
+export const SR_MANUFACTURER = 'pathembed';
+export const SR_SERIES_NUMBER = 9100;
+export const SR_INSTANCE_NUMBER = 1;
+const SOFTWARE_VERSION = '0.1.0';
+
+/** Patient and General Study attributes copied from the source so the SR files with the slide. */
+const PATIENT_STUDY_TAGS: Record<string, { keyword: string; type2: boolean }> = {
+  '00100010': { keyword: 'PatientName', type2: true },
+  '00100020': { keyword: 'PatientID', type2: true },
+  '00100021': { keyword: 'IssuerOfPatientID', type2: false },
+  '00100024': { keyword: 'IssuerOfPatientIDQualifiersSequence', type2: false },
+  '00100030': { keyword: 'PatientBirthDate', type2: true },
+  '00100040': { keyword: 'PatientSex', type2: true },
+  '00101002': { keyword: 'OtherPatientIDsSequence', type2: false },
+  '00104000': { keyword: 'PatientComments', type2: false },
+  '00120062': { keyword: 'PatientIdentityRemoved', type2: false },
+  '00120063': { keyword: 'DeidentificationMethod', type2: false },
+  '0020000D': { keyword: 'StudyInstanceUID', type2: false },
+  '00080020': { keyword: 'StudyDate', type2: true },
+  '00080030': { keyword: 'StudyTime', type2: true },
+  '00080090': { keyword: 'ReferringPhysicianName', type2: true },
+  '00200010': { keyword: 'StudyID', type2: true },
+  '00080050': { keyword: 'AccessionNumber', type2: true },
+  '00080051': { keyword: 'IssuerOfAccessionNumberSequence', type2: false },
+  '00081030': { keyword: 'StudyDescription', type2: false },
+};
+
+/** One patch for the SR: its rectangle in the target grid and its embedding. */
+export interface SrPatch {
+  readonly index: number;
+  readonly x: number;
+  readonly y: number;
+  readonly width: number;
+  readonly height: number;
+  readonly embedding: Float32Array;
+}
+
+export interface EmbeddingSrInput {
+  /** Deterministic job key: the SR's UIDs derive from it. */
+  readonly jobKey: string;
+  /** DICOM JSON metadata of one source instance (patient, study, specimen are copied from it). */
+  readonly sourceMetadata: DicomJsonDataset;
+  /** The instances the patches were read from, listed as evidence. */
+  readonly evidence: readonly ImageReference[];
+  /**
+   * The image patch regions are drawn on (level 0) and its pixels per target-grid pixel: a patch at
+   * grid (x, y) covers columns x·scale … (x+width)·scale of its total pixel matrix.
+   */
+  readonly regionImage: ImageReference & { readonly scaleFromGrid: number };
+  readonly model: { readonly name: string; readonly version: string; readonly sha256: string };
+  /** Parameters quoted in TID 4019, as name → value. */
+  readonly parameters: Readonly<Record<string, string | number | boolean>>;
+  readonly pixelSpacingUm: number;
+  readonly patchSizePx: number;
+  readonly patchCount: number;
+  readonly meanEmbedding: Float32Array;
+  /** Per-patch content; given when the job has at most `maxPatches` patches. */
+  readonly patches?: readonly SrPatch[];
+  readonly maxPatches: number;
+  /** How the SR names the JSON result that holds every patch (file name or job URL). */
+  readonly jsonResultName: string;
+  /** Content date/time; default now. */
+  readonly contentTime?: Date;
+}
+
+export interface BuiltSr {
+  readonly dataset: Dataset;
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  /** Whether the per-patch groups are in the SR (else only the slide-level content). */
+  readonly includesPatches: boolean;
+}
+
+function dicomDate(d: Date): string {
+  return d.toISOString().slice(0, 10).replace(/-/g, '');
+}
+
+function dicomTime(d: Date): string {
+  return d.toISOString().slice(11, 19).replace(/:/g, '');
+}
+
+function copyPatientAndStudy(source: DicomJsonDataset): Dataset {
+  const subset: Record<string, unknown> = {};
+  for (const tag of Object.keys(PATIENT_STUDY_TAGS)) {
+    if (source[tag]?.Value && source[tag].Value.length > 0) subset[tag] = source[tag];
+  }
+  const copied = naturalize(subset);
+  for (const { keyword, type2 } of Object.values(PATIENT_STUDY_TAGS)) {
+    if (type2 && copied[keyword] === undefined) copied[keyword] = '';
+  }
+  return copied;
+}
+
+function specimenOf(source: DicomJsonDataset): SpecimenSubject | undefined {
+  const description = source['00400560']?.Value?.[0] as DicomJsonDataset | undefined;
+  const specimenUid = description?.['00400554']?.Value?.[0];
+  if (typeof specimenUid !== 'string') return undefined;
+  const identifier = description?.['00400551']?.Value?.[0];
+  const container = source['00400512']?.Value?.[0];
+  return {
+    specimenUid,
+    ...(typeof identifier === 'string' && identifier ? { specimenIdentifier: identifier } : {}),
+    ...(typeof container === 'string' && container ? { containerIdentifier: container } : {}),
+  };
+}
+
+function embeddingMeasurements(embedding: Float32Array): Dataset[] {
+  return Array.from(embedding, (v, i) => numItem('CONTAINS', embeddingComponentCode(i), v, UCUM.noUnits));
+}
+
+/** Closed rectangle (5 points) of a patch in the region image's total pixel matrix. */
+export function patchRegion(patch: SrPatch, scaleFromGrid: number): Array<[number, number]> {
+  const x0 = patch.x * scaleFromGrid;
+  const y0 = patch.y * scaleFromGrid;
+  const x1 = (patch.x + patch.width) * scaleFromGrid;
+  const y1 = (patch.y + patch.height) * scaleFromGrid;
+  return [
+    [x0, y0],
+    [x1, y0],
+    [x1, y1],
+    [x0, y1],
+    [x0, y0],
+  ];
+}
+
+function validate(input: EmbeddingSrInput): void {
+  const where = 'buildEmbeddingSr';
+  assertText(where, 'jobKey', input.jobKey);
+  assertText(where, 'jsonResultName', input.jsonResultName);
+  const study = input.sourceMetadata['0020000D']?.Value?.[0];
+  const series = input.sourceMetadata['0020000E']?.Value?.[0];
+  assertUid(where, 'sourceMetadata StudyInstanceUID', study);
+  assertUid(where, 'sourceMetadata SeriesInstanceUID', series);
+  if (input.evidence.length === 0) throw invalidArgument(where, 'evidence', 'must list the instances used');
+  if (!(input.regionImage.scaleFromGrid > 0)) {
+    throw invalidArgument(
+      where,
+      'regionImage.scaleFromGrid',
+      `must be positive, got ${input.regionImage.scaleFromGrid}`,
+    );
+  }
+  if (!(input.pixelSpacingUm > 0)) throw invalidArgument(where, 'pixelSpacingUm', 'must be positive');
+  if (!Number.isInteger(input.patchSizePx) || input.patchSizePx <= 0) {
+    throw invalidArgument(where, 'patchSizePx', 'must be a positive integer');
+  }
+  if (!Number.isInteger(input.patchCount) || input.patchCount < 1) {
+    throw invalidArgument(
+      where,
+      'patchCount',
+      'must be at least 1 (an SR of no patches has no mean embedding)',
+    );
+  }
+  if (input.meanEmbedding.length === 0) throw invalidArgument(where, 'meanEmbedding', 'must not be empty');
+  const bad = input.meanEmbedding.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) throw invalidArgument(where, `meanEmbedding[${bad}]`, 'is not finite');
+  if (!/^[0-9a-f]{64}$/.test(input.model.sha256))
+    throw invalidArgument(where, 'model.sha256', 'must be hex sha256');
+  if (!Number.isInteger(input.maxPatches) || input.maxPatches < 0) {
+    throw invalidArgument(where, 'maxPatches', 'must be a non-negative integer');
+  }
+  input.patches?.forEach((p, i) => {
+    if (p.embedding.length !== input.meanEmbedding.length) {
+      throw invalidArgument(
+        where,
+        `patches[${i}].embedding`,
+        `has ${p.embedding.length} components, the mean has ${input.meanEmbedding.length}`,
+      );
+    }
+  });
+}
+
+/** Builds the SR dataset (dcmjs naturalized form); encode it with `encodePart10`. */
+export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
+  validate(input);
+  const uids = srUidsFor(input.jobKey);
+  const studyInstanceUid = input.sourceMetadata['0020000D'].Value![0] as string;
+  const sourceSeriesUid = input.sourceMetadata['0020000E'].Value![0] as string;
+  const now = input.contentTime ?? new Date();
+  const includesPatches =
+    input.patches !== undefined &&
+    input.patches.length === input.patchCount &&
+    input.patchCount <= input.maxPatches;
+
+  const algorithm: AlgorithmIdentificationOptions = {
+    name: input.model.name,
+    version: input.model.version,
+    parameters: [
+      `modelSha256=${input.model.sha256}`,
+      ...Object.entries(input.parameters).map(([k, v]) => `${k}=${v}`),
+    ],
+  };
+  const slideMeasurements = [
+    numItem('CONTAINS', DCM.horizontalPixelSpacing, input.pixelSpacingUm, UCUM.micrometer),
+    numItem('CONTAINS', DCM.verticalPixelSpacing, input.pixelSpacingUm, UCUM.micrometer),
+    numItem('CONTAINS', PRIVATE.patchSize, input.patchSizePx, UCUM.pixels),
+    numItem('CONTAINS', PRIVATE.patchCount, input.patchCount, UCUM.patches),
+    ...embeddingMeasurements(input.meanEmbedding),
+  ];
+  if (!includesPatches) {
+    slideMeasurements.push(
+      textItem(
+        'CONTAINS',
+        DCM.comment,
+        `This SR carries the slide-level mean embedding of ${input.patchCount} patches only (more than the ` +
+          `${input.maxPatches} per-patch groups an SR may hold). Every patch with its region and embedding is in ` +
+          `the JSON result ${input.jsonResultName}.`,
+      ),
+    );
+  }
+  const groups: Dataset[] = [
+    measurementGroup({
+      tracking: { identifier: 'slide-level mean embedding', uid: uids.meanGroupUid },
+      finding: PRIVATE.slideMeanEmbedding,
+      algorithm,
+      sourceImages: [input.regionImage],
+      measurements: slideMeasurements,
+    }),
+  ];
+  if (includesPatches) {
+    for (const patch of input.patches!) {
+      groups.push(
+        planarRoiMeasurementGroup({
+          tracking: {
+            identifier: `patch ${patch.index} at x=${patch.x} y=${patch.y} (target grid, ${input.pixelSpacingUm} um/px)`,
+            uid: uids.patchGroupUid(patch.index),
+          },
+          region: patchRegion(patch, input.regionImage.scaleFromGrid),
+          image: input.regionImage,
+          finding: PRIVATE.patchEmbedding,
+          algorithm,
+          measurements: embeddingMeasurements(patch.embedding),
+        }),
+      );
+    }
+  }
+
+  const specimen = specimenOf(input.sourceMetadata);
+  const root = measurementReport({
+    observationContext: observationContext({
+      device: {
+        uid: deviceUidFor(input.model.sha256),
+        name: `${input.model.name} ${input.model.version}`,
+        manufacturer: SR_MANUFACTURER,
+        modelName: input.model.name,
+      },
+      ...(specimen ? { specimen } : {}),
+    }),
+    procedureReported: DCM.wholeSlideImaging,
+    imageLibrary: imageLibrary([input.regionImage]),
+    measurementGroups: groups,
+  });
+
+  const evidence = new Map<string, ImageReference>();
+  for (const ref of [...input.evidence, input.regionImage]) {
+    evidence.set(ref.sopInstanceUid, { sopClassUid: ref.sopClassUid, sopInstanceUid: ref.sopInstanceUid });
+  }
+  const dataset: Dataset = {
+    SOPClassUID: SopClass.ComprehensiveSR,
+    SOPInstanceUID: uids.sopInstanceUid,
+    InstanceCreationDate: dicomDate(now),
+    InstanceCreationTime: dicomTime(now),
+    TimezoneOffsetFromUTC: '+0000',
+    CodingSchemeIdentificationSequence: [
+      {
+        CodingSchemeDesignator: PRIVATE_SCHEME,
+        CodingSchemeName: PRIVATE_SCHEME_NAME,
+        CodingSchemeResponsibleOrganization: PRIVATE_SCHEME_ORGANIZATION,
+      },
+    ],
+    ...copyPatientAndStudy(input.sourceMetadata),
+    StudyInstanceUID: studyInstanceUid,
+    Modality: 'SR',
+    SeriesInstanceUID: uids.seriesInstanceUid,
+    SeriesNumber: SR_SERIES_NUMBER,
+    SeriesDescription: `Path Foundation embeddings (${input.model.name} ${input.model.version})`,
+    SeriesDate: dicomDate(now),
+    SeriesTime: dicomTime(now),
+    ReferencedPerformedProcedureStepSequence: [],
+    Manufacturer: SR_MANUFACTURER,
+    ManufacturerModelName: 'pathembed',
+    SoftwareVersions: SOFTWARE_VERSION,
+    InstanceNumber: SR_INSTANCE_NUMBER,
+    CompletionFlag: 'COMPLETE',
+    VerificationFlag: 'UNVERIFIED',
+    ContentDate: dicomDate(now),
+    ContentTime: dicomTime(now),
+    PerformedProcedureCodeSequence: [],
+    CurrentRequestedProcedureEvidenceSequence: [
+      {
+        StudyInstanceUID: studyInstanceUid,
+        ReferencedSeriesSequence: [
+          {
+            SeriesInstanceUID: sourceSeriesUid,
+            ReferencedSOPSequence: [...evidence.values()].map((r) => ({
+              ReferencedSOPClassUID: r.sopClassUid,
+              ReferencedSOPInstanceUID: r.sopInstanceUid,
+            })),
+          },
+        ],
+      },
+    ],
+    ...root,
+  };
+  return {
+    dataset,
+    studyInstanceUid,
+    seriesInstanceUid: uids.seriesInstanceUid,
+    sopInstanceUid: uids.sopInstanceUid,
+    includesPatches,
+  };
+}
