@@ -1,0 +1,43 @@
+/**
+ * The deployment files stay valid: docker-compose.yml parses under `docker-compose config -q`
+ * (Debian's docker-compose; no Docker engine needed), and its queue-critical settings are in place.
+ * A missing binary fails the test with the package to install, never skips it.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { requireBinary } from '../helpers/binaries.js';
+import { REPO_ROOT } from '../helpers/fixtures.js';
+
+const run = promisify(execFile);
+const COMPOSE_FILE = path.join(REPO_ROOT, 'docker-compose.yml');
+
+describe('docker-compose.yml', () => {
+  it('is valid for docker-compose config -q', async () => {
+    let binary: string;
+    try {
+      binary = requireBinary('docker-compose');
+    } catch {
+      throw new Error(
+        "Test prerequisite missing: 'docker-compose' is not on PATH. Install it with: apt-get install -y docker-compose",
+      );
+    }
+    const { stdout, stderr } = await run(binary, ['-f', COMPOSE_FILE, 'config', '-q'], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, PATHEMBED_API_KEYS: 'k', PATHEMBED_TOKEN_KEY: '0'.repeat(64) },
+    });
+    expect(stdout.trim()).toBe('');
+    expect(stderr).not.toMatch(/error/i);
+  });
+
+  it('runs Redis as a queue needs it and reserves a GPU for the worker', async () => {
+    const text = await fs.readFile(COMPOSE_FILE, 'utf8');
+    expect(text).toMatch(/--appendonly", "yes"/);
+    expect(text).toMatch(/--maxmemory-policy", "noeviction"/);
+    expect(text).toMatch(/driver: nvidia/);
+    expect(text).toMatch(/profiles: \["cpu"\]/);
+    expect(text).toMatch(/orthancteam\/orthanc/);
+  });
+});
