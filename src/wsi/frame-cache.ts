@@ -28,6 +28,8 @@ import type { SlideLevel, TileFrame } from './slide-level.js';
 export interface FrameProvider {
   /** Decoded frames of `level`, in the order of `tiles`. */
   getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]>;
+  /** Fetches frames ahead of use, when the provider keeps them; resolves to how many it fetched. */
+  prefetch?(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<number>;
 }
 
 export interface FrameCacheOptions {
@@ -152,11 +154,11 @@ export class FrameCache implements FrameProvider {
   /**
    * Starts fetching the frames of `tiles` (in that order, duplicates and cached frames skipped)
    * that are not cached yet, at most as many as fit in the byte budget. Resolves when they are
-   * cached; returns how many frames it fetched. Waiting is optional: failures also reach the
-   * patches that read the frames.
+   * settled to how many it fetched and decoded. Never rejects, so a caller need not wait for it:
+   * a frame that fails (or is aborted) fails the patches that read it, which is where it matters.
    */
   async prefetch(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<number> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) return 0;
     const budgetFrames = Math.floor(this.maxBytes / levelFrameBytes(level));
     const byInstance = new Map<string, PendingFrame[]>();
     const waits: Promise<RgbFrame>[] = [];
@@ -178,8 +180,8 @@ export class FrameCache implements FrameProvider {
       }
     }
     await Promise.all(batches);
-    await Promise.all(waits);
-    return waits.length;
+    const settled = await Promise.allSettled(waits);
+    return settled.filter((r) => r.status === 'fulfilled').length;
   }
 
   stats(): FrameCacheStats {

@@ -23,7 +23,7 @@
  */
 import type { RgbFrame } from '../codecs/index.js';
 import { PathembedError } from '../errors.js';
-import type { FrameCache, FrameProvider } from './frame-cache.js';
+import type { FrameProvider } from './frame-cache.js';
 import { chooseLevel } from './level-choice.js';
 import { assertValidRect, isInsideImage, type RectPx, tilesOverlapping } from './region.js';
 import { areaResample, RGB_CHANNELS } from './resample.js';
@@ -219,16 +219,13 @@ export class PatchReader {
   }
 
   /**
-   * Fetches (into the cache) the frames a list of target-grid patches will need, in the order of
-   * the list (row-major for a grid), up to the cache's byte budget. Returns the frames fetched.
+   * Fetches (into the frame cache) the frames a list of target-grid patches will need, in the
+   * order of the list (row-major for a grid), up to the cache's byte budget. Resolves to the
+   * number of frames fetched (0 when the reader has no cache). Awaiting it is optional.
    */
-  async prefetchPatches(
-    cache: FrameCache,
-    choice: LevelScale,
-    rects: readonly RectPx[],
-    signal?: AbortSignal,
-  ): Promise<number> {
-    return cache.prefetch(choice.level, framesForPatches(choice, rects), signal);
+  async prefetchPatches(choice: LevelScale, rects: readonly RectPx[], signal?: AbortSignal): Promise<number> {
+    if (!this.frames.prefetch) return 0;
+    return this.frames.prefetch(choice.level, framesForPatches(choice, rects), signal);
   }
 
   /** Copies the part of tile (col, row) inside both the image and `rect` into `out`. */

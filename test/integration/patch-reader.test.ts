@@ -355,7 +355,7 @@ describe('frame cache over DICOMweb: batched requests', () => {
     for (const f of frames) perInstance.set(f.instanceUid, (perInstance.get(f.instanceUid) ?? 0) + 1);
     const bound = [...perInstance.values()].reduce((s, n) => s + Math.ceil(n / FRAMES_PER_REQUEST), 0);
     const requestsBefore = source.stats.requests;
-    expect(await reader.prefetchPatches(cache, choice, rects)).toBe(frames.length);
+    expect(await reader.prefetchPatches(choice, rects)).toBe(frames.length);
     expect(source.stats.requests - requestsBefore).toBeLessThanOrEqual(bound);
     expect(bound).toBeLessThanOrEqual(Math.ceil(frames.length / FRAMES_PER_REQUEST) + perInstance.size - 1);
     const afterPrefetch = source.stats.requests;

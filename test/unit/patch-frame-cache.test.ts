@@ -150,7 +150,7 @@ describe('FrameCache', () => {
       widthPx: PATCH_PX,
       heightPx: PATCH_PX,
     }));
-    const fetched = await reader.prefetchPatches(cache, choice, rects);
+    const fetched = await reader.prefetchPatches(choice, rects);
     expect(fetched).toBe(5);
     expect(source.stats.frames).toBe(5);
     // the first patches now read from the cache alone
@@ -158,7 +158,7 @@ describe('FrameCache', () => {
     expect(source.stats.frames).toBe(5);
     expect(cache.stats().evictions).toBe(0);
     // prefetching again fetches nothing new
-    expect(await reader.prefetchPatches(cache, choice, rects.slice(0, 5))).toBe(0);
+    expect(await reader.prefetchPatches(choice, rects.slice(0, 5))).toBe(0);
     await source.close();
   });
 
@@ -176,8 +176,9 @@ describe('FrameCache', () => {
       [240, 240],
       [240, 240],
     ]);
-    // an already-aborted signal is refused at once
+    // an already-aborted signal is refused at once; a prefetch under it fetches nothing, and never rejects
     await expect(cache.getFrames(level0, tiles, controller.signal)).rejects.toThrow('job cancelled');
+    expect(await cache.prefetch(level0, [tileFrame(level0, 7, 7)!], controller.signal)).toBe(0);
     await source.close();
   });
 });
