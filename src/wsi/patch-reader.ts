@@ -20,6 +20,8 @@
  *
  * Shrinking from the finer level uses area averaging (resample.ts), so a patch at 1 µm/px read
  * from a 0.5 µm/px level is the mean of each 2 x 2 block, as a scanner with bigger pixels sees it.
+ * The padding takes part in the average: a target pixel half past the image edge is half black
+ * (the level is padded first, then shrunk).
  */
 import type { RgbFrame } from '../codecs/index.js';
 import { PathembedError } from '../errors.js';
