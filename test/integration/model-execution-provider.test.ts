@@ -1,0 +1,112 @@
+/**
+ * Execution provider choice with the real onnxruntime-node of this install. On a machine without
+ * the CUDA build (CI, laptops, this repository's test machine) `auto` must run on the CPU with
+ * exactly one warning, and an explicit GPU provider must fail with EXECUTION_PROVIDER_UNAVAILABLE
+ * rather than quietly running on the CPU.
+ */
+import { Writable } from 'node:stream';
+import { InferenceSession } from 'onnxruntime-node';
+import { pino } from 'pino';
+import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { loadConfig } from '../../src/config.js';
+import {
+  cudaProviderInstalled,
+  EmbeddingEngine,
+  ensureDefaultModel,
+  executionProvidersFor,
+  isProviderFailure,
+} from '../../src/embed/index.js';
+import { isPathembedError } from '../../src/errors.js';
+import type { Logger } from '../../src/log.js';
+
+const PINO_WARN = 40;
+const env = { PATHEMBED_INTRA_OP_THREADS: '2', LOG_LEVEL: 'silent' };
+
+function capturingLogger(): { logger: Logger; lines: Array<{ level: number; msg: string }> } {
+  const lines: Array<{ level: number; msg: string }> = [];
+  const sink = new Writable({
+    write(chunk, _encoding, done) {
+      for (const line of String(chunk).split('\n').filter(Boolean)) lines.push(JSON.parse(line));
+      done();
+    },
+  });
+  return { logger: pino({ level: 'debug' }, sink), lines };
+}
+
+const opened: EmbeddingEngine[] = [];
+afterEach(async () => {
+  await Promise.all(opened.splice(0).map((e) => e.close()));
+});
+
+beforeAll(async () => {
+  await ensureDefaultModel(loadConfig(env));
+});
+
+describe('executionProvidersFor', () => {
+  it('maps settings to ORT provider lists, TensorRT falling back to CUDA', () => {
+    expect(executionProvidersFor('cpu', 0)).toEqual(['cpu']);
+    expect(executionProvidersFor('cuda', 1)).toEqual([{ name: 'cuda', deviceId: 1 }]);
+    expect(executionProvidersFor('tensorrt', 2)).toEqual([
+      { name: 'tensorrt', deviceId: 2 },
+      { name: 'cuda', deviceId: 2 },
+    ]);
+  });
+});
+
+describe.skipIf(cudaProviderInstalled())('without the CUDA build of onnxruntime-node', () => {
+  it('auto runs on the CPU and warns exactly once, saying why and where to look', async () => {
+    const { logger, lines } = capturingLogger();
+    const engine = await EmbeddingEngine.open(
+      loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'auto' }),
+      logger,
+    );
+    opened.push(engine);
+    expect(engine.provider).toBe('cpu');
+    await engine.embed([new Uint8Array(224 * 224 * 3)]);
+    const warnings = lines.filter((l) => l.level === PINO_WARN);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0].msg).toMatch(/CUDA.*CPU.*deploy\/gpu-install\.md/);
+  });
+
+  it('cpu runs on the CPU without any warning', async () => {
+    const { logger, lines } = capturingLogger();
+    const engine = await EmbeddingEngine.open(
+      loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'cpu' }),
+      logger,
+    );
+    opened.push(engine);
+    expect(engine.provider).toBe('cpu');
+    expect(lines.filter((l) => l.level >= PINO_WARN)).toEqual([]);
+  });
+
+  it("recognises ORT's own provider-load failure, which auto would also fall back from", async () => {
+    // The engine checks for the provider libraries first; this pins that ORT itself throws, and
+    // in words the classifier knows, when asked for CUDA without them.
+    const modelPath = loadConfig(env).PATHEMBED_MODEL_PATH;
+    const err = await InferenceSession.create(modelPath, {
+      executionProviders: [{ name: 'cuda', deviceId: 0 }],
+      logSeverityLevel: 4,
+    }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(Error);
+    expect(isProviderFailure(err)).toBe(true);
+    expect(isProviderFailure(new Error('Load model from x failed: Protobuf parsing failed.'))).toBe(false);
+  });
+
+  for (const provider of ['cuda', 'tensorrt'] as const) {
+    it(`explicit ${provider} fails with EXECUTION_PROVIDER_UNAVAILABLE naming what to install`, async () => {
+      const { logger } = capturingLogger();
+      await expect(
+        EmbeddingEngine.open(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: provider }), logger),
+      ).rejects.toSatisfy(
+        (err) =>
+          isPathembedError(err, 'EXECUTION_PROVIDER_UNAVAILABLE') &&
+          err.message.includes(`PATHEMBED_EXECUTION_PROVIDER=${provider}`) &&
+          err.message.includes('ONNXRUNTIME_NODE_INSTALL=cuda12') &&
+          err.message.includes('deploy/gpu-install.md'),
+      );
+    });
+  }
+});
