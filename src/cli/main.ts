@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 import { isPathembedError } from '../errors.js';
 import { registerInfoCommand } from './info-command.js';
+import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
 
 const program = new Command('pathembed')
@@ -15,7 +16,11 @@ const program = new Command('pathembed')
   .showHelpAfterError();
 
 // Each module adds its subcommands; keep this list in the order `pathembed --help` shows them.
-const registrations: Array<(program: Command) => void> = [registerInfoCommand, registerPatchCommands];
+const registrations: Array<(program: Command) => void> = [
+  registerInfoCommand,
+  registerPatchCommands,
+  registerModelCommands,
+];
 
 for (const register of registrations) register(program);
 
