@@ -49,7 +49,9 @@ export {
   formatSeriesUrl,
   GOOGLE_HEALTHCARE_API_BASE,
   isValidUid,
+  normaliseBaseUrl,
   parseSeriesReference,
+  redactReference,
   type SeriesReference,
   type SeriesReferenceInput,
 } from './series-reference.js';
