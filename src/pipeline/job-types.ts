@@ -45,9 +45,21 @@ export interface EmbedOptions {
   readonly requirePatchesInside?: boolean;
 }
 
+/** Level 0 of the slide: full-resolution geometry, and the image SR regions are drawn on. */
+export interface PlanBaseLevel {
+  readonly widthPx: number;
+  readonly heightPx: number;
+  /** Physical size of one pixel in millimetres: x along columns, y along rows. */
+  readonly pixelSpacingMm: { readonly x: number; readonly y: number };
+  /** The level's first instance (the first part of a concatenation). */
+  readonly sopInstanceUid: string;
+}
+
 export interface SlidePlan {
   readonly version: 1;
   readonly source: SlideSourceSpec;
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
   readonly pixelSpacingUm: number;
   /** The stored level patches are read from, and the downsample applied to it (1 when it matches). */
   readonly level: SlideLevel;
@@ -55,6 +67,12 @@ export interface SlidePlan {
   readonly patchSizePx: number;
   readonly stridePx: number;
   readonly minTissue: number;
+  /** Tissue-filtered stride grid, or the caller's explicit patches (in the order given). */
+  readonly patchSelection: 'tissue-grid' | 'explicit';
+  readonly requirePatchesInside: boolean;
+  /** Grid positions considered before the tissue filter (the explicit list's length otherwise). */
+  readonly candidates: number;
+  readonly baseLevel: PlanBaseLevel;
   /** Size of the slide in the target grid. */
   readonly widthPx: number;
   readonly heightPx: number;
@@ -67,6 +85,11 @@ export interface PatchEmbedding {
   readonly embedding: Float32Array;
 }
 
+/**
+ * Milliseconds each stage was busy (wall time during which at least one operation of the stage
+ * was running). Fetching and decoding overlap inference, so the stages need not add up to the
+ * job's total time; fetch + decode close to or above infer means slide reading is the bottleneck.
+ */
 export interface StageTimings {
   fetchMs: number;
   decodeMs: number;

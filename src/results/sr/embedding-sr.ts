@@ -66,6 +66,12 @@ const PATIENT_STUDY_TAGS: Record<string, { keyword: string; type2: boolean }> = 
   '00081030': { keyword: 'StudyDescription', type2: false },
 };
 
+/** Image pixels per target-grid pixel, along columns (x) and rows (y). */
+export interface GridScale {
+  readonly x: number;
+  readonly y: number;
+}
+
 /** One patch for the SR: its rectangle in the target grid and its embedding. */
 export interface SrPatch {
   readonly index: number;
@@ -84,10 +90,11 @@ export interface EmbeddingSrInput {
   /** The instances the patches were read from, listed as evidence. */
   readonly evidence: readonly ImageReference[];
   /**
-   * The image patch regions are drawn on (level 0) and its pixels per target-grid pixel: a patch at
-   * grid (x, y) covers columns x·scale … (x+width)·scale of its total pixel matrix.
+   * The image patch regions are drawn on (level 0) and its pixels per target-grid pixel along
+   * columns (x) and rows (y): a patch at grid (x, y) covers columns x·scale.x … (x+width)·scale.x
+   * of its total pixel matrix.
    */
-  readonly regionImage: ImageReference & { readonly scaleFromGrid: number };
+  readonly regionImage: ImageReference & { readonly scaleFromGrid: GridScale };
   readonly model: { readonly name: string; readonly version: string; readonly sha256: string };
   /** Parameters quoted in TID 4019, as name → value. */
   readonly parameters: Readonly<Record<string, string | number | boolean>>;
@@ -151,11 +158,11 @@ function embeddingMeasurements(embedding: Float32Array): Dataset[] {
 }
 
 /** Closed rectangle (5 points) of a patch in the region image's total pixel matrix. */
-export function patchRegion(patch: SrPatch, scaleFromGrid: number): Array<[number, number]> {
-  const x0 = patch.x * scaleFromGrid;
-  const y0 = patch.y * scaleFromGrid;
-  const x1 = (patch.x + patch.width) * scaleFromGrid;
-  const y1 = (patch.y + patch.height) * scaleFromGrid;
+export function patchRegion(patch: SrPatch, scale: GridScale): Array<[number, number]> {
+  const x0 = patch.x * scale.x;
+  const y0 = patch.y * scale.y;
+  const x1 = (patch.x + patch.width) * scale.x;
+  const y1 = (patch.y + patch.height) * scale.y;
   return [
     [x0, y0],
     [x1, y0],
@@ -174,11 +181,12 @@ function validate(input: EmbeddingSrInput): void {
   assertUid(where, 'sourceMetadata StudyInstanceUID', study);
   assertUid(where, 'sourceMetadata SeriesInstanceUID', series);
   if (input.evidence.length === 0) throw invalidArgument(where, 'evidence', 'must list the instances used');
-  if (!(input.regionImage.scaleFromGrid > 0)) {
+  const { scaleFromGrid } = input.regionImage;
+  if (!(scaleFromGrid?.x > 0 && scaleFromGrid.y > 0)) {
     throw invalidArgument(
       where,
       'regionImage.scaleFromGrid',
-      `must be positive, got ${input.regionImage.scaleFromGrid}`,
+      `must be positive {x, y}, got ${JSON.stringify(scaleFromGrid)}`,
     );
   }
   if (!(input.pixelSpacingUm > 0)) throw invalidArgument(where, 'pixelSpacingUm', 'must be positive');

@@ -1,0 +1,187 @@
+/**
+ * Embedding a plan's patches (all, or a chunk [start, end)) as a bounded pipeline:
+ *
+ *   read batch k+1, k+2 (fetch, decode, cut) ──┐
+ *                                               ├─ at most READ_AHEAD_BATCHES + 1 batches in memory
+ *   infer batch k ──────────────────────────────┘
+ *
+ * While the model runs batch k, the patches of the next READ_AHEAD_BATCHES batches are read
+ * (their frames fetched and decoded through the shared frame cache, whose batching and
+ * in-flight de-duplication bound the requests), so on a machine where inference is the slow
+ * stage, slide reading is hidden behind it. Nothing more is read ahead, so memory stays bounded
+ * whatever the slide's size. Embeddings come out in patch order. An abort stops the job within
+ * one batch: reads in flight are aborted, the running batch is not reported, and the generator
+ * throws JOB_CANCELLED.
+ */
+import { isPathembedError, PathembedError } from '../errors.js';
+import type { LevelScale } from '../wsi/patch-reader.js';
+import { cancelledError, throwIfCancelled } from './cancellation.js';
+import type { PatchEmbedding, PlannedPatch, SlidePlan } from './job-types.js';
+import type { PipelineDeps, RunContext } from './pipeline-deps.js';
+import { openReadingSession, type ReadingSession } from './reading-session.js';
+import { StageClock } from './stage-clock.js';
+
+/**
+ * Batches read ahead of the one being embedded. Two keep the model fed when reading a batch
+ * takes up to twice as long as embedding one (a burst of slow frames), at a cost of two batches
+ * of pixels (2 x 32 x 147 KiB = 9.4 MiB at the default batch size).
+ */
+export const READ_AHEAD_BATCHES = 2;
+const RGB_CHANNELS = 3;
+const MS_PER_S = 1000;
+
+/** A chunk of a plan: patch indices [start, end). */
+export interface PatchRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+/** Counters an embedding run keeps for timings and progress. */
+export class EmbedRunStats {
+  readonly inferClock = new StageClock();
+  done = 0;
+}
+
+export function checkRange(range: PatchRange | undefined, patchCount: number): PatchRange {
+  if (!range) return { start: 0, end: patchCount };
+  const { start, end } = range;
+  if (
+    !Number.isSafeInteger(start) ||
+    !Number.isSafeInteger(end) ||
+    start < 0 ||
+    end < start ||
+    end > patchCount
+  ) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `Patch range [${start}, ${end}) is not within the plan's ${patchCount} patches`,
+      { start, end, patchCount },
+    );
+  }
+  return range;
+}
+
+function aboutPatch(err: unknown, patch: PlannedPatch): unknown {
+  if (!isPathembedError(err) || err.details.patchIndex !== undefined) return err;
+  return new PathembedError(
+    err.code,
+    `${err.message} [reading patch ${patch.index} at x=${patch.x} y=${patch.y}]`,
+    { ...err.details, patchIndex: patch.index },
+    { cause: err },
+  );
+}
+
+/** Embeds plan patches on an open reading session (shared with planning in one process). */
+export async function* embedOnSession(
+  session: ReadingSession,
+  plan: SlidePlan,
+  range: PatchRange | undefined,
+  deps: PipelineDeps,
+  ctx: RunContext,
+  stats: EmbedRunStats = new EmbedRunStats(),
+): AsyncGenerator<PatchEmbedding> {
+  const { start, end } = checkRange(range, plan.patches.length);
+  const patches = plan.patches.slice(start, end);
+  const batchSize = deps.config.PATHEMBED_BATCH_SIZE;
+  const batchCount = Math.ceil(patches.length / batchSize);
+  const choice: LevelScale = { level: plan.level, scale: plan.levelScale };
+  const patchBytes = plan.patchSizePx * plan.patchSizePx * RGB_CHANNELS;
+  const width = deps.engine.embeddingWidth;
+  // Our own controller: stops read-ahead when the consumer stops early or a batch fails, and
+  // follows the job's signal.
+  const reading = new AbortController();
+  const onAbort = () => reading.abort(ctx.signal?.reason);
+  ctx.signal?.addEventListener('abort', onAbort, { once: true });
+  if (ctx.signal?.aborted) onAbort();
+
+  const readPatch = async (patch: PlannedPatch): Promise<Uint8Array> => {
+    try {
+      const rgb = await session.reader.readScaled(
+        choice,
+        { xPx: patch.x, yPx: patch.y, widthPx: patch.width, heightPx: patch.height },
+        { signal: reading.signal, requireInside: plan.requirePatchesInside },
+      );
+      if (rgb.data.byteLength !== patchBytes) {
+        throw new PathembedError(
+          'INTERNAL',
+          `Patch ${patch.index} read as ${rgb.width}x${rgb.height}, not ${plan.patchSizePx}x${plan.patchSizePx}`,
+        );
+      }
+      return rgb.data;
+    } catch (err) {
+      throw aboutPatch(err, patch);
+    }
+  };
+  const readBatch = (b: number): Promise<Uint8Array[]> =>
+    Promise.all(patches.slice(b * batchSize, (b + 1) * batchSize).map(readPatch));
+
+  const inFlight: Promise<Uint8Array[]>[] = [];
+  let nextToRead = 0;
+  const readAhead = () => {
+    while (inFlight.length < READ_AHEAD_BATCHES + 1 && nextToRead < batchCount) {
+      const batch = readBatch(nextToRead++);
+      // Batches abandoned by a cancel or an earlier failure must not become unhandled rejections.
+      batch.catch(() => undefined);
+      inFlight.push(batch);
+    }
+  };
+  const startedMs = performance.now();
+  try {
+    readAhead();
+    for (let b = 0; b < batchCount; b++) {
+      throwIfCancelled(ctx.signal);
+      const pixels = await inFlight.shift()!;
+      // Start reading the following batches before the model takes this one.
+      readAhead();
+      throwIfCancelled(ctx.signal);
+      const embeddings = await stats.inferClock.time(() => deps.engine.embed(pixels));
+      // A cancel during inference stops here: the batch that was running is not reported.
+      throwIfCancelled(ctx.signal);
+      const first = b * batchSize;
+      for (let i = 0; i < embeddings.length; i++) {
+        const patch = patches[first + i];
+        const embedding = embeddings[i];
+        if (embedding.length !== width || !embedding.every(Number.isFinite)) {
+          throw new PathembedError(
+            'INFERENCE_FAILED',
+            `The model returned a non-finite or ${embedding.length}-wide embedding for patch ${patch.index}`,
+            { patchIndex: patch.index },
+          );
+        }
+        stats.done++;
+        yield { index: patch.index, embedding };
+      }
+      const elapsedS = (performance.now() - startedMs) / MS_PER_S;
+      ctx.onProgress?.({
+        planned: patches.length,
+        done: Math.min(first + embeddings.length, patches.length),
+        patchesPerSecond: elapsedS > 0 ? (first + embeddings.length) / elapsedS : 0,
+      });
+    }
+  } catch (err) {
+    if (ctx.signal?.aborted) throw cancelledError(ctx.signal.reason);
+    throw err;
+  } finally {
+    ctx.signal?.removeEventListener('abort', onAbort);
+    reading.abort();
+  }
+}
+
+/**
+ * The embeddings of plan patches [range.start, range.end) (default: all), in patch order, as they
+ * are computed. A chunk worker runs one range; concatenating the ranges gives the whole run.
+ */
+export async function* embedPlan(
+  plan: SlidePlan,
+  range: PatchRange | undefined,
+  deps: PipelineDeps,
+  ctx: RunContext = {},
+): AsyncGenerator<PatchEmbedding> {
+  checkRange(range, plan.patches.length);
+  const session = await openReadingSession(deps, plan.source, ctx);
+  try {
+    yield* embedOnSession(session, plan, range, deps, ctx);
+  } finally {
+    await session.close();
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * The embedding pipeline, public API: plan a slide, embed a plan (or a chunk of it) through the
+ * bounded read-ahead pipeline, run a whole job into a JSON result and an SR. Runs without Redis
+ * or Express; the CLI, the queue workers and the tests inject config, logger, engine and sources.
+ */
+export { cancelledError, throwIfCancelled } from './cancellation.js';
+export {
+  checkRange,
+  EmbedRunStats,
+  embedOnSession,
+  embedPlan,
+  type PatchRange,
+  READ_AHEAD_BATCHES,
+} from './embed-plan.js';
+export { jobKeyFor } from './job-key.js';
+export type {
+  EmbedOptions,
+  JobProgress,
+  PatchEmbedding,
+  PatchRect,
+  PlanBaseLevel,
+  PlannedPatch,
+  SlidePlan,
+  SlideSourceSpec,
+  StageTimings,
+} from './job-types.js';
+export {
+  type JsonOutputOptions,
+  openJsonResult,
+  resultHeaderFor,
+  writeJsonResult,
+  writePlannedEmbedding,
+} from './json-output.js';
+export {
+  defaultOpenSource,
+  type OpenSource,
+  type OpenSourceContext,
+  type PipelineDeps,
+  type PipelineEngine,
+  type RunContext,
+} from './pipeline-deps.js';
+export { gridSpacingUm, level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';
+export {
+  type PlanWithMetadata,
+  planOnSession,
+  planSlide,
+  type ResolvedOptions,
+  resolveOptions,
+} from './plan-slide.js';
+export { openReadingSession, type ReadingSession } from './reading-session.js';
+export {
+  assertSrStored,
+  type JobOutcome,
+  type JobOutputOptions,
+  runEmbeddingJob,
+  type SrOutcome,
+  type StowOutcome,
+} from './run-job.js';
+export { buildSrForPlan, type SrOutput, type SrOutputOptions, stowDestinationFor } from './sr-output.js';
+export { StageClock } from './stage-clock.js';

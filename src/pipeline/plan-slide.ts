@@ -1,0 +1,181 @@
+/**
+ * Planning a job: open the slide, build its pyramid, choose the level that serves the target
+ * spacing, compute the tissue mask and lay the patch grid over it (or validate explicit patches).
+ * The plan is plain JSON, so the API or a parent job can hand it to chunk workers, which then read
+ * patches without asking the store for metadata again.
+ */
+import { PathembedError } from '../errors.js';
+import type { DicomJsonDataset } from '../wsi/dicom-json.js';
+import { chooseLevel } from '../wsi/level-choice.js';
+import { buildPatchGrid, explicitPatches } from '../wsi/patch-grid.js';
+import type { LevelScale } from '../wsi/patch-reader.js';
+import { targetGridSize } from '../wsi/patch-reader.js';
+import type { SlidePyramid } from '../wsi/slide-level.js';
+import { buildSlidePyramid } from '../wsi/slide-pyramid.js';
+import { computeTissueMask } from '../wsi/tissue-mask.js';
+import { cancelledIfAborted } from './cancellation.js';
+import type { EmbedOptions, PlanBaseLevel, PlannedPatch, SlidePlan, SlideSourceSpec } from './job-types.js';
+import type { PipelineDeps, RunContext } from './pipeline-deps.js';
+import { openReadingSession, type ReadingSession } from './reading-session.js';
+
+/** Options with the configuration's defaults filled in, checked, naming the bad one. */
+export interface ResolvedOptions {
+  readonly pixelSpacingUm: number;
+  readonly stridePx: number;
+  readonly minTissue: number;
+  readonly patches?: readonly { readonly x: number; readonly y: number }[];
+  readonly requirePatchesInside: boolean;
+}
+
+function invalid(option: string, problem: string, value: unknown): PathembedError {
+  return new PathembedError('INVALID_ARGUMENT', `Option ${option} ${problem}, got ${JSON.stringify(value)}`, {
+    option,
+  });
+}
+
+export function resolveOptions(options: EmbedOptions, deps: Pick<PipelineDeps, 'config'>): ResolvedOptions {
+  const { config } = deps;
+  const pixelSpacingUm = options.pixelSpacingUm ?? config.PATHEMBED_PIXEL_SPACING_UM;
+  const stridePx = options.stridePx ?? config.PATHEMBED_STRIDE_PX;
+  const minTissue = options.minTissue ?? config.PATHEMBED_MIN_TISSUE;
+  if (!(pixelSpacingUm > 0) || !Number.isFinite(pixelSpacingUm)) {
+    throw invalid('pixelSpacingUm', 'must be a positive number of µm/px', pixelSpacingUm);
+  }
+  if (!Number.isSafeInteger(stridePx) || stridePx < 1)
+    throw invalid('stridePx', 'must be a positive integer', stridePx);
+  if (!(minTissue >= 0 && minTissue <= 1)) throw invalid('minTissue', 'must be within 0..1', minTissue);
+  if (options.patches !== undefined && options.patches.length === 0) {
+    throw invalid('patches', 'must list at least one patch when given', []);
+  }
+  return {
+    pixelSpacingUm,
+    stridePx,
+    minTissue,
+    ...(options.patches ? { patches: options.patches } : {}),
+    requirePatchesInside: options.requirePatchesInside ?? false,
+  };
+}
+
+function baseLevelOf(pyramid: SlidePyramid): PlanBaseLevel {
+  const level0 = pyramid.levels[0];
+  const first = [...level0.instances].sort(
+    (a, b) => a.concatenationFrameOffset - b.concatenationFrameOffset,
+  )[0];
+  return {
+    widthPx: level0.widthPx,
+    heightPx: level0.heightPx,
+    pixelSpacingMm: level0.pixelSpacingMm,
+    sopInstanceUid: first.sopInstanceUid,
+  };
+}
+
+export interface PlanWithMetadata {
+  readonly plan: SlidePlan;
+  /** The series metadata the plan was built from (the SR copies patient and study from it). */
+  readonly metadata: DicomJsonDataset[];
+}
+
+/** Plans on an open reading session (shared with the embedding when one process does both). */
+export async function planOnSession(
+  session: ReadingSession,
+  spec: SlideSourceSpec,
+  options: EmbedOptions,
+  deps: PipelineDeps,
+  ctx: RunContext,
+): Promise<PlanWithMetadata> {
+  const resolved = resolveOptions(options, deps);
+  const { config } = deps;
+  const patchSizePx = deps.engine.patchSize;
+  return cancelledIfAborted(ctx.signal, async () => {
+    const metadata = await session.source.seriesMetadata(ctx.signal);
+    const pyramid = buildSlidePyramid(metadata);
+    const choice = chooseLevel(pyramid.levels, resolved.pixelSpacingUm, {
+      tolerance: config.PATHEMBED_LEVEL_TOLERANCE,
+    });
+    const levelScale: LevelScale = { level: choice.level, scale: choice.scale };
+    let patches: readonly PlannedPatch[];
+    let tissue: SlidePlan['tissue'] = null;
+    let candidates: number;
+    if (resolved.patches) {
+      patches = explicitPatches(levelScale, resolved.patches, undefined, {
+        patchSizePx,
+        requireInside: resolved.requirePatchesInside,
+      });
+      candidates = patches.length;
+    } else {
+      const mask = await computeTissueMask(session.reader, pyramid.levels, {
+        spacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
+        signal: ctx.signal,
+      });
+      const grid = buildPatchGrid(levelScale, mask, {
+        pixelSpacingUm: resolved.pixelSpacingUm,
+        patchSizePx,
+        stridePx: resolved.stridePx,
+        minTissue: resolved.minTissue,
+      });
+      patches = grid.patches;
+      tissue = grid.tissue;
+      candidates = grid.candidates;
+    }
+    if (patches.length > config.PATHEMBED_MAX_PATCHES_PER_JOB) {
+      throw new PathembedError(
+        'PAYLOAD_TOO_LARGE',
+        `The job plans ${patches.length} patches, more than PATHEMBED_MAX_PATCHES_PER_JOB (${config.PATHEMBED_MAX_PATCHES_PER_JOB}); raise the stride, the pixel spacing or the minimum tissue`,
+        { patches: patches.length, max: config.PATHEMBED_MAX_PATCHES_PER_JOB },
+      );
+    }
+    const size = targetGridSize(levelScale);
+    const plan: SlidePlan = {
+      version: 1,
+      source: spec,
+      studyInstanceUid: pyramid.studyInstanceUid,
+      seriesInstanceUid: pyramid.seriesInstanceUid,
+      pixelSpacingUm: resolved.pixelSpacingUm,
+      level: choice.level,
+      levelScale: choice.scale,
+      patchSizePx,
+      stridePx: resolved.stridePx,
+      minTissue: resolved.minTissue,
+      patchSelection: resolved.patches ? 'explicit' : 'tissue-grid',
+      requirePatchesInside: resolved.requirePatchesInside,
+      candidates,
+      baseLevel: baseLevelOf(pyramid),
+      widthPx: size.widthPx,
+      heightPx: size.heightPx,
+      patches,
+      tissue,
+    };
+    deps.logger.info(
+      {
+        source: session.source.description,
+        level: plan.level.index,
+        levelScale: plan.levelScale,
+        patches: patches.length,
+        candidates,
+        tissueFraction: tissue?.fraction,
+      },
+      'slide planned',
+    );
+    return { plan, metadata };
+  });
+}
+
+/**
+ * Plans a job: source → pyramid → level for the target spacing → tissue mask → patch grid (or
+ * the explicit patches, validated). Throws the slide's typed errors (NOT_A_WSI, NO_MATCHING_LEVEL,
+ * PATCH_OUTSIDE_IMAGE, DICOMWEB_*, …), PAYLOAD_TOO_LARGE above PATHEMBED_MAX_PATCHES_PER_JOB, and
+ * JOB_CANCELLED when `ctx.signal` aborts.
+ */
+export async function planSlide(
+  spec: SlideSourceSpec,
+  options: EmbedOptions,
+  deps: PipelineDeps,
+  ctx: RunContext = {},
+): Promise<SlidePlan> {
+  const session = await openReadingSession(deps, spec, ctx);
+  try {
+    return (await planOnSession(session, spec, options, deps, ctx)).plan;
+  } finally {
+    await session.close();
+  }
+}

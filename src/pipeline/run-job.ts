@@ -1,0 +1,225 @@
+/**
+ * One embedding job in one process, as the CLI (and the demo) run it: plan the slide, embed every
+ * patch (or a range) through the bounded pipeline straight into the streamed JSON result, then,
+ * when asked, build the SR from the finished JSON, write it to a file and store it over STOW-RS.
+ *
+ * The JSON is complete and renamed into place before the SR is attempted, so a refused or failed
+ * upload never loses it: the outcome reports the upload's error code beside the JSON's path.
+ */
+import path from 'node:path';
+import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
+import { isPathembedError, PathembedError, toPathembedError } from '../errors.js';
+import type { EmbeddingEncoding } from '../results/embedding-codec.js';
+import type { ResultModel, ResultTimings, StoredResultSummary } from '../results/result-document.js';
+import { streamResult } from '../results/result-reader.js';
+import { publicBaseUrl } from '../results/result-source.js';
+import { stowSr, writeSrFile } from '../results/sr/store-sr.js';
+import { EmbedRunStats, embedOnSession, type PatchRange } from './embed-plan.js';
+import { jobKeyFor } from './job-key.js';
+import type { EmbedOptions, PatchEmbedding, SlidePlan, SlideSourceSpec } from './job-types.js';
+import { openJsonResult, writePlannedEmbedding } from './json-output.js';
+import type { PipelineDeps, RunContext } from './pipeline-deps.js';
+import { planOnSession } from './plan-slide.js';
+import { openReadingSession } from './reading-session.js';
+import { buildSrForPlan, stowDestinationFor } from './sr-output.js';
+
+export interface JobOutputOptions {
+  /** Where the JSON result is written (atomically). */
+  readonly jsonPath: string;
+  /** Default float32-array. */
+  readonly embeddingEncoding?: EmbeddingEncoding;
+  /** Embed only plan patches [start, end). */
+  readonly range?: PatchRange;
+  /** Also write the SR here. */
+  readonly srPath?: string;
+  /** Also store the SR over STOW-RS: `true` for the default destination, or a DICOMweb base URL. */
+  readonly stow?: boolean | string;
+  /** How the SR names the JSON result; default the JSON file's name. */
+  readonly jsonResultName?: string;
+}
+
+export type StowOutcome =
+  | {
+      readonly ok: true;
+      readonly destination: string;
+      readonly sopInstanceUid: string;
+      readonly status: number;
+      readonly retrieveUrl?: string;
+    }
+  | {
+      readonly ok: false;
+      readonly destination: string;
+      readonly error: { readonly code: string; readonly message: string };
+    };
+
+export interface SrOutcome {
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  readonly includesPatches: boolean;
+  readonly bytes: number;
+  readonly path?: string;
+  readonly stow?: StowOutcome;
+}
+
+export interface JobOutcome {
+  readonly jobKey: string;
+  readonly plan: SlidePlan;
+  readonly jsonPath: string;
+  readonly summary: StoredResultSummary;
+  readonly timings: ResultTimings;
+  /** Present when an SR was asked for and the job embedded at least one patch. */
+  readonly sr?: SrOutcome;
+  /** Why no SR was written although one was asked for. */
+  readonly srSkipped?: string;
+}
+
+function modelOf(deps: PipelineDeps): ResultModel {
+  const m = deps.engine.manifest;
+  return { name: m.name, version: m.version, sha256: m.sha256 };
+}
+
+async function* storedEmbeddings(jsonPath: string): AsyncGenerator<PatchEmbedding> {
+  const stream = await streamResult(jsonPath);
+  for await (const p of stream.patches()) yield { index: p.index, embedding: p.embedding };
+}
+
+function sameStore(a: string, b: string): boolean {
+  return publicBaseUrl(a) === publicBaseUrl(b);
+}
+
+/**
+ * Plans and embeds a slide into a JSON result, and optionally writes and stores its SR (see the
+ * module doc). Throws the typed errors of planning and embedding (JOB_CANCELLED on abort, with no
+ * partial JSON left); SR upload failures are reported in `outcome.sr.stow` instead.
+ */
+export async function runEmbeddingJob(
+  spec: SlideSourceSpec,
+  options: EmbedOptions,
+  output: JobOutputOptions,
+  deps: PipelineDeps,
+  ctx: RunContext = {},
+): Promise<JobOutcome> {
+  const started = performance.now();
+  const model = modelOf(deps);
+  const session = await openReadingSession(deps, spec, ctx);
+  let plan: SlidePlan;
+  let metadata: Awaited<ReturnType<typeof planOnSession>>['metadata'];
+  let summary: StoredResultSummary;
+  const stats = new EmbedRunStats();
+  try {
+    ({ plan, metadata } = await planOnSession(session, spec, options, deps, ctx));
+    const planMs = performance.now() - started;
+    const fetchAtPlan = session.fetchClock.ms;
+    const decodeAtPlan = session.decodeClock.ms;
+    const writer = await openJsonResult(plan, output.jsonPath, {
+      model,
+      batchSize: deps.config.PATHEMBED_BATCH_SIZE,
+      embeddingWidth: deps.engine.embeddingWidth,
+      ...(output.embeddingEncoding ? { embeddingEncoding: output.embeddingEncoding } : {}),
+      ...(output.range ? { range: output.range } : {}),
+    });
+    try {
+      for await (const e of embedOnSession(session, plan, output.range, deps, ctx, stats)) {
+        await writePlannedEmbedding(writer, plan, e);
+      }
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+    const round = (ms: number) => Math.round(ms * 1000) / 1000;
+    summary = await writer.finish({
+      plannedPatchCount: plan.patches.length,
+      timings: {
+        planMs: round(planMs),
+        fetchMs: round(session.fetchClock.ms - fetchAtPlan),
+        decodeMs: round(session.decodeClock.ms - decodeAtPlan),
+        inferMs: round(stats.inferClock.ms),
+        totalMs: round(performance.now() - started),
+      },
+    });
+  } finally {
+    await session.close();
+  }
+  const jobKey = jobKeyFor(plan, model.sha256);
+  deps.logger.info(
+    { jsonPath: output.jsonPath, patches: summary.patchCount, patchesPerSecond: summary.patchesPerSecond },
+    'JSON result written',
+  );
+  const outcome = { jobKey, plan, jsonPath: output.jsonPath, summary, timings: summary.timings };
+  if (!output.srPath && !output.stow) return outcome;
+  if (summary.patchCount === 0) {
+    deps.logger.warn(
+      { jsonPath: output.jsonPath },
+      'no patch was embedded (no tissue?), so no SR is written',
+    );
+    return {
+      ...outcome,
+      srSkipped: 'The job embedded no patch (no tissue found?), so there is no mean embedding to report.',
+    };
+  }
+  return { ...outcome, sr: await writeAndStoreSr(plan, metadata, output, deps, ctx) };
+}
+
+async function writeAndStoreSr(
+  plan: SlidePlan,
+  metadata: Awaited<ReturnType<typeof planOnSession>>['metadata'],
+  output: JobOutputOptions,
+  deps: PipelineDeps,
+  ctx: RunContext,
+): Promise<SrOutcome> {
+  const { bytes, sr } = await buildSrForPlan(plan, metadata, storedEmbeddings(output.jsonPath), {
+    model: modelOf(deps),
+    embeddingWidth: deps.engine.embeddingWidth,
+    maxPatches: deps.config.PATHEMBED_SR_MAX_PATCHES,
+    jsonResultName: output.jsonResultName ?? path.basename(output.jsonPath),
+  });
+  if (output.srPath) await writeSrFile(output.srPath, bytes);
+  const base: SrOutcome = {
+    studyInstanceUid: sr.studyInstanceUid,
+    seriesInstanceUid: sr.seriesInstanceUid,
+    sopInstanceUid: sr.sopInstanceUid,
+    includesPatches: sr.includesPatches,
+    bytes: bytes.length,
+    ...(output.srPath ? { path: output.srPath } : {}),
+  };
+  if (!output.stow) return base;
+  const destination = stowDestinationFor(
+    plan,
+    deps.config,
+    typeof output.stow === 'string' ? output.stow : undefined,
+  );
+  const shown = publicBaseUrl(destination);
+  try {
+    const token =
+      plan.source.kind === 'dicomweb' && sameStore(destination, plan.source.baseUrl) ? ctx.token : undefined;
+    const client = deps.stowClient
+      ? deps.stowClient(destination, { token, signal: ctx.signal })
+      : DicomWebClient.fromConfig(deps.config, {
+          logger: deps.logger,
+          ...(token !== undefined ? { auth: bearerAuth(token) } : {}),
+        });
+    const stored = await stowSr(client, bytes, sr.sopInstanceUid, destination, ctx.signal);
+    deps.logger.info({ destination: shown, sopInstanceUid: sr.sopInstanceUid }, 'SR stored');
+    return { ...base, stow: { ok: true, destination: shown, ...stored } };
+  } catch (err) {
+    const e = isPathembedError(err) ? err : toPathembedError(err, 'STOW-RS of the SR');
+    deps.logger.error(
+      { destination: shown, code: e.code, err: e.message },
+      'storing the SR failed; the JSON result is kept',
+    );
+    return { ...base, stow: { ok: false, destination: shown, error: { code: e.code, message: e.message } } };
+  }
+}
+
+/** Throws the upload's error when the outcome says the SR could not be stored. */
+export function assertSrStored(outcome: JobOutcome): void {
+  const stow = outcome.sr?.stow;
+  if (stow && !stow.ok) {
+    throw new PathembedError(
+      stow.error.code as ConstructorParameters<typeof PathembedError>[0],
+      `${stow.error.message} (the JSON result is kept at ${outcome.jsonPath})`,
+      { destination: stow.destination, jsonPath: outcome.jsonPath },
+    );
+  }
+}
