@@ -9,6 +9,8 @@ import { isPathembedError } from '../errors.js';
 import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
+import { registerServeCommand } from './serve-command.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 const program = new Command('pathembed')
   .description('Whole-slide DICOM images to Path Foundation embeddings')
@@ -20,6 +22,8 @@ const registrations: Array<(program: Command) => void> = [
   registerInfoCommand,
   registerPatchCommands,
   registerModelCommands,
+  registerServeCommand,
+  registerWorkerCommand,
 ];
 
 for (const register of registrations) register(program);

@@ -52,6 +52,7 @@ function checkKey(key: string): void {
 export const resultKeys = {
   jobRoot: (jobId: string) => `jobs/${jobId}`,
   plan: (jobId: string) => `jobs/${jobId}/plan.json`,
+  metadata: (jobId: string) => `jobs/${jobId}/metadata.json`,
   chunk: (jobId: string, chunkIndex: number) =>
     `jobs/${jobId}/chunks/${String(chunkIndex).padStart(6, '0')}.f32`,
   chunkRoot: (jobId: string) => `jobs/${jobId}/chunks`,

@@ -3,6 +3,7 @@
  * from its sha256 and /readyz needs one) and a heartbeat key per process with a TTL, so the API
  * can say how many workers are alive without talking to them.
  */
+import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
 import type { ModelManifest } from '../embed/model-manifest.js';
@@ -56,6 +57,8 @@ export class WorkerAnnouncer {
     private readonly manifest: ModelManifest,
     details: Pick<WorkerInfo, 'workerId' | 'executionProvider' | 'concurrency'>,
     private readonly logger: Logger,
+    /** A file touched on every heartbeat, for a container liveness probe (no HTTP in a worker). */
+    private readonly heartbeatFile?: string,
   ) {
     this.info = {
       ...details,
@@ -82,6 +85,8 @@ export class WorkerAnnouncer {
       'EX',
       HEARTBEAT_TTL_S,
     );
+    // Written only after Redis took the heartbeat: a worker cut off from Redis should be restarted.
+    if (this.heartbeatFile) await writeFile(this.heartbeatFile, `${new Date().toISOString()}\n`);
   }
 
   async stop(): Promise<void> {

@@ -1,0 +1,99 @@
+/**
+ * `pathembed worker`: a queue worker process. Loads the model once, announces it in Redis, and
+ * embeds slide chunks and predict requests from the queue until SIGTERM/SIGINT, when it finishes
+ * the batch in hand, hands its unfinished chunks back to the queue and exits 0.
+ *
+ *   pathembed worker [--concurrency N] [--execution-provider auto|cpu|cuda|tensorrt] [--device-id N]
+ */
+import type { Command } from 'commander';
+import { CONFIG_VARIABLES, type Config, type ConfigValues, loadConfig } from '../config.js';
+import { EmbeddingEngine, ensureDefaultModel } from '../embed/index.js';
+import { PathembedError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import { createPipelinePort } from '../queue/pipeline-adapter.js';
+import { FrameFetchRecorder } from '../queue/service-metrics.js';
+import { WorkerRuntime } from '../queue/worker-runtime.js';
+
+/** Exit status after a clean stop, and after a second signal forced the exit. */
+const EXIT_OK = 0;
+const EXIT_FORCED = 130;
+
+/** The config with some variables replaced by command-line values, validated like the environment. */
+export function configWithOverrides(
+  config: Config,
+  overrides: Partial<Record<keyof ConfigValues, string | undefined>>,
+): Config {
+  const out: Record<string, unknown> = { ...config };
+  for (const [name, raw] of Object.entries(overrides)) {
+    if (raw === undefined) continue;
+    const spec = CONFIG_VARIABLES[name as keyof ConfigValues];
+    const parsed = spec.schema.safeParse(raw);
+    if (!parsed.success) {
+      throw new PathembedError(
+        'CONFIG_INVALID',
+        `Invalid command-line value for ${name}: ${JSON.stringify(raw)}: ${parsed.error.issues.map((i) => i.message).join('; ')}`,
+        { variable: name },
+      );
+    }
+    out[name] = parsed.data;
+  }
+  return Object.freeze(out) as unknown as Config;
+}
+
+/**
+ * Resolves on the first SIGTERM/SIGINT; a second one exits at once (an operator who means it),
+ * so a stuck shutdown never needs kill -9.
+ */
+export function untilStopSignal(logger: Logger): Promise<NodeJS.Signals> {
+  return new Promise((resolve) => {
+    let received = false;
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (received) {
+        logger.warn({ signal }, 'second stop signal: exiting now');
+        process.exit(EXIT_FORCED);
+      }
+      received = true;
+      logger.info({ signal }, 'stop signal received');
+      resolve(signal);
+    };
+    process.on('SIGTERM', onSignal);
+    process.on('SIGINT', onSignal);
+  });
+}
+
+interface WorkerCommandOptions {
+  concurrency?: string;
+  executionProvider?: string;
+  deviceId?: string;
+  heartbeatFile?: string;
+}
+
+export function registerWorkerCommand(program: Command): void {
+  program
+    .command('worker')
+    .description('run a queue worker: embeds slide chunks and /v1/predict requests from Redis (BullMQ)')
+    .option('--concurrency <n>', 'jobs this process runs at once (default PATHEMBED_WORKER_CONCURRENCY)')
+    .option('--execution-provider <ep>', 'auto, cpu, cuda or tensorrt (default PATHEMBED_EXECUTION_PROVIDER)')
+    .option('--device-id <n>', 'GPU device id (default PATHEMBED_DEVICE_ID)')
+    .option('--heartbeat-file <path>', 'touch this file on every heartbeat (for a container liveness probe)')
+    .action(async (opts: WorkerCommandOptions) => {
+      const config = configWithOverrides(loadConfig(), {
+        PATHEMBED_WORKER_CONCURRENCY: opts.concurrency,
+        PATHEMBED_EXECUTION_PROVIDER: opts.executionProvider,
+        PATHEMBED_DEVICE_ID: opts.deviceId,
+      });
+      const logger = createLogger(config.LOG_LEVEL, 'pathembed-worker');
+      await ensureDefaultModel(config, logger);
+      const engine = await EmbeddingEngine.open(config, logger);
+      const frames = new FrameFetchRecorder();
+      const pipeline = createPipelinePort(config, logger, engine, { frames });
+      const runtime = await WorkerRuntime.start(
+        { config, logger, pipeline, frames },
+        opts.heartbeatFile ? { heartbeatFile: opts.heartbeatFile } : {},
+      );
+      await untilStopSignal(logger);
+      await runtime.close();
+      logger.flush();
+      process.exitCode = EXIT_OK;
+    });
+}

@@ -1,0 +1,110 @@
+/**
+ * The assemble job, parent of a slide's chunk jobs, run once all of them are done: streams the
+ * chunk files in order into the JSON result, writes the SR (and stores it over STOW-RS when a
+ * destination is set), ends the job record as completed, deletes the token and the chunk files.
+ * Chunk files are read one at a time, so a slide of any size is assembled in bounded memory.
+ */
+import type { Job } from 'bullmq';
+import { PathembedError } from '../errors.js';
+import type { PatchEmbedding } from '../pipeline/job-types.js';
+import { cancelledError } from './cancellation.js';
+import { decodeChunk } from './chunk-file.js';
+import { isFinal, type SrReference } from './job-record.js';
+import type { AssembleJobData } from './queue-jobs.js';
+import { resultKeys } from './result-store.js';
+import { jobToken, type WorkerContext } from './worker-context.js';
+
+export interface AssembleResult {
+  readonly patches: number;
+}
+
+/** Every chunk's embeddings in patch order, checking that each patch comes exactly once. */
+async function* chunkEmbeddings(
+  w: WorkerContext,
+  d: AssembleJobData,
+  planned: number,
+): AsyncGenerator<PatchEmbedding> {
+  let expected = 0;
+  for (let chunkIndex = 0; chunkIndex < d.chunkCount; chunkIndex++) {
+    const key = resultKeys.chunk(d.jobId, chunkIndex);
+    const data = await w.ctx.results.get(key);
+    if (!data) throw new PathembedError('INTERNAL', `Chunk file ${key} of job ${d.jobId} is missing`);
+    for (const e of decodeChunk(data, key).embeddings) {
+      if (e.index !== expected) {
+        throw new PathembedError(
+          'INTERNAL',
+          `Job ${d.jobId}: expected patch ${expected}, chunk ${chunkIndex} holds ${e.index}`,
+        );
+      }
+      expected++;
+      yield e;
+    }
+  }
+  if (expected !== planned) {
+    throw new PathembedError(
+      'INTERNAL',
+      `Job ${d.jobId}: the chunks hold ${expected} patches, the plan ${planned}`,
+    );
+  }
+}
+
+export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData>): Promise<AssembleResult> {
+  const d = job.data;
+  const { ctx } = w;
+  const record = await ctx.records.get(d.jobId);
+  if (!record || record.state === 'cancelled') throw cancelledError(d.jobId);
+  if (isFinal(record.state)) return { patches: record.done };
+  await ctx.records.transition(d.jobId, 'writing', { writingAt: Date.now() });
+  const plan = await w.plans.get(d.jobId);
+  const planned = plan.patches.length;
+  const token = await jobToken(w, d.jobId, d.hasToken);
+  const watch = await w.cancels.watch(d.jobId);
+  try {
+    let json = false;
+    let sr: SrReference | undefined;
+    if (d.outputs.includes('json')) {
+      const upload = await ctx.results.openWrite(resultKeys.json(d.jobId));
+      try {
+        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned), upload, {
+          jobId: d.jobId,
+          startedAt: record.startedAt ?? record.createdAt,
+          plannedAt: record.plannedAt ?? record.createdAt,
+        });
+      } catch (err) {
+        await upload.abort();
+        throw err;
+      }
+      json = true;
+    }
+    if (d.outputs.includes('dicom-sr')) {
+      const upload = await ctx.results.openWrite(resultKeys.sr(d.jobId));
+      try {
+        const metadata = await ctx.results.get(resultKeys.metadata(d.jobId));
+        if (!metadata)
+          throw new PathembedError('INTERNAL', `The slide metadata of job ${d.jobId} is missing`);
+        const written = await w.pipeline.writeSr(
+          { plan, metadata: JSON.parse(metadata.toString('utf8')) },
+          chunkEmbeddings(w, d, planned),
+          upload,
+          {
+            jsonResultName: `/v1/jobs/${d.jobId}/result`,
+            ...(d.srDestination ? { stowTo: d.srDestination } : {}),
+          },
+          { token, signal: watch.signal },
+        );
+        sr = { ...written, ...(d.srDestination ? { storedTo: d.srDestination } : {}) };
+      } catch (err) {
+        await upload.abort();
+        throw err;
+      }
+    }
+    const ended = await ctx.records.finish(d.jobId, 'completed', { result: { json, ...(sr ? { sr } : {}) } });
+    if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
+  } finally {
+    watch.release();
+  }
+  await ctx.vault.delete(d.jobId);
+  await ctx.results.deleteTree(resultKeys.chunkRoot(d.jobId));
+  w.logger.info({ jobId: d.jobId, patches: planned }, 'slide job completed');
+  return { patches: planned };
+}

@@ -1,0 +1,242 @@
+/**
+ * Binds the queue's PipelinePort to the real layers: the pipeline (planSlide, embedPlan), the
+ * results writers (JSON, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
+ * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
+ */
+import { FrameDecoder } from '../codecs/index.js';
+import type { Config } from '../config.js';
+import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/index.js';
+import type { EmbeddingEngine } from '../embed/index.js';
+import { PathembedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { embedPlan } from '../pipeline/embed-plan.js';
+import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/job-types.js';
+import { writeJsonResult } from '../pipeline/json-output.js';
+import type { PipelineDeps } from '../pipeline/pipeline-deps.js';
+import { planOnSession } from '../pipeline/plan-slide.js';
+import { openReadingSession } from '../pipeline/reading-session.js';
+import { buildSrForPlan } from '../pipeline/sr-output.js';
+import { streamSink } from '../results/result-sink.js';
+import { stowSr } from '../results/sr/store-sr.js';
+import type { DicomJsonDataset } from '../wsi/dicom-json.js';
+import { FrameCache } from '../wsi/frame-cache.js';
+import type { FrameSource } from '../wsi/frame-source.js';
+import { PatchReader } from '../wsi/patch-reader.js';
+import { openSlide } from '../wsi/slide.js';
+import type {
+  JsonResultInfo,
+  PipelinePort,
+  PlannedSlide,
+  PlanRange,
+  RunContext,
+  SrInfo,
+  SrWritten,
+} from './pipeline-port.js';
+import type { PredictPatch } from './predict-jobs.js';
+import type { DicomWebSourceSpec } from './queue-jobs.js';
+import type { ResultUpload } from './result-store.js';
+import type { FrameFetchRecorder } from './service-metrics.js';
+import { TimedFrameSource } from './timed-frame-source.js';
+
+const SOP_INSTANCE_UID_TAG = '00080018';
+const PER_FRAME_GROUPS_TAG = '52009230';
+
+export interface PipelineAdapterOptions {
+  /** Frame fetch latencies go here (the worker's recorder); none: not timed. */
+  readonly frames?: FrameFetchRecorder;
+}
+
+export class PipelineAdapter implements PipelinePort {
+  readonly #decoder: FrameDecoder;
+  readonly #deps: PipelineDeps;
+
+  constructor(
+    private readonly config: Config,
+    private readonly logger: Logger,
+    private readonly engine: EmbeddingEngine,
+    private readonly options: PipelineAdapterOptions = {},
+  ) {
+    // One decoder for every job of the process: its WASM worker pool is costly to start.
+    this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+    this.#deps = {
+      config,
+      logger,
+      engine,
+      decoder: this.#decoder,
+      openSource: (spec, context) => {
+        if (spec.kind !== 'dicomweb') {
+          throw new PathembedError(
+            'INVALID_ARGUMENT',
+            'Queue jobs read DICOMweb series only, not local folders',
+          );
+        }
+        return this.openSource(spec, context);
+      },
+    };
+  }
+
+  async plan(source: DicomWebSourceSpec, options: EmbedOptions, run: RunContext): Promise<PlannedSlide> {
+    const ctx = { token: run.token, signal: run.signal };
+    const session = await openReadingSession(this.#deps, source, ctx);
+    try {
+      const { plan, metadata } = await planOnSession(session, source, options, this.#deps, ctx);
+      const wanted = new Set([
+        plan.baseLevel.sopInstanceUid,
+        ...plan.level.instances.map((i) => i.sopInstanceUid),
+      ]);
+      const kept = metadata
+        .filter((ds) => wanted.has(String(ds[SOP_INSTANCE_UID_TAG]?.Value?.[0])))
+        .map((ds) => {
+          // Per-frame groups can be megabytes on sparse slides; the SR needs none of them.
+          const { [PER_FRAME_GROUPS_TAG]: _dropped, ...rest } = ds;
+          return rest as DicomJsonDataset;
+        });
+      return { plan, metadata: kept };
+    } finally {
+      await session.close();
+    }
+  }
+
+  embed(plan: SlidePlan, range: PlanRange, run: RunContext): AsyncIterable<PatchEmbedding> {
+    return embedPlan(plan, range, this.#deps, { token: run.token, signal: run.signal });
+  }
+
+  get manifest() {
+    return this.engine.manifest;
+  }
+
+  get executionProvider(): string {
+    return this.engine.provider;
+  }
+
+  /** A frame source for a job: its token when it has one, else the configured auth. */
+  openSource(spec: DicomWebSourceSpec, run: Pick<RunContext, 'token'>): FrameSource {
+    const client = DicomWebClient.fromConfig(this.config, {
+      logger: this.logger,
+      ...(run.token !== undefined ? { auth: bearerAuth(run.token) } : {}),
+    });
+    const source = new DicomWebFrameSource(client, spec);
+    return this.options.frames ? new TimedFrameSource(source, this.options.frames) : source;
+  }
+
+  async writeJson(
+    plan: SlidePlan,
+    embeddings: AsyncIterable<PatchEmbedding>,
+    upload: ResultUpload,
+    info: JsonResultInfo,
+  ): Promise<void> {
+    const { manifest } = this.engine;
+    await writeJsonResult(
+      plan,
+      embeddings,
+      streamSink({ ...upload, description: `result of ${info.jobId}` }),
+      {
+        model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
+        batchSize: this.config.PATHEMBED_BATCH_SIZE,
+        embeddingWidth: this.engine.embeddingWidth,
+        // Stage times are spread over the chunk workers; the job record keeps the wall-clock ones.
+        timings: {
+          planMs: Math.max(0, info.plannedAt - info.startedAt),
+          fetchMs: 0,
+          decodeMs: 0,
+          inferMs: 0,
+          totalMs: Math.max(0, Date.now() - info.startedAt),
+        },
+      },
+    );
+  }
+
+  async writeSr(
+    planned: PlannedSlide,
+    embeddings: AsyncIterable<PatchEmbedding>,
+    upload: ResultUpload,
+    info: SrInfo,
+    run: RunContext,
+  ): Promise<SrWritten> {
+    const { manifest } = this.engine;
+    const { plan } = planned;
+    const { bytes, sr } = await buildSrForPlan(plan, planned.metadata, embeddings, {
+      model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
+      embeddingWidth: this.engine.embeddingWidth,
+      maxPatches: this.config.PATHEMBED_SR_MAX_PATCHES,
+      jsonResultName: info.jsonResultName,
+    });
+    upload.stream.end(bytes);
+    await upload.commit();
+    if (info.stowTo) {
+      // The job's token is for its source store: it goes to the SR destination only when that
+      // is the same store, never to another host.
+      const sameStore =
+        plan.source.kind === 'dicomweb' &&
+        new URL(plan.source.baseUrl).origin === new URL(info.stowTo).origin;
+      const client = DicomWebClient.fromConfig(this.config, {
+        logger: this.logger,
+        ...(sameStore && run.token !== undefined ? { auth: bearerAuth(run.token) } : {}),
+      });
+      await stowSr(client, bytes, sr.sopInstanceUid, info.stowTo, run.signal);
+    }
+    return {
+      studyUid: sr.studyInstanceUid,
+      seriesUid: sr.seriesInstanceUid,
+      sopInstanceUid: sr.sopInstanceUid,
+    };
+  }
+
+  async readDicomPatches(
+    spec: DicomWebSourceSpec,
+    patches: readonly PredictPatch[],
+    requireInside: boolean,
+    run: RunContext,
+  ): Promise<Uint8Array[]> {
+    const slide = await openSlide(this.openSource(spec, run), run.signal);
+    try {
+      const levels = slide.pyramid.levels;
+      const wanted = spec.instanceUids;
+      // The coordinates refer to the level holding the named instances (Path Foundation's
+      // instance_uids); without them, to the finest level.
+      const level = wanted
+        ? levels.find((l) => l.instances.some((i) => wanted.includes(i.sopInstanceUid)))
+        : levels[0];
+      if (!level) {
+        throw new PathembedError(
+          'NO_MATCHING_LEVEL',
+          `None of the instances ${wanted?.join(', ')} is a pyramid level of ${slide.source.description}`,
+          { instanceUids: wanted },
+        );
+      }
+      const cache = new FrameCache(slide.source, this.#decoder, {
+        maxBytes: this.config.PATHEMBED_FRAME_CACHE_BYTES,
+      });
+      const reader = new PatchReader(cache, { levelTolerance: this.config.PATHEMBED_LEVEL_TOLERANCE });
+      const out: Uint8Array[] = [];
+      for (const p of patches) {
+        const rgb = await reader.readRegion(level, p.x, p.y, p.width, p.height, {
+          requireInside,
+          signal: run.signal,
+        });
+        out.push(rgb.data);
+      }
+      return out;
+    } finally {
+      await slide.close();
+    }
+  }
+
+  embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]> {
+    return this.engine.embed(patches);
+  }
+
+  async close(): Promise<void> {
+    await this.#decoder.close();
+    await this.engine.close();
+  }
+}
+
+export function createPipelinePort(
+  config: Config,
+  logger: Logger,
+  engine: EmbeddingEngine,
+  options: PipelineAdapterOptions = {},
+): PipelinePort {
+  return new PipelineAdapter(config, logger, engine, options);
+}

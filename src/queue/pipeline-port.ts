@@ -1,0 +1,88 @@
+/**
+ * What the queue needs from the pipeline, results and wsi layers, in one interface: plan a slide,
+ * embed a range of its patches, write the JSON result and the SR, read explicit patches for
+ * /v1/predict, embed pixels. The workers code against this port; `createPipelinePort` binds it to
+ * the real modules, so the queue depends on their public functions in this one file only.
+ */
+import type { ModelManifest } from '../embed/model-manifest.js';
+import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/job-types.js';
+import type { DicomJsonDataset } from '../wsi/dicom-json.js';
+import type { PredictPatch } from './predict-jobs.js';
+import type { DicomWebSourceSpec } from './queue-jobs.js';
+import type { ResultUpload } from './result-store.js';
+
+export interface RunContext {
+  /** Per-job store token (from the vault), if the job has one. */
+  readonly token?: string;
+  /** Aborts between batches (cancellation, shutdown). */
+  readonly signal: AbortSignal;
+}
+
+export interface PlanRange {
+  readonly start: number;
+  readonly end: number;
+}
+
+export interface JsonResultInfo {
+  readonly jobId: string;
+  /** When planning started and ended (epoch ms), for the result's timings. */
+  readonly startedAt: number;
+  readonly plannedAt: number;
+}
+
+export interface PlannedSlide {
+  readonly plan: SlidePlan;
+  /**
+   * Metadata of the plan's instances (per-frame groups dropped): what the SR copies patient,
+   * study and specimen from, saved with the plan so the assemble job need not ask the store.
+   */
+  readonly metadata: DicomJsonDataset[];
+}
+
+export interface SrInfo {
+  /** How the SR names the JSON result (the job's result URL). */
+  readonly jsonResultName: string;
+  /** DICOMweb base URL to store it to over STOW-RS; none: only written to `upload`. */
+  readonly stowTo?: string;
+}
+
+export interface SrWritten {
+  readonly studyUid: string;
+  readonly seriesUid: string;
+  readonly sopInstanceUid: string;
+}
+
+export interface PipelinePort {
+  /** The manifest of the model this process embeds with. */
+  readonly manifest: ModelManifest;
+  /** The execution provider the model runs on (cpu, cuda, …), for the worker registry. */
+  readonly executionProvider: string;
+  plan(source: DicomWebSourceSpec, options: EmbedOptions, run: RunContext): Promise<PlannedSlide>;
+  /** Embeddings of plan patches [start, end), in patch order. */
+  embed(plan: SlidePlan, range: PlanRange, run: RunContext): AsyncIterable<PatchEmbedding>;
+  /** Streams the JSON result of `embeddings` (every plan patch, in order) into `upload`. */
+  writeJson(
+    plan: SlidePlan,
+    embeddings: AsyncIterable<PatchEmbedding>,
+    upload: ResultUpload,
+    info: JsonResultInfo,
+  ): Promise<void>;
+  /** Writes the DICOM SR of `embeddings` into `upload`; stores it over STOW-RS when `info.stowTo` is set. */
+  writeSr(
+    planned: PlannedSlide,
+    embeddings: AsyncIterable<PatchEmbedding>,
+    upload: ResultUpload,
+    info: SrInfo,
+    run: RunContext,
+  ): Promise<SrWritten>;
+  /** RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level. */
+  readDicomPatches(
+    source: DicomWebSourceSpec,
+    patches: readonly PredictPatch[],
+    requireInside: boolean,
+    run: RunContext,
+  ): Promise<Uint8Array[]>;
+  /** Embeds RGB patches (224x224x3 each), in order. */
+  embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]>;
+  close(): Promise<void>;
+}

@@ -1,0 +1,211 @@
+/**
+ * A worker process: one BullMQ Worker on the embed queue running slide, chunk, assemble and predict
+ * jobs, sharing one embedding engine. Here live the policies around the processors: permanent
+ * errors fail at once with their code (UnrecoverableError), transient ones are retried with backoff,
+ * a store's 429 pauses the whole queue (BullMQ rate limiter) instead of retrying, a job's final
+ * failure ends its record, and on SIGTERM running chunks stop after the batch in hand and go back
+ * to the queue for another worker.
+ */
+import { FlowProducer, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import type { Config } from '../config.js';
+import { ERROR_CODES, type ErrorCode, PathembedError, toPathembedError } from '../errors.js';
+import type { Logger } from '../log.js';
+import { processAssemble } from './assemble-processor.js';
+import { CancelWatcher } from './cancellation.js';
+import { processChunk } from './chunk-processor.js';
+import type { PipelinePort } from './pipeline-port.js';
+import { processPredict } from './predict-processor.js';
+import { QueueContext } from './queue-context.js';
+import { JOB_NAMES, QUEUE_NAME } from './queue-jobs.js';
+import { forBullmq, isFinalFailure, isRateLimitError, retryAfterMs } from './retry-policy.js';
+import { FrameFetchRecorder } from './service-metrics.js';
+import { processSlide } from './slide-processor.js';
+import { PlanCache, ShutdownError, type WorkerContext } from './worker-context.js';
+import { type WorkerOptions, workerOptionsFrom } from './worker-options.js';
+import { WorkerAnnouncer } from './worker-registry.js';
+
+/**
+ * BullMQ only honours a manual rate limit when the worker has a limiter; this one never limits by
+ * itself (a million jobs per second), it only lets `queue.rateLimit` take effect.
+ */
+const LIMITER = { max: 1_000_000, duration: 1000 } as const;
+
+type AnyJob = Job<unknown, unknown, string>;
+
+export interface WorkerRuntimeDeps {
+  readonly config: Config;
+  readonly logger: Logger;
+  readonly pipeline: PipelinePort;
+  /** Default: a new QueueContext from the config. */
+  readonly ctx?: QueueContext;
+  /** Where the pipeline's frame sources record fetch latency; flushed to Redis per job. */
+  readonly frames?: FrameFetchRecorder;
+}
+
+export class WorkerRuntime {
+  readonly worker: Worker;
+  readonly #w: WorkerContext;
+  readonly #shutdown = new AbortController();
+  readonly #announcer: WorkerAnnouncer;
+  readonly #ownsCtx: boolean;
+  #closing: Promise<void> | undefined;
+
+  private constructor(deps: WorkerRuntimeDeps, options: WorkerOptions) {
+    const { config, logger, pipeline } = deps;
+    const ctx = deps.ctx ?? new QueueContext(config);
+    this.#ownsCtx = deps.ctx === undefined;
+    this.#w = {
+      config,
+      logger,
+      ctx,
+      options,
+      pipeline,
+      cancels: new CancelWatcher(ctx.redis, ctx.keys, logger),
+      frames: deps.frames ?? new FrameFetchRecorder(),
+      flows: new FlowProducer({ connection: ctx.connection(), prefix: config.PATHEMBED_QUEUE_PREFIX }),
+      plans: new PlanCache(ctx),
+      shutdown: this.#shutdown.signal,
+    };
+    this.#announcer = new WorkerAnnouncer(
+      ctx.redis,
+      ctx.keys,
+      pipeline.manifest,
+      {
+        workerId: options.workerId,
+        executionProvider: pipeline.executionProvider,
+        concurrency: options.concurrency,
+      },
+      logger,
+      options.heartbeatFile,
+    );
+    this.worker = new Worker(QUEUE_NAME, (job, token, signal) => this.#process(job, token, signal), {
+      connection: ctx.connection(),
+      prefix: config.PATHEMBED_QUEUE_PREFIX,
+      concurrency: options.concurrency,
+      lockDuration: options.lockDurationMs,
+      stalledInterval: options.stalledIntervalMs,
+      maxStalledCount: options.maxStalledCount,
+      limiter: LIMITER,
+      autorun: false,
+    });
+    this.worker.on('failed', (job, err) => {
+      if (job) void this.#onFailed(job, err);
+    });
+    this.worker.on('error', (err) => logger.error({ err: err.message }, 'worker error'));
+  }
+
+  /** Starts consuming jobs once the model is announced and the cancel subscriber is up. */
+  static async start(
+    deps: WorkerRuntimeDeps,
+    overrides: Partial<WorkerOptions> = {},
+  ): Promise<WorkerRuntime> {
+    const runtime = new WorkerRuntime(deps, workerOptionsFrom(deps.config, overrides));
+    await runtime.#w.cancels.ready();
+    await runtime.#announcer.start();
+    void runtime.worker.run();
+    await runtime.worker.waitUntilReady();
+    deps.logger.info(
+      {
+        workerId: runtime.#w.options.workerId,
+        concurrency: runtime.#w.options.concurrency,
+        lockMs: runtime.#w.options.lockDurationMs,
+      },
+      'worker started',
+    );
+    return runtime;
+  }
+
+  get context(): WorkerContext {
+    return this.#w;
+  }
+
+  async #process(job: AnyJob, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
+    const w = this.#w;
+    try {
+      switch (job.name) {
+        case JOB_NAMES.slide:
+          return await processSlide(w, job as Job, signal);
+        case JOB_NAMES.chunk:
+          return await processChunk(w, job as Job, signal);
+        case JOB_NAMES.assemble:
+          return await processAssemble(w, job as Job);
+        case JOB_NAMES.predict:
+          return await processPredict(w, job as Job, signal);
+        default:
+          throw new PathembedError('INTERNAL', `Unknown job name '${job.name}'`);
+      }
+    } catch (raw) {
+      if (
+        raw instanceof ShutdownError ||
+        (this.#shutdown.signal.aborted && !(raw instanceof PathembedError))
+      ) {
+        // Stopped after the batch in hand: back to the queue for another worker, no attempt used.
+        await job.moveToWait(token);
+        throw new WaitingError();
+      }
+      const err = toPathembedError(raw, `${job.name} job`);
+      if (isRateLimitError(err)) {
+        await this.#engageRateLimit(err, job);
+        throw Worker.RateLimitError();
+      }
+      const final = isFinalFailure(err, job.attemptsMade, job.opts.attempts);
+      w.logger[final ? 'error' : 'warn'](
+        { job: job.id, name: job.name, code: err.code, attempt: job.attemptsMade + 1, final },
+        err.message,
+      );
+      if (final) await this.#endJob(job, err.code, err.message);
+      throw forBullmq(err);
+    }
+  }
+
+  async #engageRateLimit(err: PathembedError, job: AnyJob): Promise<void> {
+    const { ctx, options, logger } = this.#w;
+    const ms = Math.max(options.storeRateLimitMs, retryAfterMs(err) ?? 0);
+    await ctx.queue.rateLimit(ms);
+    await ctx.redis
+      .multi()
+      .set(ctx.keys.rateLimited(), String(ms), 'PX', ms)
+      .incr(ctx.keys.rateLimitEngagements())
+      .exec();
+    logger.warn({ job: job.id, name: job.name, pauseMs: ms }, 'store answered 429: pausing the queue');
+  }
+
+  /** Ends the job record (slide jobs; predict jobs have none) as failed and drops its token. */
+  async #endJob(job: AnyJob, code: ErrorCode, message: string): Promise<void> {
+    if (job.name === JOB_NAMES.predict) return;
+    const jobId = (job.data as { jobId: string }).jobId;
+    const ended = await this.#w.ctx.records.finish(jobId, 'failed', { error: { code, message } });
+    if (ended) await this.#w.ctx.vault.delete(jobId);
+  }
+
+  /** Failures that never reached the processor's catch (a job that stalled too often). */
+  async #onFailed(job: AnyJob, err: Error): Promise<void> {
+    if (job.name === JOB_NAMES.predict || job.finishedOn === undefined) return;
+    if (!(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1)) return;
+    const [head, ...rest] = (job.failedReason ?? err.message).split(': ');
+    const code = (head in ERROR_CODES ? head : 'INTERNAL') as ErrorCode;
+    await this.#endJob(
+      job,
+      code,
+      head in ERROR_CODES ? rest.join(': ') : (job.failedReason ?? err.message),
+    ).catch(() => undefined);
+  }
+
+  /** Stops taking jobs, lets running chunks finish their batch, and releases everything. */
+  close(): Promise<void> {
+    if (!this.#closing) {
+      this.#closing = (async () => {
+        this.#w.logger.info('worker stopping: finishing the batch in hand');
+        this.#shutdown.abort(new ShutdownError());
+        await this.worker.close();
+        await this.#announcer.stop().catch(() => undefined);
+        await this.#w.cancels.close();
+        await this.#w.flows.close();
+        await this.#w.pipeline.close();
+        if (this.#ownsCtx) await this.#w.ctx.close();
+        this.#w.logger.info('worker stopped');
+      })();
+    }
+    return this.#closing;
+  }
+}
