@@ -64,7 +64,7 @@ function input(overrides: Partial<EmbeddingSrInput> = {}): EmbeddingSrInput {
     jobKey: 'unit-test-job',
     sourceMetadata: source,
     evidence: [ref],
-    regionImage: { ...ref, scaleFromGrid: 2 },
+    regionImage: { ...ref, scaleFromGrid: { x: 2, y: 2 } },
     model: { name: 'path-foundation-synthetic', version: '1.0.0', sha256: 'c'.repeat(64) },
     parameters: { pixelSpacingUm: 0.5, stridePx: 224, minTissue: 0.5 },
     pixelSpacingUm: 0.5,
@@ -174,7 +174,9 @@ describe('embedding SR', () => {
     fails(
       () =>
         buildEmbeddingSr(
-          input({ regionImage: { sopClassUid: '1.2', sopInstanceUid: 'abc', scaleFromGrid: 1 } }),
+          input({
+            regionImage: { sopClassUid: '1.2', sopInstanceUid: 'abc', scaleFromGrid: { x: 1, y: 1 } },
+          }),
         ),
       'sopInstanceUid',
     );
@@ -196,9 +198,26 @@ describe('embedding SR', () => {
     );
   });
 
+  it('fits a long model name into the 64-character Series Description; the writer refuses over-long values', async () => {
+    const long = 'path-foundation-synthetic-vit-s16-with-a-very-long-name';
+    const bytes = encodePart10(
+      buildEmbeddingSr(input({ model: { name: long, version: '1.0.0', sha256: 'c'.repeat(64) } })).dataset,
+    );
+    const ds = decodePart10(bytes) as Ds;
+    expect(ds.SeriesDescription.length).toBeLessThanOrEqual(64);
+    expect(ds.SeriesDescription).toMatch(/\.\.\.$/);
+    await validateSr(bytes, 'long-name.dcm');
+    expect(() =>
+      encodePart10({ SOPClassUID: '1.2', SOPInstanceUID: '1.3', StudyDescription: 'x'.repeat(65) }),
+    ).toThrow(/StudyDescription \(LO\) value is 65 characters/);
+  });
+
   it('maps patch rectangles to the region image with its scale', () => {
     expect(
-      patchRegion({ index: 0, x: 10, y: 20, width: 224, height: 224, embedding: new Float32Array() }, 0.5),
+      patchRegion(
+        { index: 0, x: 10, y: 20, width: 224, height: 224, embedding: new Float32Array() },
+        { x: 0.5, y: 0.5 },
+      ),
     ).toEqual([
       [5, 10],
       [117, 10],

@@ -73,6 +73,23 @@ const TEXT_VRS = new Set([
   'UT',
   'UI',
 ]);
+/** Most characters of one value, per VR (PS3.5 6.2); a longer value makes an invalid file. */
+export const MAX_VALUE_CHARS: Readonly<Record<string, number>> = {
+  AE: 16,
+  AS: 4,
+  CS: 16,
+  DA: 8,
+  DS: 16,
+  DT: 26,
+  IS: 12,
+  LO: 64,
+  LT: 10240,
+  PN: 64 * 3 + 2,
+  SH: 16,
+  ST: 1024,
+  TM: 16,
+  UI: 64,
+};
 const FILE_META_VERSION = new Uint8Array([0, 1]);
 const UTF8_CHARACTER_SET = 'ISO_IR 192';
 
@@ -175,7 +192,17 @@ function valueBytes(keyword: string, vr: string, value: unknown, state: WriteSta
       ? []
       : [value];
   if (TEXT_VRS.has(vr)) {
-    const text = values.map(textOf).join('\\');
+    const texts = values.map(textOf);
+    const max = MAX_VALUE_CHARS[vr];
+    const tooLong = max === undefined ? undefined : texts.find((t) => t.length > max);
+    if (tooLong !== undefined) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `DICOM writer: ${keyword} (${vr}) value is ${tooLong.length} characters, more than the ${max} its VR allows: "${tooLong.slice(0, 80)}"`,
+        { keyword, vr, length: tooLong.length, max },
+      );
+    }
+    const text = texts.join('\\');
     const encoded = Buffer.from(text, 'utf8');
     if (encoded.length !== text.length) state.nonAscii = true;
     if (encoded.length % 2 === 0) return encoded;

@@ -120,6 +120,15 @@ export interface BuiltSr {
   readonly includesPatches: boolean;
 }
 
+const LO_MAX_CHARS = 64;
+
+const ELLIPSIS = '...';
+
+/** A LO value: `text`, shortened with "..." (ASCII, so no character set is needed) when too long. */
+function fitLo(text: string): string {
+  return text.length <= LO_MAX_CHARS ? text : `${text.slice(0, LO_MAX_CHARS - ELLIPSIS.length)}${ELLIPSIS}`;
+}
+
 function dicomDate(d: Date): string {
   return d.toISOString().slice(0, 10).replace(/-/g, '');
 }
@@ -322,12 +331,12 @@ export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
     Modality: 'SR',
     SeriesInstanceUID: uids.seriesInstanceUid,
     SeriesNumber: SR_SERIES_NUMBER,
-    SeriesDescription: `Path Foundation embeddings (${input.model.name} ${input.model.version})`,
+    SeriesDescription: fitLo(`Path Foundation embeddings (${input.model.name} ${input.model.version})`),
     SeriesDate: dicomDate(now),
     SeriesTime: dicomTime(now),
     ReferencedPerformedProcedureStepSequence: [],
     Manufacturer: SR_MANUFACTURER,
-    ManufacturerModelName: 'pathembed',
+    ManufacturerModelName: SR_MANUFACTURER,
     SoftwareVersions: SOFTWARE_VERSION,
     InstanceNumber: SR_INSTANCE_NUMBER,
     CompletionFlag: 'COMPLETE',
