@@ -7,7 +7,7 @@
 import { QueueEvents } from 'bullmq';
 import express, { type Express } from 'express';
 import type { Config } from '../config.js';
-import { type AllowedStore, parseAllowList } from '../dicomweb/store-allow-list.js';
+import { type AllowedStore, parseAllowList } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { JobSubmitter } from '../queue/job-submitter.js';

@@ -4,7 +4,7 @@
  * the API root, so they work behind any proxy.
  */
 import type { z } from 'zod';
-import { formatSeriesUrl } from '../dicomweb/series-reference.js';
+import { formatSeriesUrl } from '../dicomweb/index.js';
 import type { JobRecord } from '../queue/job-record.js';
 import type { jobStatusSchema } from './schemas.js';
 

@@ -7,8 +7,12 @@
 import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import type { Config } from '../config.js';
-import { normaliseBaseUrl, parseSeriesReference } from '../dicomweb/series-reference.js';
-import { type AllowedStore, assertApprovedStore } from '../dicomweb/store-allow-list.js';
+import {
+  type AllowedStore,
+  assertApprovedStore,
+  normaliseBaseUrl,
+  parseSeriesReference,
+} from '../dicomweb/index.js';
 import { isPathembedError, PathembedError } from '../errors.js';
 import type { JobSubmitter } from '../queue/job-submitter.js';
 import type { QueueContext } from '../queue/queue-context.js';

@@ -7,8 +7,7 @@
 import { randomUUID } from 'node:crypto';
 import type { QueueEvents } from 'bullmq';
 import type { Config } from '../config.js';
-import { parseSeriesReference } from '../dicomweb/series-reference.js';
-import { type AllowedStore, assertApprovedStore } from '../dicomweb/store-allow-list.js';
+import { type AllowedStore, assertApprovedStore, parseSeriesReference } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { requestCancel } from '../queue/cancellation.js';

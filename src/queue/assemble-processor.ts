@@ -6,7 +6,7 @@
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import type { PatchEmbedding } from '../pipeline/job-types.js';
+import type { PatchEmbedding } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { isFinal, type SrReference } from './job-record.js';
@@ -76,7 +76,10 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       }
       json = true;
     }
-    if (d.outputs.includes('dicom-sr')) {
+    if (d.outputs.includes('dicom-sr') && planned === 0) {
+      // No patch (no tissue found): there is no mean embedding to report, so no SR.
+      w.logger.warn({ jobId: d.jobId }, 'no patch was planned, so no SR is written');
+    } else if (d.outputs.includes('dicom-sr')) {
       const upload = await ctx.results.openWrite(resultKeys.sr(d.jobId));
       try {
         const metadata = await ctx.results.get(resultKeys.metadata(d.jobId));

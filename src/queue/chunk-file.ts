@@ -6,7 +6,7 @@
  * assembler writes is identical to a one-process run.
  */
 import { PathembedError } from '../errors.js';
-import type { PatchEmbedding } from '../pipeline/job-types.js';
+import type { PatchEmbedding } from '../pipeline/index.js';
 
 const MAGIC = 0x48434550; // "PECH" read as a little-endian uint32
 const FORMAT_VERSION = 1;

@@ -6,7 +6,7 @@
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import type { PatchEmbedding } from '../pipeline/job-types.js';
+import type { PatchEmbedding } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { encodeChunk } from './chunk-file.js';
 import type { ChunkJobData } from './queue-jobs.js';

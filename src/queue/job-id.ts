@@ -7,7 +7,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import type { Config } from '../config.js';
-import type { EmbedOptions } from '../pipeline/job-types.js';
+import type { EmbedOptions } from '../pipeline/index.js';
 import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
 
 /** Hex digits of sha256 kept in an id: 128 bits, far beyond any collision risk. */

@@ -6,7 +6,7 @@
  * stalled BullMQ job cannot undo a cancellation or a completion.
  */
 import type { Redis } from 'ioredis';
-import type { EmbedOptions } from '../pipeline/job-types.js';
+import type { EmbedOptions } from '../pipeline/index.js';
 import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
 import type { ServiceKeys } from './redis-keys.js';
 

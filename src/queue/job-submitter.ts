@@ -7,7 +7,7 @@
 import type { JobsOptions } from 'bullmq';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { EmbedOptions } from '../pipeline/job-types.js';
+import type { EmbedOptions } from '../pipeline/index.js';
 import { requestCancel } from './cancellation.js';
 import { jobIdFor, requestFingerprint, resolvedOptions } from './job-id.js';
 import { isFinal, type JobRecord, type JobState } from './job-record.js';

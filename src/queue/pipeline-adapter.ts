@@ -9,13 +9,17 @@ import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/ind
 import type { EmbeddingEngine } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
-import { embedPlan } from '../pipeline/embed-plan.js';
-import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/job-types.js';
-import { writeJsonResult } from '../pipeline/json-output.js';
-import type { PipelineDeps } from '../pipeline/pipeline-deps.js';
-import { planOnSession } from '../pipeline/plan-slide.js';
-import { openReadingSession } from '../pipeline/reading-session.js';
-import { buildSrForPlan } from '../pipeline/sr-output.js';
+import {
+  buildSrForPlan,
+  type EmbedOptions,
+  embedPlan,
+  openReadingSession,
+  type PatchEmbedding,
+  type PipelineDeps,
+  planOnSession,
+  type SlidePlan,
+  writeJsonResult,
+} from '../pipeline/index.js';
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
 import type { DicomJsonDataset } from '../wsi/dicom-json.js';

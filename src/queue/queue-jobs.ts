@@ -4,7 +4,7 @@
  * flow); predict jobs serve /v1/predict. Job data never holds a token: tokens live sealed in Redis
  * (token-vault.ts) and `hasToken` says whether to look.
  */
-import type { EmbedOptions, SlideSourceSpec } from '../pipeline/job-types.js';
+import type { EmbedOptions, SlideSourceSpec } from '../pipeline/index.js';
 
 /** One queue for every kind of job, so one priority order and one rate limit govern the workers. */
 export const QUEUE_NAME = 'embed';

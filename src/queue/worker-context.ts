@@ -7,7 +7,7 @@ import type { FlowProducer } from 'bullmq';
 import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { SlidePlan } from '../pipeline/job-types.js';
+import type { SlidePlan } from '../pipeline/index.js';
 import type { CancelWatcher } from './cancellation.js';
 import type { PipelinePort } from './pipeline-port.js';
 import type { QueueContext } from './queue-context.js';

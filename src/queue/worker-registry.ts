@@ -6,7 +6,7 @@
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import type { Redis } from 'ioredis';
-import type { ModelManifest } from '../embed/model-manifest.js';
+import type { ModelManifest } from '../embed/index.js';
 import type { Logger } from '../log.js';
 import type { ServiceKeys } from './redis-keys.js';
 
