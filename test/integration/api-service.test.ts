@@ -585,3 +585,49 @@ describe('per-job bearer tokens', () => {
     }
   });
 });
+
+describe('limits and protection', () => {
+  it('caps unfinished jobs per API key (429 TOO_MANY_JOBS) and can protect health and metrics', async () => {
+    // A second service on its own prefix with no worker, so submitted jobs stay unfinished.
+    const prefix = `${PREFIX}-limits`;
+    const limited: Config = Object.freeze({
+      ...config,
+      PATHEMBED_QUEUE_PREFIX: prefix,
+      PATHEMBED_MAX_JOBS_PER_KEY: 1,
+      PATHEMBED_PROTECT_HEALTH: true,
+    });
+    const model = await redis.get(`${PREFIX}:svc:model`);
+    await redis.set(`${prefix}:svc:model`, model as string);
+    const other = await createApi(limited, logger);
+    const l = await listen(other.app, '127.0.0.1', 0);
+    const post = (body: unknown) =>
+      fetch(`${l.url}/v1/jobs`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+    try {
+      const source = fixture('synthetic-full').seriesUrl;
+      expect((await post({ sources: [source] })).status).toBe(202);
+      const second = await post({ sources: [source], options: { stridePx: 100 } });
+      expect(second.status).toBe(429);
+      expect(((await second.json()) as { error: { code: string } }).error.code).toBe('TOO_MANY_JOBS');
+      // The same request again is not a new job, so it is not refused.
+      expect((await post({ sources: [source] })).status).toBe(202);
+
+      expect((await fetch(`${l.url}/metrics`)).status).toBe(401);
+      expect((await fetch(`${l.url}/readyz`)).status).toBe(401);
+      const authed = await fetch(`${l.url}/metrics`, { headers: { authorization: `Bearer ${API_KEY}` } });
+      expect(authed.status).toBe(200);
+    } finally {
+      await l.close();
+      await other.close();
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
+    }
+  });
+});
