@@ -8,7 +8,7 @@
 
 import type { JobsOptions } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import { type PathembedError, toPathembedError } from '../errors.js';
+import type { PathembedError } from '../errors.js';
 
 export interface RetryOptions {
   /** Attempts of one BullMQ job, the first included. Default 5. */
@@ -45,6 +45,8 @@ export function isFinalFailure(
   return !err.retryable || attemptsMade + 1 >= (attempts ?? 1);
 }
 
+const HTTP_TOO_MANY_REQUESTS = 429;
+
 /**
  * True when a store error was caused by HTTP 429 (too many requests). The DICOMweb client reports
  * the last status it saw in `details.status` (or `lastStatus`), and may set `rateLimited`.
@@ -52,7 +54,9 @@ export function isFinalFailure(
 export function isRateLimitError(err: PathembedError): boolean {
   if (err.code !== 'DICOMWEB_UNAVAILABLE') return false;
   const d = err.details as Record<string, unknown>;
-  return d.rateLimited === true || d.status === 429 || d.lastStatus === 429 || /\b429\b/.test(err.message);
+  return (
+    d.rateLimited === true || d.status === HTTP_TOO_MANY_REQUESTS || d.lastStatus === HTTP_TOO_MANY_REQUESTS
+  );
 }
 
 /** Retry-After the store asked for, in ms, when the error carries it. */
@@ -60,8 +64,4 @@ export function retryAfterMs(err: PathembedError): number | undefined {
   const d = err.details as Record<string, unknown>;
   const v = d.retryAfterMs;
   return typeof v === 'number' && Number.isFinite(v) && v > 0 ? v : undefined;
-}
-
-export function asPathembedError(err: unknown, where: string): PathembedError {
-  return toPathembedError(err, where);
 }
