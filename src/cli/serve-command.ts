@@ -38,6 +38,7 @@ export function registerServeCommand(program: Command): void {
       await untilStopSignal(logger);
       await server.close();
       await api.close();
+      logger.info('pathembed API stopped');
       logger.flush();
     });
 }
