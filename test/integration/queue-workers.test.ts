@@ -205,7 +205,12 @@ describe('worker processes', () => {
       async () => ((await liveWorkerCount()) >= 2 ? true : undefined),
       90_000,
     );
-    const id = await submit({ sources: [fixture('cmu-jpeg').seriesUrl], options: { minTissue: 0 } });
+    // ~230 patches (an overlapping grid): enough chunks that the job outlasts a kill, a worker
+    // joining and a graceful stop.
+    const id = await submit({
+      sources: [fixture('cmu-jpeg').seriesUrl],
+      options: { minTissue: 0, stridePx: 160 },
+    });
 
     // Kill A once it is inside a chunk it has not finished (after its first chunk started).
     const killedChunk = await until('worker A to be inside a chunk', () => {
