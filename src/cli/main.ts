@@ -6,6 +6,8 @@
  */
 import { Command } from 'commander';
 import { isPathembedError } from '../errors.js';
+import { registerDemoCommand } from './demo-command.js';
+import { registerEmbedCommand } from './embed-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
@@ -20,6 +22,8 @@ const program = new Command('pathembed')
 // Each module adds its subcommands; keep this list in the order `pathembed --help` shows them.
 const registrations: Array<(program: Command) => void> = [
   registerInfoCommand,
+  registerEmbedCommand,
+  registerDemoCommand,
   registerPatchCommands,
   registerModelCommands,
   registerServeCommand,

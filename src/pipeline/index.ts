@@ -58,3 +58,4 @@ export {
 } from './run-job.js';
 export { buildSrForPlan, type SrOutput, type SrOutputOptions, stowDestinationFor } from './sr-output.js';
 export { StageClock } from './stage-clock.js';
+export { WorkerEmbeddingEngine } from './worker-engine.js';

@@ -6,7 +6,7 @@
 import type { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/index.js';
-import type { EmbeddingEngine } from '../embed/index.js';
+import type { ModelManifest } from '../embed/index.js';
 import type { Logger } from '../log.js';
 import type { StowClient } from '../results/sr/store-sr.js';
 import type { FrameSource } from '../wsi/frame-source.js';
@@ -24,8 +24,19 @@ export type OpenSource = (
   context: OpenSourceContext,
 ) => FrameSource | Promise<FrameSource>;
 
-/** The engine as the pipeline uses it (an EmbeddingEngine, or a stand-in in tests). */
-export type PipelineEngine = Pick<EmbeddingEngine, 'embed' | 'manifest' | 'patchSize' | 'embeddingWidth'>;
+/**
+ * The engine as the pipeline uses it: an EmbeddingEngine, a WorkerEmbeddingEngine (the same in a
+ * worker thread, so inference does not block reading), or a stand-in in tests.
+ */
+export interface PipelineEngine {
+  readonly manifest: ModelManifest;
+  /** Side of the square patches `embed` takes, in pixels. */
+  readonly patchSize: number;
+  /** Floats per embedding. */
+  readonly embeddingWidth: number;
+  /** One embedding per patch (RGB uint8, patchSize² x 3), in order. */
+  embed(patches: readonly Uint8Array[]): Promise<Float32Array[]>;
+}
 
 export interface PipelineDeps {
   readonly config: Config;

@@ -1,0 +1,270 @@
+/**
+ * `pathembed embed <series|folder>`: one embedding job in this process (no Redis, no server):
+ * plan the slide, embed its tissue patches (or the patches of `--patches file.json`), write the
+ * JSON result (`-o`), and optionally the DICOM SR (`--sr out.dcm`) and its STOW-RS upload
+ * (`--stow [URL]`: the URL, else PATHEMBED_SR_DESTINATION, else the source store). Progress goes
+ * to stderr (a bar on a terminal, one line per batch otherwise); a JSON summary goes to stdout.
+ * Ctrl-C cancels within one batch and leaves no partial result. A failed upload exits 1 after
+ * the summary, with the JSON result kept.
+ */
+import fs from 'node:fs/promises';
+import path from 'node:path';
+import cliProgress from 'cli-progress';
+import type { Command } from 'commander';
+import { type Config, loadConfig } from '../config.js';
+import { parseSeriesReference } from '../dicomweb/index.js';
+import { ensureDefaultModel } from '../embed/index.js';
+import { PathembedError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import {
+  defaultOpenSource,
+  type EmbedOptions,
+  type JobOutcome,
+  type JobProgress,
+  type PipelineDeps,
+  runEmbeddingJob,
+  type SlideSourceSpec,
+  WorkerEmbeddingEngine,
+} from '../pipeline/index.js';
+import { EMBEDDING_ENCODINGS, type EmbeddingEncoding } from '../results/index.js';
+import { addSourceOptions, type SourceArgumentOptions } from './open-source.js';
+
+interface EmbedCommandOptions extends SourceArgumentOptions {
+  readonly output: string;
+  readonly pixelSpacing?: string;
+  readonly stride?: string;
+  readonly minTissue?: string;
+  readonly patches?: string;
+  readonly sr?: string;
+  readonly stow?: boolean | string;
+  readonly embeddingEncoding?: string;
+}
+
+/** Seconds between plain progress lines when stderr is not a terminal. */
+const PLAIN_PROGRESS_INTERVAL_MS = 2000;
+
+function number(option: string, value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isFinite(n)) {
+    throw new PathembedError('INVALID_ARGUMENT', `--${option} must be a number, got "${value}"`, { option });
+  }
+  return n;
+}
+
+/** Reads `--patches`: a JSON array of {x, y} (target-grid pixels), or {"patches": [...]}. */
+export async function readPatchesFile(file: string): Promise<EmbedOptions['patches']> {
+  let json: unknown;
+  try {
+    json = JSON.parse(await fs.readFile(file, 'utf8'));
+  } catch (err) {
+    throw new PathembedError('INVALID_ARGUMENT', `--patches ${file}: ${(err as Error).message}`, {
+      option: 'patches',
+    });
+  }
+  const list = Array.isArray(json) ? json : (json as { patches?: unknown })?.patches;
+  if (!Array.isArray(list)) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `--patches ${file} must hold an array of {"x", "y"} or {"patches": [...]}`,
+      {
+        option: 'patches',
+      },
+    );
+  }
+  return list.map((p, i) => {
+    const { x, y } = (p ?? {}) as { x?: unknown; y?: unknown };
+    if (typeof x !== 'number' || typeof y !== 'number') {
+      throw new PathembedError('INVALID_ARGUMENT', `--patches ${file}: entry ${i} has no numeric x and y`, {
+        option: 'patches',
+        index: i,
+      });
+    }
+    return { x, y };
+  });
+}
+
+async function isFolder(arg: string): Promise<boolean> {
+  try {
+    return (await fs.stat(arg)).isDirectory();
+  } catch {
+    return false;
+  }
+}
+
+/** The job's source: a local folder when one exists at that path, else a DICOMweb series reference. */
+export async function sourceSpecFromArgument(arg: string): Promise<SlideSourceSpec> {
+  if (await isFolder(arg)) return { kind: 'local', folder: path.resolve(arg) };
+  const ref = parseSeriesReference(arg);
+  return {
+    kind: 'dicomweb',
+    baseUrl: ref.baseUrl,
+    studyUid: ref.studyUid,
+    seriesUid: ref.seriesUid,
+    ...(ref.instanceUids ? { instanceUids: ref.instanceUids } : {}),
+  };
+}
+
+export interface ProgressReporter {
+  update(progress: JobProgress): void;
+  stop(): void;
+}
+
+/** A cli-progress bar on a terminal; otherwise a plain line every few seconds and at the end. */
+export function progressReporter(stream: NodeJS.WriteStream = process.stderr): ProgressReporter {
+  if (stream.isTTY) {
+    const bar = new cliProgress.SingleBar(
+      {
+        stream,
+        format: 'embedding [{bar}] {value}/{total} patches | {rate} patches/s | ETA {eta_formatted}',
+        hideCursor: true,
+      },
+      cliProgress.Presets.shades_classic,
+    );
+    let started = false;
+    return {
+      update(p) {
+        if (!started) {
+          bar.start(p.planned, 0, { rate: '0.0' });
+          started = true;
+        }
+        bar.update(p.done, { rate: p.patchesPerSecond.toFixed(1) });
+      },
+      stop() {
+        if (started) bar.stop();
+      },
+    };
+  }
+  let lastMs = 0;
+  return {
+    update(p) {
+      const now = Date.now();
+      if (p.done < p.planned && now - lastMs < PLAIN_PROGRESS_INTERVAL_MS) return;
+      lastMs = now;
+      stream.write(`embedded ${p.done}/${p.planned} patches (${p.patchesPerSecond.toFixed(1)} patches/s)\n`);
+    },
+    stop() {},
+  };
+}
+
+/** The summary printed at the end of a job (JSON). */
+export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['manifest']) {
+  return {
+    result: outcome.jsonPath,
+    jobKey: outcome.jobKey,
+    model: { name: model.name, version: model.version, sha256: model.sha256, synthetic: model.synthetic },
+    level: outcome.plan.level.index,
+    levelScale: outcome.plan.levelScale,
+    pixelSpacingUm: outcome.plan.pixelSpacingUm,
+    plannedPatches: outcome.summary.plannedPatchCount,
+    patches: outcome.summary.patchCount,
+    tissueFraction: outcome.plan.tissue?.fraction ?? null,
+    patchesPerSecond: outcome.summary.patchesPerSecond,
+    timingsMs: outcome.timings,
+    ...(outcome.sr ? { sr: outcome.sr } : {}),
+    ...(outcome.srSkipped ? { srSkipped: outcome.srSkipped } : {}),
+  };
+}
+
+/**
+ * Opens the engine in a worker thread (so inference does not stall slide reading, see
+ * pipeline/worker-engine.ts), building the default synthetic model on first use.
+ */
+export async function openEngine(config: Config, logger: Logger): Promise<WorkerEmbeddingEngine> {
+  await ensureDefaultModel(config, logger);
+  return WorkerEmbeddingEngine.open(config);
+}
+
+async function embedAction(series: string, opts: EmbedCommandOptions): Promise<void> {
+  const base = loadConfig();
+  // --allow adds to the allow-list for this run only, under the same parsing rules.
+  const config: Config = {
+    ...base,
+    PATHEMBED_ALLOWED_STORES: [...base.PATHEMBED_ALLOWED_STORES, ...(opts.allow ?? [])],
+  };
+  const encoding = opts.embeddingEncoding ?? 'float32-array';
+  if (!(EMBEDDING_ENCODINGS as readonly string[]).includes(encoding)) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `--embedding-encoding must be one of ${EMBEDDING_ENCODINGS.join(', ')}, got "${encoding}"`,
+      { option: 'embedding-encoding' },
+    );
+  }
+  const options: EmbedOptions = {
+    ...(opts.pixelSpacing !== undefined
+      ? { pixelSpacingUm: number('pixel-spacing', opts.pixelSpacing) }
+      : {}),
+    ...(opts.stride !== undefined ? { stridePx: number('stride', opts.stride) } : {}),
+    ...(opts.minTissue !== undefined ? { minTissue: number('min-tissue', opts.minTissue) } : {}),
+    ...(opts.patches !== undefined ? { patches: await readPatchesFile(opts.patches) } : {}),
+  };
+  const spec = await sourceSpecFromArgument(series);
+  const logger = createLogger(config.LOG_LEVEL);
+  const engine = await openEngine(config, logger);
+  const token = opts.token ?? config.PATHEMBED_BEARER_TOKEN;
+  const controller = new AbortController();
+  const onSigint = () => controller.abort();
+  process.once('SIGINT', onSigint);
+  const progress = progressReporter();
+  try {
+    const outcome = await runEmbeddingJob(
+      spec,
+      options,
+      {
+        jsonPath: path.resolve(opts.output),
+        embeddingEncoding: encoding as EmbeddingEncoding,
+        ...(opts.sr ? { srPath: path.resolve(opts.sr) } : {}),
+        ...(opts.stow !== undefined ? { stow: opts.stow } : {}),
+      },
+      { config, logger, engine, openSource: defaultOpenSource(config, logger) },
+      { ...(token ? { token } : {}), signal: controller.signal, onProgress: (p) => progress.update(p) },
+    );
+    progress.stop();
+    process.stdout.write(`${JSON.stringify(jobSummary(outcome, engine.manifest), null, 2)}\n`);
+    if (outcome.sr?.stow && !outcome.sr.stow.ok) {
+      process.stderr.write(
+        `pathembed: ${outcome.sr.stow.error.code}: storing the SR failed: ${outcome.sr.stow.error.message} (the JSON result is at ${outcome.jsonPath})\n`,
+      );
+      process.exitCode = 1;
+    }
+  } finally {
+    progress.stop();
+    process.off('SIGINT', onSigint);
+    await engine.close();
+  }
+}
+
+export function registerEmbedCommand(program: Command): void {
+  addSourceOptions(
+    program
+      .command('embed')
+      .description('Embed the tissue patches of a slide into a JSON result (and a DICOM SR), in this process')
+      .argument(
+        '<series>',
+        'DICOMweb series URL, Google Healthcare series path, or a local folder of DICOM files',
+      )
+      .requiredOption('-o, --output <file>', 'JSON result file (written atomically)')
+      .option(
+        '--pixel-spacing <um>',
+        'target pixel spacing in um/px (default PATHEMBED_PIXEL_SPACING_UM, 0.5)',
+      )
+      .option('--stride <px>', 'grid stride in target pixels (default PATHEMBED_STRIDE_PX, 224)')
+      .option(
+        '--min-tissue <fraction>',
+        'least tissue fraction of a grid patch (default PATHEMBED_MIN_TISSUE, 0.5)',
+      )
+      .option(
+        '--patches <file>',
+        'embed these patches instead of the tissue grid: JSON [{"x":..,"y":..}] in target pixels',
+      )
+      .option('--sr <file>', 'also write the DICOM Comprehensive SR here')
+      .option(
+        '--stow [url]',
+        'also store the SR with STOW-RS (default: PATHEMBED_SR_DESTINATION, else the source store)',
+      )
+      .option(
+        '--embedding-encoding <encoding>',
+        `embeddings in the JSON: ${EMBEDDING_ENCODINGS.join(' or ')}`,
+      ),
+  ).action(embedAction);
+}
