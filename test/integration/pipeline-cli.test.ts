@@ -1,0 +1,140 @@
+/**
+ * `pathembed embed` as a user runs it: a child process against the test Orthanc and a local
+ * folder, with the real (synthetic) model in its inference worker.
+ */
+import { execFile } from 'node:child_process';
+import fs from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { readResult } from '../../src/results/index.js';
+import { fixture } from '../helpers/services.js';
+
+const run = promisify(execFile);
+const CLI = ['--import', 'tsx', path.resolve('src/cli/main.ts')];
+const ENV = {
+  PATHEMBED_INTRA_OP_THREADS: '2',
+  PATHEMBED_EXECUTION_PROVIDER: 'cpu',
+  PATHEMBED_RETRY_MAX_ATTEMPTS: '1',
+  LOG_LEVEL: 'warn',
+};
+
+let dir: string;
+
+interface CliResult {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+async function pathembed(args: string[]): Promise<CliResult> {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PATHEMBED_')));
+  try {
+    const { stdout, stderr } = await run(process.execPath, [...CLI, ...args], {
+      env: { ...clean, ...ENV },
+      maxBuffer: 64 << 20,
+    });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+beforeAll(async () => {
+  dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pathembed-embed-cli-'));
+});
+afterAll(async () => {
+  await fs.rm(dir, { recursive: true, force: true });
+});
+
+describe('pathembed embed', () => {
+  it('embeds a DICOMweb series into base64 JSON, writes and stores the SR, never writes the token', async () => {
+    const token = 'cli-secret-7a1e0c';
+    const out = path.join(dir, 'series.json');
+    const sr = path.join(dir, 'series.dcm');
+    const res = await pathembed([
+      'embed',
+      fixture('cmu-jpeg').seriesUrl,
+      '--pixel-spacing',
+      '2',
+      '-o',
+      out,
+      '--sr',
+      sr,
+      '--stow',
+      '--token',
+      token,
+      '--embedding-encoding',
+      'float32-base64',
+    ]);
+    expect(res.code, res.stderr).toBe(0);
+    const summary = JSON.parse(res.stdout);
+    expect(summary.patches).toBeGreaterThan(0);
+    expect(summary.result).toBe(out);
+    expect(summary.sr.stow).toMatchObject({ ok: true });
+    // Not a terminal: plain progress lines, the last one complete.
+    expect(res.stderr).toMatch(new RegExp(`embedded ${summary.patches}/${summary.patches} patches`));
+    const text = await fs.readFile(out, 'utf8');
+    expect(text).not.toContain(token);
+    expect(res.stdout + res.stderr).not.toContain(token);
+    const doc = await readResult(out);
+    expect(doc.header.embeddingEncoding).toBe('float32-base64');
+    expect(doc.patches).toHaveLength(summary.patches);
+    await fs.access(sr);
+  });
+
+  it('embeds explicit patches of a local folder', async () => {
+    const patches = path.join(dir, 'patches.json');
+    await fs.writeFile(
+      patches,
+      JSON.stringify([
+        { x: 448, y: 672 },
+        { x: 896, y: 1120 },
+      ]),
+    );
+    const out = path.join(dir, 'local.json');
+    const res = await pathembed(['embed', fixture('cmu-jpeg').dir, '--patches', patches, '-o', out]);
+    expect(res.code, res.stderr).toBe(0);
+    const doc = await readResult(out);
+    expect(doc.header.source.kind).toBe('local');
+    expect(doc.header.parameters.patchSelection).toBe('explicit');
+    expect(doc.patches.map((p) => [p.x, p.y])).toEqual([
+      [448, 672],
+      [896, 1120],
+    ]);
+  });
+
+  it('keeps the JSON and exits 1 with the code when the SR upload fails', async () => {
+    const out = path.join(dir, 'kept.json');
+    const res = await pathembed([
+      'embed',
+      fixture('cmu-jpeg').seriesUrl,
+      '--pixel-spacing',
+      '2',
+      '-o',
+      out,
+      '--stow',
+      'https://example.org/dicom-web',
+    ]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('UNAPPROVED_DICOM_STORE');
+    expect(JSON.parse(res.stdout).sr.stow.ok).toBe(false);
+    expect((await readResult(out)).summary.patchCount).toBeGreaterThan(0);
+  });
+
+  it('refuses a bad option naming it', async () => {
+    const res = await pathembed([
+      'embed',
+      fixture('cmu-jpeg').dir,
+      '-o',
+      path.join(dir, 'x.json'),
+      '--stride',
+      'wide',
+    ]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('INVALID_ARGUMENT');
+    expect(res.stderr).toContain('--stride');
+  });
+});
