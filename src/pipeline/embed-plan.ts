@@ -13,6 +13,7 @@
  * one batch: reads in flight are aborted, the running batch is not reported, and the generator
  * throws JOB_CANCELLED.
  */
+import { setMaxListeners } from 'node:events';
 import { isPathembedError, PathembedError } from '../errors.js';
 import type { LevelScale } from '../wsi/patch-reader.js';
 import { cancelledError, throwIfCancelled } from './cancellation.js';
@@ -28,6 +29,8 @@ import { StageClock } from './stage-clock.js';
  */
 export const READ_AHEAD_BATCHES = 2;
 const RGB_CHANNELS = 3;
+/** Abort listeners one patch read may hold at once (its frames' fetches and its own wait). */
+const LISTENERS_PER_READ = 8;
 const MS_PER_S = 1000;
 
 /** A chunk of a plan: patch indices [start, end). */
@@ -90,6 +93,9 @@ export async function* embedOnSession(
   // Our own controller: stops read-ahead when the consumer stops early or a batch fails, and
   // follows the job's signal.
   const reading = new AbortController();
+  // Every patch read in flight listens on this signal (through the frame cache): up to
+  // (READ_AHEAD_BATCHES + 1) x batch size listeners by design, not a leak.
+  setMaxListeners((READ_AHEAD_BATCHES + 1) * batchSize * LISTENERS_PER_READ, reading.signal);
   const onAbort = () => reading.abort(ctx.signal?.reason);
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   if (ctx.signal?.aborted) onAbort();

@@ -13,6 +13,21 @@ export {
   float32ToDecimal,
 } from './embedding-codec.js';
 export {
+  CovarianceAccumulator,
+  type PrincipalComponents,
+  pcaColours,
+  principalComponents,
+  project,
+} from './embedding-pca.js';
+export {
+  type OverviewImage,
+  type OverviewInput,
+  type OverviewMask,
+  type OverviewPatch,
+  renderOverview,
+  renderOverviewPng,
+} from './overview-image.js';
+export {
   RESULT_SCHEMA_VERSION,
   type ResultHeader,
   type ResultModel,

@@ -57,7 +57,7 @@ function buildSr(jobKey: string) {
     jobKey,
     sourceMetadata: source,
     evidence: refs,
-    regionImage: { ...refs[0], scaleFromGrid: 0.5 / 0.499 },
+    regionImage: { ...refs[0], scaleFromGrid: { x: 0.5 / 0.499, y: 0.5 / 0.499 } },
     model: { name: 'sr-stow-test', version: '1', sha256: 'd'.repeat(64) },
     parameters: { pixelSpacingUm: 0.5 },
     pixelSpacingUm: 0.5,
