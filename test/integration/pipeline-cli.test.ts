@@ -7,8 +7,10 @@ import fs from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readResult } from '../../src/results/index.js';
+import { requireBinary } from '../helpers/binaries.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);
@@ -21,6 +23,19 @@ const ENV = {
 };
 
 let dir: string;
+
+/** dciodvfy reports no error and dsrdump lists the mean embedding's codes. */
+async function checkSr(file: string): Promise<void> {
+  const r = await run(requireBinary('dciodvfy'), [file], { maxBuffer: 256 << 20 }).catch((e) => e);
+  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n');
+  expect(
+    lines.filter((l) => l.startsWith('Error')),
+    lines.join('\n'),
+  ).toEqual([]);
+  const { stdout } = await run(requireBinary('dsrdump'), ['+Pc', file], { maxBuffer: 1 << 30 });
+  expect(stdout).toContain('(EMB0000,99PATHEMBED,');
+  expect(stdout).toContain('(EMB0383,99PATHEMBED,');
+}
 
 interface CliResult {
   code: number;
@@ -82,7 +97,7 @@ describe('pathembed embed', () => {
     const doc = await readResult(out);
     expect(doc.header.embeddingEncoding).toBe('float32-base64');
     expect(doc.patches).toHaveLength(summary.patches);
-    await fs.access(sr);
+    await checkSr(sr);
   });
 
   it('embeds explicit patches of a local folder', async () => {
@@ -123,6 +138,22 @@ describe('pathembed embed', () => {
     expect(JSON.parse(res.stdout).sr.stow.ok).toBe(false);
     expect((await readResult(out)).summary.patchCount).toBeGreaterThan(0);
   });
+
+  it('runs the demo: sample slide, JSON, a valid SR and the overview picture', async () => {
+    const out = path.join(dir, 'demo');
+    const res = await pathembed(['demo', '--output-dir', out]);
+    expect(res.code, res.stderr).toBe(0);
+    const summary = JSON.parse(res.stdout);
+    expect(summary.patches).toBeGreaterThan(100);
+    const doc = await readResult(path.join(out, 'result.json'));
+    expect(doc.header.source.kind).toBe('local');
+    expect(doc.patches).toHaveLength(summary.patches);
+    await checkSr(path.join(out, 'result-sr.dcm'));
+    const png = await sharp(path.join(out, 'overview.png')).metadata();
+    expect(png.format).toBe('png');
+    expect(Math.max(png.width ?? 0, png.height ?? 0)).toBeLessThanOrEqual(1024);
+    expect(res.stderr).toContain('overview picture');
+  }, 240_000);
 
   it('refuses a bad option naming it', async () => {
     const res = await pathembed([
