@@ -23,6 +23,10 @@ import { planOnSession } from './plan-slide.js';
 import { openReadingSession } from './reading-session.js';
 import { buildSrForPlan, stowDestinationFor } from './sr-output.js';
 
+const MICROSECONDS_PER_MS = 1000;
+/** Timings are reported to the microsecond. */
+const round = (ms: number) => Math.round(ms * MICROSECONDS_PER_MS) / MICROSECONDS_PER_MS;
+
 export interface JobOutputOptions {
   /** Where the JSON result is written (atomically). */
   readonly jsonPath: string;
@@ -101,6 +105,16 @@ export async function runEmbeddingJob(
   ctx: RunContext = {},
 ): Promise<JobOutcome> {
   const started = performance.now();
+  if (output.range && (output.srPath || output.stow)) {
+    // An SR reports the whole slide (its mean is over every patch); a chunk cannot write one.
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      'An SR covers the whole slide: do not combine a patch range with srPath or stow',
+      {
+        argument: 'range',
+      },
+    );
+  }
   const model = modelOf(deps);
   const session = await openReadingSession(deps, spec, ctx);
   let plan: SlidePlan;
@@ -127,7 +141,6 @@ export async function runEmbeddingJob(
       await writer.abort();
       throw err;
     }
-    const round = (ms: number) => Math.round(ms * 1000) / 1000;
     summary = await writer.finish({
       plannedPatchCount: plan.patches.length,
       timings: {
