@@ -3,6 +3,9 @@
  * OpenJPEG undoes the codestream's multiple component transform (ICT/RCT, the COD marker's MCT
  * flag) itself, so YBR_ICT / YBR_RCT frames come out RGB. When the codestream applied no MCT, its
  * components are what the encoder was given, and only the DICOM label can say they are YCbCr.
+ * That label is trusted only when it is one JPEG 2000 allows (YBR_FULL, YBR_ICT: PS3.5 8.2.4).
+ * YBR_FULL_422 on full-resolution JPEG 2000 components is a mislabel: OrthancWSIDicomizer writes
+ * RGB samples (MCT off) under it, and converting them would turn white glass magenta.
  */
 import { samplesToRgb } from './color.js';
 import { isYbrFullRange, Photometric } from './photometric.js';
@@ -65,7 +68,7 @@ export async function decodeJpeg2000(
   const mct = readJpeg2000Mct(encoded);
   const samples = await pool.decode('jpeg2000', encoded);
   const pi = desc.photometricInterpretation;
-  const labelledYcbcr = isYbrFullRange(pi) || pi === Photometric.YbrIct;
+  const labelledYcbcr = (isYbrFullRange(pi) && pi !== Photometric.YbrFull422) || pi === Photometric.YbrIct;
   const alreadyRgb = samples.colourSpace !== undefined && OPJ_COLOUR_SPACES_DONE.has(samples.colourSpace);
   return samplesToRgb(samples, {
     ybrToRgb: mct === false && labelledYcbcr && !alreadyRgb,
