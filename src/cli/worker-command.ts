@@ -7,9 +7,10 @@
  */
 import type { Command } from 'commander';
 import { CONFIG_VARIABLES, type Config, type ConfigValues, loadConfig } from '../config.js';
-import { EmbeddingEngine, ensureDefaultModel } from '../embed/index.js';
+import { ensureDefaultModel } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
+import { WorkerEmbeddingEngine } from '../pipeline/index.js';
 import { createPipelinePort } from '../queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../queue/service-metrics.js';
 import { WorkerRuntime } from '../queue/worker-runtime.js';
@@ -84,7 +85,9 @@ export function registerWorkerCommand(program: Command): void {
       });
       const logger = createLogger(config.LOG_LEVEL, 'pathembed-worker');
       await ensureDefaultModel(config, logger);
-      const engine = await EmbeddingEngine.open(config, logger);
+      // Inference in a worker thread: ONNX Runtime's binding blocks the event loop for a whole batch,
+      // which would stall frame read-ahead and BullMQ's lock renewal.
+      const engine = await WorkerEmbeddingEngine.open(config);
       const frames = new FrameFetchRecorder();
       const pipeline = createPipelinePort(config, logger, engine, { frames });
       const runtime = await WorkerRuntime.start(

@@ -6,7 +6,6 @@
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/index.js';
-import type { EmbeddingEngine } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
@@ -16,6 +15,7 @@ import {
   openReadingSession,
   type PatchEmbedding,
   type PipelineDeps,
+  type PipelineEngine,
   planOnSession,
   type SlidePlan,
   writeJsonResult,
@@ -45,6 +45,13 @@ import { TimedFrameSource } from './timed-frame-source.js';
 const SOP_INSTANCE_UID_TAG = '00080018';
 const PER_FRAME_GROUPS_TAG = '52009230';
 
+/**
+ * What a worker needs of a model: the pipeline's engine plus the provider it runs on (published for
+ * /readyz) and a close. Both EmbeddingEngine and WorkerEmbeddingEngine (inference off the event
+ * loop, so frame read-ahead keeps running during a batch) satisfy it.
+ */
+export type QueueEngine = PipelineEngine & { readonly provider: string; close(): Promise<void> };
+
 export interface PipelineAdapterOptions {
   /** Frame fetch latencies go here (the worker's recorder); none: not timed. */
   readonly frames?: FrameFetchRecorder;
@@ -57,7 +64,7 @@ export class PipelineAdapter implements PipelinePort {
   constructor(
     private readonly config: Config,
     private readonly logger: Logger,
-    private readonly engine: EmbeddingEngine,
+    private readonly engine: QueueEngine,
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
@@ -239,7 +246,7 @@ export class PipelineAdapter implements PipelinePort {
 export function createPipelinePort(
   config: Config,
   logger: Logger,
-  engine: EmbeddingEngine,
+  engine: QueueEngine,
   options: PipelineAdapterOptions = {},
 ): PipelinePort {
   return new PipelineAdapter(config, logger, engine, options);
