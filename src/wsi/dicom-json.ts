@@ -26,7 +26,8 @@ export function values<T = unknown>(ds: DicomJsonDataset, tag: string): T[] {
 export function str(ds: DicomJsonDataset, tag: string): string | undefined {
   const v = value(ds, tag);
   if (v === undefined || v === null) return undefined;
-  if (typeof v === 'object' && v !== null && 'Alphabetic' in v) return String((v as { Alphabetic: unknown }).Alphabetic);
+  if (typeof v === 'object' && v !== null && 'Alphabetic' in v)
+    return String((v as { Alphabetic: unknown }).Alphabetic);
   return String(v);
 }
 
@@ -46,11 +47,15 @@ export function items(ds: DicomJsonDataset, tag: string): DicomJsonDataset[] {
 export function requireNum(ds: DicomJsonDataset, tag: string, name: string): number {
   const n = num(ds, tag);
   if (n === undefined) {
-    throw new PathembedError('INVALID_DICOM', `Required attribute ${name} (${tag}) is missing or not a number`, {
-      tag,
-      attribute: name,
-      sopInstanceUid: str(ds, '00080018'),
-    });
+    throw new PathembedError(
+      'INVALID_DICOM',
+      `Required attribute ${name} (${tag}) is missing or not a number`,
+      {
+        tag,
+        attribute: name,
+        sopInstanceUid: str(ds, '00080018'),
+      },
+    );
   }
   return n;
 }

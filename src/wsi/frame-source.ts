@@ -30,7 +30,11 @@ export interface FrameSource {
    * Frames of one instance, in the order asked. Implementations batch as they see fit (DICOMweb:
    * several frame numbers per request, capped by config).
    */
-  fetchFrames(instanceUid: string, frameIndices: readonly number[], signal?: AbortSignal): Promise<EncodedFrame[]>;
+  fetchFrames(
+    instanceUid: string,
+    frameIndices: readonly number[],
+    signal?: AbortSignal,
+  ): Promise<EncodedFrame[]>;
   readonly stats: FrameSourceStats;
   close?(): Promise<void>;
 }

@@ -20,7 +20,9 @@ export function requireBinary(name: string): string {
     return execFileSync('sh', ['-c', `command -v ${name}`], { encoding: 'utf8' }).trim();
   } catch {
     const pkg = PACKAGES[name] ?? name;
-    throw new Error(`Test prerequisite missing: '${name}' is not on PATH. Install it with: apt-get install -y ${pkg}`);
+    throw new Error(
+      `Test prerequisite missing: '${name}' is not on PATH. Install it with: apt-get install -y ${pkg}`,
+    );
   }
 }
 

@@ -17,10 +17,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
     for (const f of FIXTURES) {
       const dir = await ensureFixture(f);
       const ids = await uploadFolder(orthanc.url, dir);
-      const tags = (await (await fetch(`${orthanc.url}/instances/${ids[0]}/simplified-tags`)).json()) as Record<
-        string,
-        string
-      >;
+      const tags = (await (
+        await fetch(`${orthanc.url}/instances/${ids[0]}/simplified-tags`)
+      ).json()) as Record<string, string>;
       fixtures[f.name] = {
         dir,
         studyUid: tags.StudyInstanceUID,

@@ -56,7 +56,9 @@ export async function startOrthanc(): Promise<OrthancServer> {
     }, `Orthanc on ${url} (log: ${logPath})`);
   } catch (err) {
     child.kill('SIGKILL');
-    throw new Error(`Orthanc did not start: ${(err as Error).message}\n${await fs.readFile(logPath, 'utf8')}`);
+    throw new Error(
+      `Orthanc did not start: ${(err as Error).message}\n${await fs.readFile(logPath, 'utf8')}`,
+    );
   }
   return {
     url,

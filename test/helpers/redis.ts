@@ -34,9 +34,13 @@ export async function startRedis(): Promise<RedisService> {
   if (await answersPing('127.0.0.1', 6379)) return { url: 'redis://127.0.0.1:6379', stop: async () => {} };
   const binary = requireBinary('redis-server');
   const port = await freePort();
-  const child: ChildProcess = spawn(binary, ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
-    stdio: 'ignore',
-  });
+  const child: ChildProcess = spawn(
+    binary,
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'],
+    {
+      stdio: 'ignore',
+    },
+  );
   await waitFor(() => answersPing('127.0.0.1', port), `redis-server on port ${port}`);
   return {
     url: `redis://127.0.0.1:${port}`,
