@@ -4,24 +4,14 @@
  * Results quote it, and the SR's UIDs derive from it, so running the same job twice writes the
  * same SR instance instead of a second one.
  */
+
 import { createHash } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
 import { publicBaseUrl } from '../results/result-source.js';
 import type { SlidePlan } from './job-types.js';
 
 /** Bumped when what the key covers changes, so old and new keys never collide. */
 const JOB_KEY_VERSION = 1;
-
-/** JSON with sorted keys, so equal values always hash equally. */
-function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /** sha256 (hex) of the plan's source and options and the model's sha256. */
 export function jobKeyFor(plan: SlidePlan, modelSha256: string): string {

@@ -5,7 +5,9 @@
  * options give a new id. The key is part of it so one tenant's job (perhaps run with a token the
  * other lacks) is never handed to another.
  */
+
 import { createHash, randomBytes } from 'node:crypto';
+import { canonicalJson } from '../canonical-json.js';
 import type { Config } from '../config.js';
 import type { EmbedOptions } from '../pipeline/index.js';
 import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
@@ -15,18 +17,6 @@ const ID_HEX_DIGITS = 32;
 const ID_PREFIX = 'j';
 const FINGERPRINT_VERSION = 1;
 const NONCE_BYTES = 8;
-
-/** JSON with object keys sorted, so equal values always hash equally. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  if (value !== null && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
-}
 
 /** Options with the config's defaults filled in, so "default" and "0.5 given" are one job. */
 export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOptions {

@@ -3,8 +3,9 @@ import { ApiKeyVerifier, keyIdOf } from '../../src/api/api-keys.js';
 import { PREDICT_CODE_OF, toPredictError } from '../../src/api/predict-errors.js';
 import { createJobsRequestSchema } from '../../src/api/schemas.js';
 import { fieldIssues, parseOrThrow } from '../../src/api/validation.js';
+import { canonicalJson } from '../../src/canonical-json.js';
 import { ERROR_CODES, PathembedError } from '../../src/errors.js';
-import { canonicalJson, jobIdFor, requestFingerprint } from '../../src/queue/job-id.js';
+import { jobIdFor, requestFingerprint } from '../../src/queue/job-id.js';
 import { chunkRanges } from '../../src/queue/queue-jobs.js';
 
 const SERIES = 'http://127.0.0.1:8042/dicom-web/studies/1.2.3/series/4.5.6';
