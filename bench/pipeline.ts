@@ -299,11 +299,11 @@ ${row('main thread', o.inProcess)}
 Peak resident memory of a whole job (\`runEmbeddingJob\` with the worker engine, one child process
 each, \`maxRSS\` of the process including the model and ONNX Runtime's arena; *V8-tracked*: the
 main thread's heap and buffers, sampled every ${MEMORY_SAMPLE_MS} ms, which is what the pipeline itself holds:
-the frame cache, the batches read ahead, the result writer's buffer). RSS growing with the slide
-while the V8-tracked peak does not means native memory held outside the pipeline: at the time of
-writing, JPEG frames decoded through sharp's \`toUint8Array()\` (src/codecs/jpeg.ts) are never
-released, about 192 KiB per decoded 256 px frame (4000 decodes: +768 MiB RSS; \`toBuffer()\`:
-+26 MiB), which accounts for most of the growth below:
+the frame cache, the batches read ahead, the result writer's buffer). With a 64 MiB frame cache, peak RSS on the 10x slide is about what the sample needs: the
+pipeline's memory is bounded by the cache budget and the read-ahead, not by the slide. With the
+default 512 MiB budget it grows by the cache filling up. (An earlier run grew by a further
+500-700 MiB: sharp 0.35's \`toUint8Array()\` never freed decoded JPEG frames; src/codecs/jpeg.ts
+now uses \`toBuffer()\`.)
 
 | slide | size (px) | patches | frame cache budget (MiB) | seconds | peak RSS (MiB) | peak V8-tracked (MiB) |
 | --- | --- | ---: | ---: | ---: | ---: | ---: |
