@@ -144,10 +144,14 @@ describe('LocalFrameSource on real files', () => {
       const level0 = p.levels[0];
       expect(level0.tileWidthPx).toBe(120);
       expect(level0.concatenationUid).toBeDefined();
-      expect(level0.instances.map((i) => [i.frameCount, i.concatenationFrameOffset])).toEqual([
-        [359, 0],
-        [116, 359],
-      ]);
+      // Where the dicomizer splits level 0 depends on compressed tile sizes in its threads' write
+      // order, so it varies between conversions; the parts must still tile the level exactly.
+      const [first, second] = level0.instances;
+      expect(level0.instances.length).toBe(2);
+      expect(first.concatenationFrameOffset).toBe(0);
+      expect(second.concatenationFrameOffset).toBe(first.frameCount);
+      expect(first.frameCount + second.frameCount).toBe(475);
+      expect(first.frameCount).toBeGreaterThan(0);
       // The last tile lies in the second part.
       const last = tileFrame(level0, 18, 24)!;
       expect(last.instanceUid).toBe(level0.instances[1].sopInstanceUid);
