@@ -4,18 +4,10 @@
  * can hand it to chunk workers), and what it produces (patch embeddings in patch order).
  */
 import type { ModelManifest } from '../embed/index.js';
+import type { SlideSourceSpec } from '../slide-source-spec.js';
 import type { SlideLevel } from '../wsi/slide-level.js';
 
-/** Where a slide is read from. Tokens are supplied separately at run time, never stored in a plan. */
-export type SlideSourceSpec =
-  | {
-      readonly kind: 'dicomweb';
-      readonly baseUrl: string;
-      readonly studyUid: string;
-      readonly seriesUid: string;
-      readonly instanceUids?: readonly string[];
-    }
-  | { readonly kind: 'local'; readonly folder: string };
+export type { SlideSourceSpec };
 
 /** A rectangle in the pixel grid of the target spacing (the plan's `pixelSpacingUm`). */
 export interface PatchRect {

@@ -5,7 +5,7 @@
  * `?access_token=` put theirs).
  */
 import { PathembedError } from '../errors.js';
-import type { SlideSourceSpec } from '../pipeline/job-types.js';
+import type { SlideSourceSpec } from '../slide-source-spec.js';
 import type { ResultSource } from './result-document.js';
 
 /** The URL with user, password, query and fragment removed, and no trailing slash. */
