@@ -1,5 +1,6 @@
 /**
- * JPEG 2000 frames (Part 1, lossless and lossy, and HTJ2K) through OpenJPEG in a decode worker.
+ * JPEG 2000 frames (Part 1, lossless and lossy, and HTJ2K) through OpenJPEG in a decode worker
+ * (HTJ2K: OpenJPEG over codec-openjph, docs/decisions.md "HTJ2K decoder").
  * OpenJPEG undoes the codestream's multiple component transform (ICT/RCT, the COD marker's MCT
  * flag) itself, so YBR_ICT / YBR_RCT frames come out RGB. When the codestream applied no MCT, its
  * components are what the encoder was given, and only the DICOM label can say they are YCbCr.

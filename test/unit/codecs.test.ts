@@ -1,6 +1,6 @@
 /**
  * Frame decoding against a synthetic RGB image encoded by real encoders (sharp/libjpeg, OpenJPEG,
- * CharLS, a PackBits RLE writer here) and laid out by hand (uncompressed, planar, YBR): lossless
+ * CharLS, OpenJPH for HTJ2K, a PackBits RLE writer here) and laid out by hand (uncompressed, planar, YBR): lossless
  * round trips must be exact, lossy ones within stated bounds. Also the typed refusals and the
  * worker pool (concurrency, event loop kept free, clean close).
  */
@@ -139,8 +139,26 @@ interface JpegLSEncoder {
   delete(): void;
 }
 
+interface HtFrameInfo extends WasmFrameInfo {
+  isUsingColorTransform: boolean;
+}
+interface HTJ2KEncoder {
+  getDecodedBuffer(info: HtFrameInfo): Uint8Array;
+  setQuality(lossless: boolean, quantizationStep: number): void;
+  encode(): void;
+  getEncodedBuffer(): Uint8Array;
+  delete(): void;
+}
+interface HTJ2KDecoder {
+  getEncodedBuffer(length: number): Uint8Array;
+  decode(): void;
+  getDecodedBuffer(): Uint8Array;
+  delete(): void;
+}
+
 let openJpeg: { J2KEncoder: new () => J2KEncoder };
 let charls: { JpegLSEncoder: new () => JpegLSEncoder };
+let openJph: { HTJ2KEncoder: new () => HTJ2KEncoder; HTJ2KDecoder: new () => HTJ2KDecoder };
 
 function encodeJ2k(pixels: Uint8Array, width: number, height: number, components: number, ratio?: number) {
   const enc = new openJpeg.J2KEncoder();
@@ -150,6 +168,51 @@ function encodeJ2k(pixels: Uint8Array, width: number, height: number, components
       .set(pixels);
     enc.setQuality(ratio === undefined, 1);
     if (ratio !== undefined) enc.setCompressionRatio(0, ratio);
+    enc.encode();
+    return enc.getEncodedBuffer().slice();
+  } finally {
+    enc.delete();
+  }
+}
+
+/**
+ * codec-openjph 2.4.11's wrapper asks OpenJPH for planar lines (all rows of component 0, then 1,
+ * then 2) when the colour transform is off, but fills them row by row, component by component.
+ * Feeding it the image with its lines in that order makes the codestream hold the real image;
+ * OpenJPEG, an independent decoder, then gives the image back exactly (the test below).
+ */
+function toOpenJphPlanarLineOrder(img: Uint8Array, width: number, height: number): Uint8Array {
+  const out = new Uint8Array(img.length);
+  for (let n = 0; n < height * RGB; n++) {
+    const [srcRow, srcComp] = [n % height, Math.floor(n / height)];
+    const [dstRow, dstComp] = [Math.floor(n / RGB), n % RGB];
+    for (let x = 0; x < width; x++) {
+      out[(dstRow * width + x) * RGB + dstComp] = img[(srcRow * width + x) * RGB + srcComp];
+    }
+  }
+  return out;
+}
+
+/** HTJ2K through OpenJPH: reversible (5/3) when `step` is undefined, else irreversible at `step`. */
+function encodeHtj2k(
+  pixels: Uint8Array,
+  components: number,
+  options: { colourTransform: boolean; step?: number },
+): Uint8Array {
+  const enc = new openJph.HTJ2KEncoder();
+  const planarLines = components === RGB && !options.colourTransform;
+  try {
+    enc
+      .getDecodedBuffer({
+        width: SIZE,
+        height: SIZE,
+        bitsPerSample: 8,
+        componentCount: components,
+        isSigned: false,
+        isUsingColorTransform: options.colourTransform,
+      })
+      .set(planarLines ? toOpenJphPlanarLineOrder(pixels, SIZE, SIZE) : pixels);
+    enc.setQuality(options.step === undefined, options.step ?? 0);
     enc.encode();
     return enc.getEncodedBuffer().slice();
   } finally {
@@ -234,6 +297,7 @@ beforeAll(async () => {
   type Factory<T> = () => Promise<T>;
   openJpeg = await (require('@cornerstonejs/codec-openjpeg/wasmjs') as Factory<typeof openJpeg>)();
   charls = await (require('@cornerstonejs/codec-charls/wasmjs') as Factory<typeof charls>)();
+  openJph = await (require('@cornerstonejs/codec-openjph') as Factory<typeof openJph>)();
   decoder = new FrameDecoder({ decodeThreads: 2 });
 });
 
@@ -419,6 +483,103 @@ describe('JPEG 2000 through OpenJPEG in workers', () => {
     }
     // The worker survives a bad frame.
     const ok = await decoder.decode(j2k, TransferSyntax.Jpeg2000Lossless, rgbDesc());
+    expect(diff(ok.data, image).max).toBe(0);
+  });
+});
+
+describe('HTJ2K (encoded by OpenJPH) through OpenJPEG in workers', () => {
+  const HT_SYNTAXES = [
+    TransferSyntax.HtJpeg2000Lossless,
+    TransferSyntax.HtJpeg2000RpclLossless,
+    TransferSyntax.HtJpeg2000,
+  ];
+  /** OpenJPH's irreversible quantisation step: about 8:1 here, measured mean 1.34, max 14. */
+  const LOSSY_STEP = 0.03;
+  const LOSSY_MEAN = 2;
+  const LOSSY_MAX = 24;
+
+  it('decodes a lossless codestream with the RCT exactly under every HTJ2K syntax', async () => {
+    const ht = encodeHtj2k(image, RGB, { colourTransform: true });
+    expect(readJpeg2000Mct(ht)).toBe(true);
+    for (const uid of HT_SYNTAXES) {
+      for (const pi of ['YBR_RCT', 'RGB']) {
+        const frame = await decoder.decode(ht, uid, rgbDesc({ photometricInterpretation: pi }));
+        expect(diff(frame.data, image).max, `${uid} ${pi}`).toBe(0);
+      }
+    }
+  });
+
+  it('decodes a lossless codestream without a colour transform exactly', async () => {
+    const ht = encodeHtj2k(image, RGB, { colourTransform: false });
+    expect(readJpeg2000Mct(ht)).toBe(false);
+    for (const uid of [TransferSyntax.HtJpeg2000Lossless, TransferSyntax.HtJpeg2000]) {
+      const frame = await decoder.decode(ht, uid, rgbDesc());
+      expect(diff(frame.data, image).max, uid).toBe(0);
+    }
+  });
+
+  it("keeps OpenJPEG: codec-openjph's own decoder misplaces the lines of RGB without a colour transform", () => {
+    // The decode-side twin of the wrapper bug toOpenJphPlanarLineOrder works around. If this
+    // starts passing exactly, re-measure codec-openjph (about twice as fast; docs/decisions.md).
+    const ht = encodeHtj2k(image, RGB, { colourTransform: false });
+    const dec = new openJph.HTJ2KDecoder();
+    try {
+      dec.getEncodedBuffer(ht.length).set(ht);
+      dec.decode();
+      expect(diff(dec.getDecodedBuffer().slice(), image).max).toBeGreaterThan(100);
+    } finally {
+      dec.delete();
+    }
+  });
+
+  it('converts YBR_FULL samples coded without a colour transform to RGB', async () => {
+    const ybr = new Uint8Array(image.length);
+    for (let i = 0; i < PIXELS; i++) {
+      ybr.set(rgbToYbr(image[i * 3], image[i * 3 + 1], image[i * 3 + 2]), i * 3);
+    }
+    const ht = encodeHtj2k(ybr, RGB, { colourTransform: false });
+    const frame = await decoder.decode(
+      ht,
+      TransferSyntax.HtJpeg2000Lossless,
+      rgbDesc({ photometricInterpretation: 'YBR_FULL' }),
+    );
+    const d = diff(frame.data, image);
+    expect(d.max).toBeLessThanOrEqual(2);
+    expect(d.mean).toBeLessThan(0.7);
+  });
+
+  it('decodes a lossy codestream (9/7, ICT) within bounds', async () => {
+    const ht = encodeHtj2k(image, RGB, { colourTransform: true, step: LOSSY_STEP });
+    expect(readJpeg2000Mct(ht)).toBe(true);
+    expect(ht.length).toBeLessThan(image.length / 6);
+    const frame = await decoder.decode(
+      ht,
+      TransferSyntax.HtJpeg2000,
+      rgbDesc({ photometricInterpretation: 'YBR_ICT' }),
+    );
+    const d = diff(frame.data, image);
+    expect(d.mean).toBeLessThan(LOSSY_MEAN);
+    expect(d.max).toBeLessThan(LOSSY_MAX);
+  });
+
+  it('decodes a greyscale codestream exactly, to equal channels', async () => {
+    const grey = toGrey(image);
+    const ht = encodeHtj2k(grey, 1, { colourTransform: false });
+    const frame = await decoder.decode(ht, TransferSyntax.HtJpeg2000Lossless, greyDesc());
+    const expected = new Uint8Array(image.length);
+    for (let i = 0; i < PIXELS; i++) expected.fill(grey[i], i * 3, i * 3 + 3);
+    expect(diff(frame.data, expected).max).toBe(0);
+  });
+
+  it('refuses corrupt and truncated codestreams with FRAME_DECODE_ERROR', async () => {
+    const ht = encodeHtj2k(image, RGB, { colourTransform: true });
+    for (const bad of [ht.subarray(0, ht.length / 3), new Uint8Array(500).fill(7)]) {
+      const err = await decoder
+        .decode(bad, TransferSyntax.HtJpeg2000Lossless, rgbDesc())
+        .catch((e: unknown) => e);
+      expect(isPathembedError(err, 'FRAME_DECODE_ERROR'), String(err)).toBe(true);
+    }
+    const ok = await decoder.decode(ht, TransferSyntax.HtJpeg2000Lossless, rgbDesc());
     expect(diff(ok.data, image).max).toBe(0);
   });
 });
