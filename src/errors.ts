@@ -166,6 +166,20 @@ export const ERROR_CODES = {
     summary: 'ONNX Runtime failed while running a batch.',
   },
 
+  // Service readiness
+  SERVICE_UNAVAILABLE: {
+    httpStatus: 503,
+    retryable: true,
+    summary:
+      'The service cannot take work yet: no worker has published its model (start `pathembed worker`; GET /readyz says when it is ready) or Redis is unreachable.',
+  },
+  PREDICT_TIMEOUT: {
+    httpStatus: 504,
+    retryable: true,
+    summary:
+      '/v1/predict waited PATHEMBED_PREDICT_TIMEOUT_MS for the workers without an answer (none running, or all busy).',
+  },
+
   // Pipeline and jobs
   JOB_CANCELLED: { httpStatus: 409, retryable: false, summary: 'The job was cancelled.' },
   RESULT_WRITE_FAILED: { httpStatus: 500, retryable: true, summary: 'The JSON result could not be written.' },

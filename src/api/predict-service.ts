@@ -239,12 +239,18 @@ export class PredictService {
       } catch (err) {
         const timedOut = /timed out|ttl/i.test((err as Error).message);
         if (timedOut) await requestCancel(ctx.redis, ctx.keys, requestId);
-        const description = timedOut
-          ? `The workers did not answer within ${config.PATHEMBED_PREDICT_TIMEOUT_MS} ms (PATHEMBED_PREDICT_TIMEOUT_MS)`
-          : `The predict job failed: ${(err as Error).message}`;
-        logger.warn({ requestId, timedOut }, description);
-        for (const item of items)
-          out.set(item.position, { error: predictError('INTERNAL_ERROR', description) });
+        // Path Foundation has no timeout code: PREDICT_TIMEOUT maps to INTERNAL_ERROR, so the
+        // description names the timeout and what to do about it.
+        const error = timedOut
+          ? new PathembedError(
+              'PREDICT_TIMEOUT',
+              `PREDICT_TIMEOUT: the workers did not answer within ${config.PATHEMBED_PREDICT_TIMEOUT_MS} ms (PATHEMBED_PREDICT_TIMEOUT_MS). Check that a worker is running (GET /readyz) and retry; send fewer patches per request if the workers are busy.`,
+              { timeoutMs: config.PATHEMBED_PREDICT_TIMEOUT_MS },
+            )
+          : new PathembedError('INTERNAL', `The predict job failed: ${(err as Error).message}`);
+        logger.warn({ requestId, timedOut, code: error.code }, error.message);
+        const prediction = { error: toPredictError(error) };
+        for (const item of items) out.set(item.position, prediction);
         return out;
       }
       for (const r of result.items) {

@@ -52,11 +52,21 @@ export class JobSubmitter {
 
   /** The sha256 of the model the workers serve; jobs are keyed by it. */
   async modelSha256(): Promise<string> {
-    const manifest = await readPublishedModel(this.ctx.redis, this.ctx.keys);
+    let manifest: Awaited<ReturnType<typeof readPublishedModel>>;
+    try {
+      manifest = await readPublishedModel(this.ctx.redis, this.ctx.keys);
+    } catch (err) {
+      throw new PathembedError(
+        'SERVICE_UNAVAILABLE',
+        `Redis is unreachable, so no job can be queued; retry later: ${(err as Error).message}`,
+        {},
+        { cause: err },
+      );
+    }
     if (!manifest) {
       throw new PathembedError(
-        'MODEL_NOT_FOUND',
-        'No worker has published its model yet: start `pathembed worker` (GET /readyz says when the service is ready)',
+        'SERVICE_UNAVAILABLE',
+        'No worker has published its model yet: start `pathembed worker` and retry (GET /readyz says when the service is ready)',
       );
     }
     return manifest.sha256;

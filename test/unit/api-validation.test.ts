@@ -67,6 +67,11 @@ describe('Path Foundation error mapping', () => {
     );
     expect(toPredictError(new PathembedError('INVALID_SERIES_REFERENCE', 'x')).code).toBe('DICOM_PATH_ERROR');
     expect(toPredictError(new Error('boom')).code).toBe('INTERNAL_ERROR');
+    // Path Foundation has no code for these; the description carries ours.
+    expect(toPredictError(new PathembedError('PREDICT_TIMEOUT', 'PREDICT_TIMEOUT: waited')).code).toBe(
+      'INTERNAL_ERROR',
+    );
+    expect(toPredictError(new PathembedError('SERVICE_UNAVAILABLE', 'x')).code).toBe('INTERNAL_ERROR');
     expect(toPredictError(new PathembedError('INTERNAL', 'y'.repeat(5000))).description.length).toBe(1024);
   });
 });
