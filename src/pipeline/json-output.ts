@@ -108,12 +108,16 @@ export async function writePlannedEmbedding(
 /**
  * Writes a whole JSON result from embeddings in patch order (e.g. the queue's assembler over
  * chunk files). Nothing is published unless every embedding was written; a failure leaves no file.
+ * `timings` may be a function: it is called after the last embedding is written, so a caller can
+ * report times it only knows then (the assembler sums its chunks' stage times as it reads them).
  */
 export async function writeJsonResult(
   plan: SlidePlan,
   embeddings: AsyncIterable<PatchEmbedding>,
   target: string | ResultSink,
-  options: JsonOutputOptions & { readonly timings?: ResultSummaryInput['timings'] },
+  options: JsonOutputOptions & {
+    readonly timings?: ResultSummaryInput['timings'] | (() => ResultSummaryInput['timings']);
+  },
 ): Promise<StoredResultSummary> {
   const started = performance.now();
   const writer = await openJsonResult(plan, target, options);
@@ -126,6 +130,9 @@ export async function writeJsonResult(
   const totalMs = performance.now() - started;
   return writer.finish({
     plannedPatchCount: plan.patches.length,
-    timings: options.timings ?? { planMs: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, totalMs },
+    timings:
+      typeof options.timings === 'function'
+        ? options.timings()
+        : (options.timings ?? { planMs: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, totalMs }),
   });
 }

@@ -10,6 +10,7 @@ import type { PatchEmbedding } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { isFinal, type SrReference } from './job-record.js';
+import type { StageBusyMs } from './pipeline-port.js';
 import type { AssembleJobData } from './queue-jobs.js';
 import { resultKeys } from './result-store.js';
 import { jobToken, type WorkerContext } from './worker-context.js';
@@ -18,18 +19,28 @@ export interface AssembleResult {
   readonly patches: number;
 }
 
-/** Every chunk's embeddings in patch order, checking that each patch comes exactly once. */
+/**
+ * Every chunk's embeddings in patch order, checking that each patch comes exactly once. When
+ * `stageMs` is given, each chunk's stage busy times are added to it as its file is read.
+ */
 async function* chunkEmbeddings(
   w: WorkerContext,
   d: AssembleJobData,
   planned: number,
+  stageMs?: StageBusyMs,
 ): AsyncGenerator<PatchEmbedding> {
   let expected = 0;
   for (let chunkIndex = 0; chunkIndex < d.chunkCount; chunkIndex++) {
     const key = resultKeys.chunk(d.jobId, chunkIndex);
     const data = await w.ctx.results.get(key);
     if (!data) throw new PathembedError('INTERNAL', `Chunk file ${key} of job ${d.jobId} is missing`);
-    for (const e of decodeChunk(data, key).embeddings) {
+    const chunk = decodeChunk(data, key);
+    if (stageMs) {
+      stageMs.fetchMs += chunk.stageMs.fetchMs;
+      stageMs.decodeMs += chunk.stageMs.decodeMs;
+      stageMs.inferMs += chunk.stageMs.inferMs;
+    }
+    for (const e of chunk.embeddings) {
       if (e.index !== expected) {
         throw new PathembedError(
           'INTERNAL',
@@ -64,11 +75,15 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
     let sr: SrReference | undefined;
     if (d.outputs.includes('json')) {
       const upload = await ctx.results.openWrite(resultKeys.json(d.jobId));
+      // The result's fetch, decode and infer times: sums of the chunks' busy times (chunks run in
+      // parallel on several workers, so the sums can exceed the job's wall time).
+      const stageMs: StageBusyMs = { fetchMs: 0, decodeMs: 0, inferMs: 0 };
       try {
-        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned), upload, {
+        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned, stageMs), upload, {
           jobId: d.jobId,
           startedAt: record.startedAt ?? record.createdAt,
           plannedAt: record.plannedAt ?? record.createdAt,
+          stageMs: () => stageMs,
         });
       } catch (err) {
         await upload.abort();

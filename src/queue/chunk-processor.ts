@@ -9,6 +9,7 @@ import { PathembedError } from '../errors.js';
 import type { PatchEmbedding } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { encodeChunk } from './chunk-file.js';
+import type { StageBusyMs } from './pipeline-port.js';
 import type { ChunkJobData } from './queue-jobs.js';
 import { resultKeys } from './result-store.js';
 import { recordPatches } from './service-metrics.js';
@@ -46,11 +47,14 @@ export async function processChunk(
   const watch = await w.cancels.watch(d.jobId, anySignal([signal, w.shutdown]));
   w.logger.info({ jobId: d.jobId, chunk: d.chunkIndex, start: d.start, end: d.end }, 'embedding chunk');
   const embeddings: PatchEmbedding[] = [];
+  // This chunk's busy time per stage, stored in its file for the assembler to sum.
+  const stageMs: StageBusyMs = { fetchMs: 0, decodeMs: 0, inferMs: 0 };
   try {
     for await (const e of w.pipeline.embed(
       plan,
       { start: d.start, end: d.end },
       { token, signal: watch.signal },
+      stageMs,
     )) {
       embeddings.push(e);
       // The pipeline checks the signal between batches; this catches an abort it did not see.
@@ -68,13 +72,16 @@ export async function processChunk(
       `Chunk ${d.chunkIndex} of job ${d.jobId} produced ${embeddings.length} embeddings for ${d.end - d.start} patches`,
     );
   }
-  await ctx.results.put(key, encodeChunk(d.start, embeddings));
+  await ctx.results.put(key, encodeChunk(d.start, embeddings, stageMs));
   await ctx.records.chunkDone(d.jobId, d.chunkIndex, embeddings.length);
   await Promise.all([
     recordPatches(ctx.redis, ctx.keys, embeddings.length),
     w.frames.flush(ctx.redis, ctx.keys),
   ]);
-  w.logger.info({ jobId: d.jobId, chunk: d.chunkIndex, patches: embeddings.length }, 'chunk embedded');
+  w.logger.info(
+    { jobId: d.jobId, chunk: d.chunkIndex, patches: embeddings.length, ...stageMs },
+    'chunk embedded',
+  );
   return { patches: embeddings.length, skipped: false };
 }
 

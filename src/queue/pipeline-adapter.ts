@@ -10,8 +10,10 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
   buildSrForPlan,
+  checkRange,
   type EmbedOptions,
-  embedPlan,
+  EmbedRunStats,
+  embedOnSession,
   openReadingSession,
   type PatchEmbedding,
   type PipelineDeps,
@@ -35,6 +37,7 @@ import type {
   RunContext,
   SrInfo,
   SrWritten,
+  StageBusyMs,
 } from './pipeline-port.js';
 import type { PredictPatch } from './predict-jobs.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
@@ -44,6 +47,12 @@ import { TimedFrameSource } from './timed-frame-source.js';
 
 const SOP_INSTANCE_UID_TAG = '00080018';
 const PER_FRAME_GROUPS_TAG = '52009230';
+const MICROSECONDS_PER_MS = 1000;
+
+/** Timings are reported to the microsecond, as in a one-process run. */
+function roundMs(ms: number): number {
+  return Math.round(ms * MICROSECONDS_PER_MS) / MICROSECONDS_PER_MS;
+}
 
 /**
  * What a worker needs of a model: the pipeline's engine plus the provider it runs on (published for
@@ -108,8 +117,27 @@ export class PipelineAdapter implements PipelinePort {
     }
   }
 
-  embed(plan: SlidePlan, range: PlanRange, run: RunContext): AsyncIterable<PatchEmbedding> {
-    return embedPlan(plan, range, this.#deps, { token: run.token, signal: run.signal });
+  /** As the pipeline's embedPlan, keeping the session's and the run's stage clocks for `stageMs`. */
+  async *embed(
+    plan: SlidePlan,
+    range: PlanRange,
+    run: RunContext,
+    stageMs?: StageBusyMs,
+  ): AsyncGenerator<PatchEmbedding> {
+    checkRange(range, plan.patches.length);
+    const ctx = { token: run.token, signal: run.signal };
+    const session = await openReadingSession(this.#deps, plan.source, ctx);
+    const stats = new EmbedRunStats();
+    try {
+      yield* embedOnSession(session, plan, range, this.#deps, ctx, stats);
+    } finally {
+      if (stageMs) {
+        stageMs.fetchMs = session.fetchClock.ms;
+        stageMs.decodeMs = session.decodeClock.ms;
+        stageMs.inferMs = stats.inferClock.ms;
+      }
+      await session.close();
+    }
   }
 
   get manifest() {
@@ -145,13 +173,18 @@ export class PipelineAdapter implements PipelinePort {
         model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
         batchSize: this.config.PATHEMBED_BATCH_SIZE,
         embeddingWidth: this.engine.embeddingWidth,
-        // Stage times are spread over the chunk workers; the job record keeps the wall-clock ones.
-        timings: {
-          planMs: Math.max(0, info.plannedAt - info.startedAt),
-          fetchMs: 0,
-          decodeMs: 0,
-          inferMs: 0,
-          totalMs: Math.max(0, Date.now() - info.startedAt),
+        // Read once every embedding is written. fetch, decode and infer are sums of busy time
+        // over the chunk jobs (which may run on several workers at once), so they can exceed
+        // totalMs; the job record keeps the wall-clock times of the job's phases.
+        timings: () => {
+          const stages = info.stageMs?.() ?? { fetchMs: 0, decodeMs: 0, inferMs: 0 };
+          return {
+            planMs: Math.max(0, info.plannedAt - info.startedAt),
+            fetchMs: roundMs(stages.fetchMs),
+            decodeMs: roundMs(stages.decodeMs),
+            inferMs: roundMs(stages.inferMs),
+            totalMs: Math.max(0, Date.now() - info.startedAt),
+          };
         },
       },
     );

@@ -23,11 +23,26 @@ export interface PlanRange {
   readonly end: number;
 }
 
+/**
+ * Busy milliseconds of each embedding stage (wall time during which at least one of its operations
+ * ran, see StageClock) of one run: a chunk job's, or summed over a job's chunks.
+ */
+export interface StageBusyMs {
+  fetchMs: number;
+  decodeMs: number;
+  inferMs: number;
+}
+
 export interface JsonResultInfo {
   readonly jobId: string;
   /** When planning started and ended (epoch ms), for the result's timings. */
   readonly startedAt: number;
   readonly plannedAt: number;
+  /**
+   * The stage times for the result's timings, read once every embedding has been written (so an
+   * assembler may sum them while it streams its chunk files). None: zeros.
+   */
+  readonly stageMs?: () => StageBusyMs;
 }
 
 export interface PlannedSlide {
@@ -58,8 +73,16 @@ export interface PipelinePort {
   /** The execution provider the model runs on (cpu, cuda, …), for the worker registry. */
   readonly executionProvider: string;
   plan(source: DicomWebSourceSpec, options: EmbedOptions, run: RunContext): Promise<PlannedSlide>;
-  /** Embeddings of plan patches [start, end), in patch order. */
-  embed(plan: SlidePlan, range: PlanRange, run: RunContext): AsyncIterable<PatchEmbedding>;
+  /**
+   * Embeddings of plan patches [start, end), in patch order. When `stageMs` is given, the run's
+   * stage busy times are written into it as the iteration ends (completed, failed or stopped).
+   */
+  embed(
+    plan: SlidePlan,
+    range: PlanRange,
+    run: RunContext,
+    stageMs?: StageBusyMs,
+  ): AsyncIterable<PatchEmbedding>;
   /** Streams the JSON result of `embeddings` (every plan patch, in order) into `upload`. */
   writeJson(
     plan: SlidePlan,

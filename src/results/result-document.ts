@@ -131,7 +131,9 @@ export const resultTimingsSchema = z
     writeMs: z.number().nonnegative().describe('Time writing this document.'),
     totalMs: z.number().nonnegative().describe('Wall time of the job, planning included.'),
   })
-  .describe('Stage timings in milliseconds; fetch and decode overlap inference, so they need not add up.');
+  .describe(
+    'Stage timings in milliseconds; fetch and decode overlap inference, so they need not add up. In a result assembled by the queue, fetchMs, decodeMs and inferMs are sums of busy time over the chunk jobs, which may run on several workers at once, so they can exceed totalMs.',
+  );
 
 export const resultSummarySchema = z.object({
   plannedPatchCount: nonNegInt.describe('Patches the plan holds (all chunks).'),

@@ -426,6 +426,11 @@ describe('slide jobs', () => {
     expect(indices).toEqual(Array.from({ length: end.progress.planned }, (_, i) => i));
     const corners = new Set(result.body.patches.map((p: { x: number; y: number }) => `${p.x},${p.y}`));
     expect(corners.size).toBe(end.progress.planned);
+    // Stage times summed over the chunk jobs (each chunk fetched frames and ran the model).
+    const { timings } = result.body.summary;
+    expect(timings.fetchMs).toBeGreaterThan(0);
+    expect(timings.decodeMs).toBeGreaterThan(0);
+    expect(timings.inferMs).toBeGreaterThan(0);
 
     const list = await call('GET', '/v1/jobs?limit=50');
     expect(list.body.jobs.map((j: { id: string }) => j.id)).toContain(entry.id);
@@ -582,6 +587,60 @@ describe('per-job bearer tokens', () => {
     } finally {
       await l.close();
       await other.close();
+    }
+  });
+});
+
+describe('a service no worker serves', () => {
+  it('answers 503 SERVICE_UNAVAILABLE to jobs, and names the timeout in each predict error', async () => {
+    // A second service on its own prefix where no worker ever published a model or takes jobs.
+    const prefix = `${PREFIX}-noworker`;
+    const unready: Config = Object.freeze({
+      ...config,
+      PATHEMBED_QUEUE_PREFIX: prefix,
+      PATHEMBED_PREDICT_TIMEOUT_MS: 1000,
+    });
+    const other = await createApi(unready, logger);
+    const l = await listen(other.app, '127.0.0.1', 0);
+    const post = async (route: string, body: unknown) => {
+      const res = await fetch(`${l.url}${route}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
+      return { status: res.status, body: (await res.json()) as any };
+    };
+    try {
+      const job = await post('/v1/jobs', { sources: [fixture('synthetic-full').seriesUrl] });
+      expect(job.status).toBe(503);
+      expect(job.body.error.code).toBe('SERVICE_UNAVAILABLE');
+      expect(job.body.error.message).toMatch(/pathembed worker/);
+
+      const image = await pngBase64(300, 300);
+      const started = Date.now();
+      const predict = await post('/v1/predict', {
+        instances: [
+          { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0)] },
+          { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(50, 50)] },
+        ],
+      });
+      expect(Date.now() - started).toBeLessThan(10_000);
+      expect(predict.status).toBe(200);
+      expect(predict.body.predictions).toHaveLength(2);
+      for (const p of predict.body.predictions) {
+        expect(p.error.code).toBe('INTERNAL_ERROR');
+        expect(p.error.description).toMatch(/^PREDICT_TIMEOUT: .*1000 ms.*PATHEMBED_PREDICT_TIMEOUT_MS/);
+      }
+    } finally {
+      await l.close();
+      await other.close();
+      let cursor = '0';
+      do {
+        const [next, keys] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+        cursor = next;
+        if (keys.length > 0) await redis.del(...keys);
+      } while (cursor !== '0');
     }
   });
 });
