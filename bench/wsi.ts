@@ -20,13 +20,9 @@ import os from 'node:os';
 import type { RgbFrame } from '../src/codecs/index.js';
 import { FrameDecoder } from '../src/codecs/index.js';
 import { type Config, loadConfig } from '../src/config.js';
-import {
-  DicomWebClient,
-  DicomWebFrameSource,
-  retryPolicyFromConfig,
-  StoreLimiters,
-} from '../src/dicomweb/index.js';
+import { DicomWebClient, retryPolicyFromConfig, StoreLimiters } from '../src/dicomweb/index.js';
 import { PATCH_SIZE_PX } from '../src/embed/model-contract.js';
+import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
 import { PatchReader } from '../src/wsi/patch-reader.js';

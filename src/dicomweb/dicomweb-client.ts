@@ -9,11 +9,11 @@
 import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
 import type { Config } from '../config.js';
+import { type DicomJsonDataset, str } from '../dicom-json.js';
+import type { EncodedFrame, FrameSourceStats } from '../encoded-frame.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TransferSyntax } from '../uids.js';
-import { type DicomJsonDataset, str } from '../wsi/dicom-json.js';
-import type { EncodedFrame, FrameSourceStats } from '../wsi/frame-source.js';
 import { type AuthProvider, authFromConfig } from './auth.js';
 import { StoreLimiters } from './concurrency-limiter.js';
 import {

@@ -22,7 +22,6 @@ export {
   type RequestOptions,
   WSI_INSTANCE_FIELDS,
 } from './dicomweb-client.js';
-export { DicomWebFrameSource } from './dicomweb-frame-source.js';
 export {
   encodeMultipart,
   type MultipartPart,

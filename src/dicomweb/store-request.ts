@@ -6,9 +6,9 @@
  * What a response means (JSON, multipart frames, STOW results) is left to the caller's `consume`.
  */
 import { pino } from 'pino';
+import type { FrameSourceStats } from '../encoded-frame.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { FrameSourceStats } from '../wsi/frame-source.js';
 import { type AuthProvider, noAuth } from './auth.js';
 import type { StoreLimiters } from './concurrency-limiter.js';
 import {

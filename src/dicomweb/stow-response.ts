@@ -3,8 +3,9 @@
  * with any WarningReason) and which it refused (FailedSOPSequence with FailureReason), turned into
  * a result or a STOW_FAILED error that names each refused instance and why.
  */
+
+import type { DicomJsonDataset } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
 import { collapse, ERROR_EXCERPT_CHARS } from './store-request.js';
 
 const Tag = {

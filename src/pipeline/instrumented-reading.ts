@@ -5,8 +5,8 @@
  * message and details gain the instance and 0-based frame index the job was reading.
  */
 import type { FrameDecoder, FrameDescription, RgbFrame } from '../codecs/index.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
 import { isPathembedError, PathembedError } from '../errors.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
 import type { EncodedFrame, FrameSource, FrameSourceStats } from '../wsi/frame-source.js';
 import type { StageClock } from './stage-clock.js';
 

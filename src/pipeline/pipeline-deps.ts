@@ -5,10 +5,11 @@
  */
 import type { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
-import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/index.js';
+import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { Logger } from '../log.js';
 import type { StowClient } from '../results/sr/store-sr.js';
+import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
 import type { FrameSource } from '../wsi/frame-source.js';
 import { openLocalFrameSource } from '../wsi/local-frame-source.js';
 import type { JobProgress, SlideSourceSpec } from './job-types.js';

@@ -4,8 +4,9 @@
  * The plan is plain JSON, so the API or a parent job can hand it to chunk workers, which then read
  * patches without asking the store for metadata again.
  */
+
+import type { DicomJsonDataset } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
 import { chooseLevel } from '../wsi/level-choice.js';
 import { buildPatchGrid, explicitPatches } from '../wsi/patch-grid.js';
 import type { LevelScale } from '../wsi/patch-reader.js';

@@ -5,13 +5,13 @@
  * where to store it.
  */
 import type { Config } from '../config.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
 import type { ResultModel } from '../results/result-document.js';
 import { RunningMean } from '../results/running-mean.js';
 import { encodePart10 } from '../results/sr/dicom-part10.js';
 import { type BuiltSr, buildEmbeddingSr, type SrPatch } from '../results/sr/embedding-sr.js';
 import { SopClass } from '../uids.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
 import { jobKeyFor } from './job-key.js';
 import type { PatchEmbedding, SlidePlan } from './job-types.js';
 import { level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';

@@ -5,7 +5,8 @@
  */
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
-import { bearerAuth, DicomWebClient, DicomWebFrameSource } from '../dicomweb/index.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
+import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
@@ -24,7 +25,7 @@ import {
 } from '../pipeline/index.js';
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
+import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
 import { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
 import { PatchReader } from '../wsi/patch-reader.js';

@@ -4,9 +4,10 @@
  * /v1/predict, embed pixels. The workers code against this port; `createPipelinePort` binds it to
  * the real modules, so the queue depends on their public functions in this one file only.
  */
+
+import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
 import type { PredictPatch } from './predict-jobs.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';

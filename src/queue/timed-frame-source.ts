@@ -2,7 +2,7 @@
  * A FrameSource wrapper that times every frame fetch into the worker's latency histogram, so
  * /metrics shows how the stores answer without the DICOMweb layer knowing about metrics.
  */
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
 import type { EncodedFrame, FrameSource, FrameSourceStats } from '../wsi/frame-source.js';
 import type { FrameFetchRecorder } from './service-metrics.js';
 

@@ -10,10 +10,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
+import type { DicomJsonDataset, DicomJsonElement } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
 import { SopClass, TransferSyntax } from '../uids.js';
 import { writePart10Header } from '../wsi/dcmjs.js';
-import type { DicomJsonDataset, DicomJsonElement } from '../wsi/dicom-json.js';
 import { Tag } from '../wsi/dicom-tags.js';
 import { deterministicUid } from './deterministic-uid.js';
 import { coordinatePattern, labelPattern, type PixelFunction, type PixelLevel } from './pixel-patterns.js';

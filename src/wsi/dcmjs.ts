@@ -5,7 +5,7 @@
  * `dcmjsDictToDicomJson` turns it into the PS3.18 F.2 form WADO-RS returns.
  */
 import { createRequire } from 'node:module';
-import type { DicomJsonDataset, DicomJsonElement } from './dicom-json.js';
+import type { DicomJsonDataset, DicomJsonElement } from '../dicom-json.js';
 
 interface DcmjsElement {
   vr: string;

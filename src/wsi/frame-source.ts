@@ -4,22 +4,10 @@
  * Frame indices are 0-based within an instance; the 1-based DICOM frame numbers exist only inside
  * src/dicomweb/ (and the local reader's own file access).
  */
-import type { DicomJsonDataset } from './dicom-json.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
+import type { EncodedFrame, FrameSourceStats } from '../encoded-frame.js';
 
-/** One frame as stored: its codestream (or raw bytes) and the transfer syntax it is encoded in. */
-export interface EncodedFrame {
-  readonly data: Uint8Array;
-  readonly transferSyntaxUid: string;
-}
-
-export interface FrameSourceStats {
-  /** HTTP requests (or file reads) made for frames. */
-  requests: number;
-  /** Frames received. */
-  frames: number;
-  /** Encoded bytes received. */
-  bytes: number;
-}
+export type { EncodedFrame, FrameSourceStats };
 
 export interface FrameSource {
   /** A human-readable name of the source for messages (URL without credentials, or folder path). */

@@ -16,8 +16,8 @@
  * 4. They disagree some other way: use PixelSpacing, the attribute defined for the purpose; the
  *    imaged volume is a derived size that converters round or compute from a nominal magnification.
  */
-import type { DicomJsonDataset } from './dicom-json.js';
-import { items, num, values } from './dicom-json.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
+import { items, num, values } from '../dicom-json.js';
 import { Tag } from './dicom-tags.js';
 import type { PixelSpacingSource, SlideLevel } from './slide-level.js';
 

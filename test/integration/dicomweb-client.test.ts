@@ -4,9 +4,10 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { DicomWebClient, DicomWebFrameSource, parseSeriesReference } from '../../src/dicomweb/index.js';
+import { DicomWebClient, parseSeriesReference } from '../../src/dicomweb/index.js';
 import { PathembedError } from '../../src/errors.js';
 import { SopClass, TransferSyntax } from '../../src/uids.js';
+import { DicomWebFrameSource } from '../../src/wsi/dicomweb-frame-source.js';
 import { fixture, services } from '../helpers/services.js';
 
 // dcmjs ships no types; the slice these tests use.

@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.js';
+import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { EmbeddingEngine, ensureDefaultModel } from '../../src/embed/index.js';
 import { createLogger } from '../../src/log.js';
 import {
@@ -15,7 +16,6 @@ import {
   type SlideSourceSpec,
 } from '../../src/pipeline/index.js';
 import { decodePart10, readResult } from '../../src/results/index.js';
-import type { DicomJsonDataset } from '../../src/wsi/dicom-json.js';
 import { requireBinary } from '../helpers/binaries.js';
 import { fixture, services } from '../helpers/services.js';
 

@@ -5,13 +5,13 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
+import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { DicomWebClient, parseContentType, readMultipart } from '../../src/dicomweb/index.js';
 import { isPathembedError } from '../../src/errors.js';
 import { encodePart10 } from '../../src/results/sr/dicom-part10.js';
 import { buildEmbeddingSr } from '../../src/results/sr/embedding-sr.js';
 import { stowSr } from '../../src/results/sr/store-sr.js';
 import { SopClass } from '../../src/uids.js';
-import type { DicomJsonDataset } from '../../src/wsi/dicom-json.js';
 import { requireBinary } from '../helpers/binaries.js';
 import { fixture, services } from '../helpers/services.js';
 

@@ -4,6 +4,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError } from '../../src/errors.js';
 import { embeddingComponentCode } from '../../src/results/sr/codes.js';
 import { deviceUidFor, srUidsFor, uidFromName, uuidV5 } from '../../src/results/sr/derived-uids.js';
@@ -12,7 +13,6 @@ import { buildEmbeddingSr, type EmbeddingSrInput, patchRegion } from '../../src/
 import { algorithmIdentification, planarRoiMeasurementGroup } from '../../src/results/sr/templates.js';
 import { SopClass } from '../../src/uids.js';
 import { readPart10Header } from '../../src/wsi/dcmjs.js';
-import type { DicomJsonDataset } from '../../src/wsi/dicom-json.js';
 import { requireBinary } from '../helpers/binaries.js';
 import { fixture } from '../helpers/services.js';
 

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError, type PathembedError } from '../../src/errors.js';
-import type { DicomJsonDataset } from '../../src/wsi/dicom-json.js';
 import { Tag } from '../../src/wsi/dicom-tags.js';
 import { pixelSpacingUm, resolvePixelSpacing } from '../../src/wsi/pixel-spacing.js';
 import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';

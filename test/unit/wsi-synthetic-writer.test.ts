@@ -5,6 +5,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError } from '../../src/errors.js';
 import { deterministicUid } from '../../src/sample/deterministic-uid.js';
 import {
@@ -15,7 +16,6 @@ import {
 import { writeSampleSlide } from '../../src/sample/sample-slide.js';
 import { type SyntheticWsi, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { TransferSyntax } from '../../src/uids.js';
-import type { DicomJsonDataset } from '../../src/wsi/dicom-json.js';
 import { Tag } from '../../src/wsi/dicom-tags.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { pixelSpacingUm } from '../../src/wsi/pixel-spacing.js';

@@ -7,8 +7,8 @@
  * docs/sr.md describes the content and the private codes.
  */
 
+import type { DicomJsonDataset } from '../../dicom-json.js';
 import { SopClass } from '../../uids.js';
-import type { DicomJsonDataset } from '../../wsi/dicom-json.js';
 import {
   DCM,
   embeddingComponentCode,

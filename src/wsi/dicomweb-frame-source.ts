@@ -3,15 +3,15 @@
  * through, so it never sees URLs, batching or frame numbers. Holds its own frame counters, apart
  * from the client's (which may serve many series at once).
  */
-import type { DicomJsonDataset } from '../wsi/dicom-json.js';
-import type { EncodedFrame, FrameSource, FrameSourceStats } from '../wsi/frame-source.js';
-import type { DicomWebClient } from './dicomweb-client.js';
+import type { DicomJsonDataset } from '../dicom-json.js';
 import {
+  type DicomWebClient,
   describeSeriesReference,
   parseSeriesReference,
   type SeriesReference,
   type SeriesReferenceInput,
-} from './series-reference.js';
+} from '../dicomweb/index.js';
+import type { EncodedFrame, FrameSource, FrameSourceStats } from './frame-source.js';
 
 export class DicomWebFrameSource implements FrameSource {
   readonly reference: SeriesReference;

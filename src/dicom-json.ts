@@ -2,7 +2,7 @@
  * DICOM JSON (PS3.18 F.2) as the wire and dcmjs give it, with typed accessors that name the
  * attribute when it is missing or malformed. Tags are 8 upper-case hex digits ("00280010").
  */
-import { PathembedError } from '../errors.js';
+import { PathembedError } from './errors.js';
 
 export interface DicomJsonElement {
   vr: string;
