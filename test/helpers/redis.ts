@@ -4,6 +4,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
+import type { Redis } from 'ioredis';
 import { requireBinary } from './binaries.js';
 import { freePort, waitFor } from './ports.js';
 
@@ -49,4 +50,16 @@ export async function startRedis(): Promise<RedisService> {
       await new Promise((r) => child.once('exit', r));
     },
   };
+}
+
+/** Every key under `prefix:` (SCAN, so a large shared Redis is not blocked). */
+export async function scanKeys(redis: Pick<Redis, 'scan'>, prefix: string): Promise<string[]> {
+  const found: string[] = [];
+  let cursor = '0';
+  do {
+    const [next, batch] = await redis.scan(cursor, 'MATCH', `${prefix}:*`, 'COUNT', 500);
+    cursor = next;
+    found.push(...batch);
+  } while (cursor !== '0');
+  return found;
 }

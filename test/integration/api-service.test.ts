@@ -5,6 +5,7 @@
  * slide jobs (submit, poll, result, repeat, cancel), /v1/predict, and what Redis, results and logs
  * hold of a per-job token.
  */
+
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import http from 'node:http';
@@ -26,6 +27,7 @@ import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
+import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
 
 const API_KEY = `key-${randomBytes(8).toString('hex')}`;
@@ -106,22 +108,11 @@ afterAll(async () => {
   await new Promise((r) => outsider?.close(r));
   await tokenStore?.close();
   // Leave nothing of this file's prefix behind in the shared Redis.
-  const keys = await scanKeys();
+  const keys = await scanKeys(redis, PREFIX);
   if (keys.length > 0) await redis.del(...keys);
   redis?.disconnect();
   await fs.rm(resultsDir, { recursive: true, force: true });
 });
-
-async function scanKeys(): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${PREFIX}:*`, 'COUNT', 500);
-    cursor = next;
-    found.push(...batch);
-  } while (cursor !== '0');
-  return found;
-}
 
 interface Reply {
   status: number;
@@ -515,7 +506,7 @@ describe('per-job bearer tokens', () => {
   /** Every key of this file's prefix with its value, whatever its type, as text. */
   async function dumpPrefix(): Promise<string> {
     const parts: string[] = [];
-    for (const key of await scanKeys()) {
+    for (const key of await scanKeys(redis, PREFIX)) {
       const type = await redis.type(key);
       parts.push(key);
       if (type === 'string') parts.push((await redis.get(key)) ?? '');

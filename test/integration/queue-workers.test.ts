@@ -5,6 +5,7 @@
  * sent SIGTERM finishes its batch and exits 0, and a store answering 429 engages BullMQ's rate
  * limiter instead of failing or retrying in a storm.
  */
+
 import { type ChildProcess, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
@@ -24,6 +25,7 @@ import { QUEUE_NAME } from '../../src/queue/queue-jobs.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { REPO_ROOT } from '../helpers/fixtures.js';
+import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
 
 const PREFIX = `pe-test-queue-${randomBytes(4).toString('hex')}`;
@@ -72,22 +74,11 @@ afterAll(async () => {
   for (const child of children) stopGroup(child, 'SIGKILL');
   await server?.close();
   await api?.close();
-  const keys = await scanKeys();
+  const keys = await scanKeys(redis, PREFIX);
   if (keys.length > 0) await redis.del(...keys);
   redis?.disconnect();
   await fs.rm(resultsDir, { recursive: true, force: true });
 });
-
-async function scanKeys(): Promise<string[]> {
-  const found: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await redis.scan(cursor, 'MATCH', `${PREFIX}:*`, 'COUNT', 500);
-    cursor = next;
-    found.push(...batch);
-  } while (cursor !== '0');
-  return found;
-}
 
 interface WorkerProcess {
   readonly child: ChildProcess;
