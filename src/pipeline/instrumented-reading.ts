@@ -5,9 +5,8 @@
  * message and details gain the instance and 0-based frame index the job was reading.
  */
 import type { FrameDecoder, FrameDescription, RgbFrame } from '../codecs/index.js';
-import type { DicomJsonDataset } from '../dicom-json.js';
 import { isPathembedError, PathembedError } from '../errors.js';
-import type { EncodedFrame, FrameSource, FrameSourceStats } from '../wsi/frame-source.js';
+import { type EncodedFrame, ForwardingFrameSource, type FrameSource } from '../wsi/frame-source.js';
 import type { StageClock } from './stage-clock.js';
 
 /** Frame indices listed in a message before it says "…". */
@@ -54,26 +53,16 @@ export class FrameOrigins {
   }
 }
 
-export class InstrumentedFrameSource implements FrameSource {
+export class InstrumentedFrameSource extends ForwardingFrameSource {
   constructor(
-    private readonly inner: FrameSource,
+    inner: FrameSource,
     private readonly clock: StageClock,
     private readonly origins: FrameOrigins,
-  ) {}
-
-  get description(): string {
-    return this.inner.description;
+  ) {
+    super(inner);
   }
 
-  get stats(): FrameSourceStats {
-    return this.inner.stats;
-  }
-
-  seriesMetadata(signal?: AbortSignal): Promise<DicomJsonDataset[]> {
-    return this.inner.seriesMetadata(signal);
-  }
-
-  async fetchFrames(
+  override async fetchFrames(
     instanceUid: string,
     frameIndices: readonly number[],
     signal?: AbortSignal,
@@ -88,10 +77,6 @@ export class InstrumentedFrameSource implements FrameSource {
       this.origins.note(f.data, { instanceUid, frameIndex: frameIndices[i] });
     });
     return frames;
-  }
-
-  async close(): Promise<void> {
-    await this.inner.close?.();
   }
 }
 

@@ -26,3 +26,35 @@ export interface FrameSource {
   readonly stats: FrameSourceStats;
   close?(): Promise<void>;
 }
+
+/**
+ * A FrameSource that hands everything to another. Decorators (timing, error context) extend it and
+ * override only what they add, instead of restating every forwarding member.
+ */
+export class ForwardingFrameSource implements FrameSource {
+  constructor(protected readonly inner: FrameSource) {}
+
+  get description(): string {
+    return this.inner.description;
+  }
+
+  get stats(): FrameSourceStats {
+    return this.inner.stats;
+  }
+
+  seriesMetadata(signal?: AbortSignal): Promise<DicomJsonDataset[]> {
+    return this.inner.seriesMetadata(signal);
+  }
+
+  fetchFrames(
+    instanceUid: string,
+    frameIndices: readonly number[],
+    signal?: AbortSignal,
+  ): Promise<EncodedFrame[]> {
+    return this.inner.fetchFrames(instanceUid, frameIndices, signal);
+  }
+
+  async close(): Promise<void> {
+    await this.inner.close?.();
+  }
+}

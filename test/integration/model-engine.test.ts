@@ -22,6 +22,7 @@ import {
   PATCH_SIZE_PX,
 } from '../../src/embed/index.js';
 import { isPathembedError } from '../../src/errors.js';
+import { maxAbsDiff } from '../helpers/compare.js';
 
 const PROJECT_ROOT = path.resolve(import.meta.dirname, '../..');
 const BLOCK_PX = 16;
@@ -70,12 +71,6 @@ function reverseBlocks(patch: Uint8Array): Uint8Array {
     }
   }
   return out;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let max = 0;
-  for (let i = 0; i < a.length; i++) max = Math.max(max, Math.abs(a[i] - b[i]));
-  return max;
 }
 
 let config: Config;

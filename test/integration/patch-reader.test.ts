@@ -30,6 +30,7 @@ import type { RectPx } from '../../src/wsi/region.js';
 import { openSlide, type Slide } from '../../src/wsi/slide.js';
 import type { SlideLevel } from '../../src/wsi/slide-level.js';
 import { requireBinary } from '../helpers/binaries.js';
+import { pixelDiff } from '../helpers/compare.js';
 import { CMU_SVS, SYNTHETIC_FIXTURES } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
@@ -125,13 +126,6 @@ function firstDifference(actual: RgbFrame, expected: Uint8Array, rect: RectPx): 
   return null;
 }
 
-function meanAbsError(a: Uint8Array, b: Uint8Array): number {
-  expect(a.length).toBe(b.length);
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) sum += Math.abs(a[i] - b[i]);
-  return sum / a.length;
-}
-
 async function errorCode(promise: Promise<unknown>): Promise<string | undefined> {
   try {
     await promise;
@@ -188,7 +182,7 @@ describe.each(KINDS)('readRegion on the synthetic slides (%s source)', (kind) =>
       const rect = { xPx: 0, yPx: 0, widthPx: level.widthPx, heightPx: level.heightPx };
       const got = await reader.readRegion(level, 0, 0, level.widthPx, level.heightPx);
       // quality 95 with 4:2:0 chroma: measured 0.53-0.73 mean absolute error per level
-      expect(meanAbsError(got.data, expectedRegion('synthetic-jpeg', level, rect))).toBeLessThan(1.5);
+      expect(pixelDiff(got.data, expectedRegion('synthetic-jpeg', level, rect)).mean).toBeLessThan(1.5);
     }
   });
 });
@@ -400,7 +394,7 @@ describe('real slides over DICOMweb against their sources', () => {
     const { slide, reader } = await openReader('cmu-raw', 'dicomweb');
     for (const rect of [TISSUE, TISSUE2, GLASS]) {
       const got = await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
-      expect(meanAbsError(got.data, await svsRegion(rect))).toBe(0);
+      expect(pixelDiff(got.data, await svsRegion(rect)).mean).toBe(0);
     }
   });
 
@@ -425,7 +419,7 @@ describe('real slides over DICOMweb against their sources', () => {
     const { slide, reader } = await openReader('cmu-jpeg2000', 'dicomweb');
     for (const rect of [TISSUE, GLASS]) {
       const got = await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
-      expect(meanAbsError(got.data, await svsRegion(rect))).toBeLessThan(0.5);
+      expect(pixelDiff(got.data, await svsRegion(rect)).mean).toBeLessThan(0.5);
     }
   });
 
@@ -436,9 +430,9 @@ describe('real slides over DICOMweb against their sources', () => {
     // about 6.5 in dense tissue (fine texture), under 1 on glass.
     const got = async (rect: RectPx) =>
       (await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx)).data;
-    expect(meanAbsError(await got(TISSUE), await svsRegion(TISSUE))).toBeLessThan(8);
-    expect(meanAbsError(await got(TISSUE2), await svsRegion(TISSUE2))).toBeLessThan(8);
-    expect(meanAbsError(await got(GLASS), await svsRegion(GLASS))).toBeLessThan(1.5);
+    expect(pixelDiff(await got(TISSUE), await svsRegion(TISSUE)).mean).toBeLessThan(8);
+    expect(pixelDiff(await got(TISSUE2), await svsRegion(TISSUE2)).mean).toBeLessThan(8);
+    expect(pixelDiff(await got(GLASS), await svsRegion(GLASS)).mean).toBeLessThan(1.5);
   });
 
   it('cmu-jpeg-concat (two-instance concatenation, 120 px tiles) reads like cmu-jpeg', async () => {
@@ -451,7 +445,7 @@ describe('real slides over DICOMweb against their sources', () => {
       TISSUE.widthPx,
       TISSUE.heightPx,
     );
-    expect(meanAbsError(got.data, await svsRegion(TISSUE))).toBeLessThan(8);
+    expect(pixelDiff(got.data, await svsRegion(TISSUE)).mean).toBeLessThan(8);
   });
 
   it('camelyon (TILED_FULL JPEG) equals DCMTK decoding of its frames, across frame borders', async () => {
@@ -487,7 +481,7 @@ describe('real slides over DICOMweb against their sources', () => {
         }
       }
       const got = await reader.readRegion(level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
-      expect(meanAbsError(got.data, want)).toBe(0);
+      expect(pixelDiff(got.data, want).mean).toBe(0);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });
     }

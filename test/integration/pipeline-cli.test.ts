@@ -10,8 +10,8 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readResult } from '../../src/results/index.js';
-import { requireBinary } from '../helpers/binaries.js';
 import { fixture } from '../helpers/services.js';
+import { validateSrFile } from '../helpers/sr-validation.js';
 
 const run = promisify(execFile);
 const CLI = ['--import', 'tsx', path.resolve('src/cli/main.ts')];
@@ -26,13 +26,7 @@ let dir: string;
 
 /** dciodvfy reports no error and dsrdump lists the mean embedding's codes. */
 async function checkSr(file: string): Promise<void> {
-  const r = await run(requireBinary('dciodvfy'), [file], { maxBuffer: 256 << 20 }).catch((e) => e);
-  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n');
-  expect(
-    lines.filter((l) => l.startsWith('Error')),
-    lines.join('\n'),
-  ).toEqual([]);
-  const { stdout } = await run(requireBinary('dsrdump'), ['+Pc', file], { maxBuffer: 1 << 30 });
+  const stdout = await validateSrFile(file);
   expect(stdout).toContain('(EMB0000,99PATHEMBED,');
   expect(stdout).toContain('(EMB0383,99PATHEMBED,');
 }

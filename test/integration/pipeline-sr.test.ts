@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
@@ -16,10 +14,9 @@ import {
   type SlideSourceSpec,
 } from '../../src/pipeline/index.js';
 import { decodePart10, readResult } from '../../src/results/index.js';
-import { requireBinary } from '../helpers/binaries.js';
 import { fixture, services } from '../helpers/services.js';
+import { validateSrFile } from '../helpers/sr-validation.js';
 
-const run = promisify(execFile);
 // biome-ignore lint/suspicious/noExplicitAny: decoded DICOM datasets are walked freely in assertions
 type Ds = Record<string, any>;
 
@@ -51,13 +48,7 @@ afterAll(async () => {
 });
 
 async function checkSr(file: string): Promise<string> {
-  const r = await run(requireBinary('dciodvfy'), [file], { maxBuffer: 256 << 20 }).catch((e) => e);
-  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n');
-  expect(
-    lines.filter((l) => l.startsWith('Error')),
-    lines.join('\n'),
-  ).toEqual([]);
-  const { stdout } = await run(requireBinary('dsrdump'), ['+Pc', file], { maxBuffer: 1 << 30 });
+  const stdout = await validateSrFile(file);
   for (const code of ['EMB0000', 'EMB0191', 'EMB0383']) expect(stdout).toContain(`(${code},99PATHEMBED,`);
   return stdout;
 }

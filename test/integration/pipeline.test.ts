@@ -24,6 +24,7 @@ import { buildPatchGrid } from '../../src/wsi/patch-grid.js';
 import { PatchReader } from '../../src/wsi/patch-reader.js';
 import { openSlide } from '../../src/wsi/slide.js';
 import { computeTissueMask } from '../../src/wsi/tissue-mask.js';
+import { maxAbsDiff } from '../helpers/compare.js';
 import { fixture, services } from '../helpers/services.js';
 
 // Small batches so that chunk boundaries and "within one batch" are meaningful on a few dozen patches.
@@ -43,12 +44,6 @@ async function collect(it: AsyncIterable<PatchEmbedding>): Promise<PatchEmbeddin
   const out: PatchEmbedding[] = [];
   for await (const e of it) out.push(e);
   return out;
-}
-
-function maxAbsDiff(a: Float32Array, b: Float32Array): number {
-  let m = 0;
-  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
-  return m;
 }
 
 beforeAll(async () => {

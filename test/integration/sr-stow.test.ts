@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
@@ -12,10 +10,9 @@ import { encodePart10 } from '../../src/results/sr/dicom-part10.js';
 import { buildEmbeddingSr } from '../../src/results/sr/embedding-sr.js';
 import { stowSr } from '../../src/results/sr/store-sr.js';
 import { SopClass } from '../../src/uids.js';
-import { requireBinary } from '../helpers/binaries.js';
 import { fixture, services } from '../helpers/services.js';
+import { validateSrFile } from '../helpers/sr-validation.js';
 
-const run = promisify(execFile);
 const DIM = 384;
 let dir: string;
 let client: DicomWebClient;
@@ -35,13 +32,7 @@ afterAll(async () => {
 async function validateSr(bytes: Uint8Array, name: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, bytes);
-  const r = await run(requireBinary('dciodvfy'), [file], { maxBuffer: 256 << 20 }).catch((e) => e);
-  const lines = `${r.stdout ?? ''}${r.stderr ?? ''}`.split('\n');
-  expect(
-    lines.filter((l) => l.startsWith('Error')),
-    lines.join('\n'),
-  ).toEqual([]);
-  const { stdout } = await run(requireBinary('dsrdump'), ['+Pc', file], { maxBuffer: 1 << 30 });
+  const stdout = await validateSrFile(file);
   expect(stdout).toContain('(EMB0383,99PATHEMBED,');
   return stdout;
 }

@@ -17,6 +17,7 @@ import { decodeWithSharp } from '../../src/codecs/jpeg.js';
 import { readJpegHeader } from '../../src/codecs/jpeg-markers.js';
 import { isPathembedError } from '../../src/errors.js';
 import { TransferSyntax } from '../../src/uids.js';
+import { pixelDiff as diff } from '../helpers/compare.js';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const TESTDATA = path.resolve(ROOT, '../shared/testdata');
@@ -95,18 +96,6 @@ function readDicom(file: string): DicomFile {
     frame: (i) =>
       native ? new Uint8Array(ds.PixelData[0], i * frameBytes, frameBytes) : new Uint8Array(ds.PixelData[i]),
   };
-}
-
-function diff(a: Uint8Array, b: Uint8Array): { max: number; mean: number } {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    sum += d;
-    if (d > max) max = d;
-  }
-  return { max, mean: sum / a.length };
 }
 
 function dcmtk(tool: string, ...args: string[]): string {

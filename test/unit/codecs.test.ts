@@ -14,6 +14,7 @@ import { readJpeg2000Mct } from '../../src/codecs/jpeg2000.js';
 import { WasmWorkerPool } from '../../src/codecs/wasm-worker-pool.js';
 import { isPathembedError } from '../../src/errors.js';
 import { TransferSyntax } from '../../src/uids.js';
+import { pixelDiff as diff } from '../helpers/compare.js';
 
 const require = createRequire(import.meta.url);
 
@@ -58,18 +59,6 @@ function makeTestImage(width = SIZE, height = SIZE): Uint8Array {
     }
   }
   return img;
-}
-
-function diff(a: Uint8Array, b: Uint8Array): { max: number; mean: number } {
-  expect(a.length).toBe(b.length);
-  let max = 0;
-  let sum = 0;
-  for (let i = 0; i < a.length; i++) {
-    const d = Math.abs(a[i] - b[i]);
-    sum += d;
-    if (d > max) max = d;
-  }
-  return { max, mean: sum / a.length };
 }
 
 function rgbDesc(overrides: Partial<FrameDescription> = {}): FrameDescription {

@@ -1,8 +1,6 @@
-import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError } from '../../src/errors.js';
@@ -13,10 +11,9 @@ import { buildEmbeddingSr, type EmbeddingSrInput, patchRegion } from '../../src/
 import { algorithmIdentification, planarRoiMeasurementGroup } from '../../src/results/sr/templates.js';
 import { SopClass } from '../../src/uids.js';
 import { readPart10Header } from '../../src/wsi/dcmjs.js';
-import { requireBinary } from '../helpers/binaries.js';
 import { fixture } from '../helpers/services.js';
+import { validateSrFile } from '../helpers/sr-validation.js';
 
-const run = promisify(execFile);
 // biome-ignore lint/suspicious/noExplicitAny: decoded DICOM datasets are walked freely in assertions
 type Ds = Record<string, any>;
 const DIM = 384;
@@ -36,14 +33,7 @@ afterAll(async () => {
 async function validateSr(bytes: Uint8Array, name: string): Promise<string> {
   const file = path.join(dir, name);
   await writeFile(file, bytes);
-  const dciodvfy = await run(requireBinary('dciodvfy'), [file], { maxBuffer: 256 << 20 }).catch((e) => e);
-  const lines = `${dciodvfy.stdout ?? ''}${dciodvfy.stderr ?? ''}`.split('\n');
-  expect(
-    lines.filter((l) => l.startsWith('Error')),
-    lines.join('\n'),
-  ).toEqual([]);
-  const { stdout } = await run(requireBinary('dsrdump'), ['+Pc', '+Pt', file], { maxBuffer: 1 << 30 });
-  return stdout;
+  return validateSrFile(file, ['+Pc', '+Pt']);
 }
 
 const embedding = (seed: number) =>
