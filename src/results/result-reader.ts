@@ -18,17 +18,10 @@ import {
   resultSummarySchema,
   type StoredResultSummary,
 } from './result-document.js';
-import { PATCHES_CLOSE_LINE, PATCHES_OPEN_LINE } from './result-writer.js';
+import { PATCHES_CLOSE_LINE, PATCHES_OPEN_LINE, type ResultPatchInput } from './result-writer.js';
 
-export interface ResultPatch {
-  readonly index: number;
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-  readonly tissueFraction: number;
-  readonly embedding: Float32Array;
-}
+/** A patch read back: exactly what the writer was given. */
+export type ResultPatch = ResultPatchInput;
 
 export interface ResultSummary extends Omit<StoredResultSummary, 'meanEmbedding'> {
   readonly meanEmbedding: Float32Array | null;
