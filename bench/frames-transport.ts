@@ -27,8 +27,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadConfig } from '../src/config.js';
 import { DicomWebClient, retryPolicyFromConfig, StoreLimiters } from '../src/dicomweb/index.js';
-import { ensureFixture, FIXTURES } from '../test/helpers/fixtures.js';
-import { startOrthanc, uploadFolder } from '../test/helpers/orthanc.js';
+import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
+import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 
 /** Measured rounds per child process, after one warm-up round. */
 const ROUNDS = 5;

@@ -37,7 +37,7 @@ import {
   WorkerEmbeddingEngine,
 } from '../src/pipeline/index.js';
 import { writeSampleSlide } from '../src/sample/sample-slide.js';
-import { startOrthanc, uploadFolder } from '../test/helpers/orthanc.js';
+import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 
 const run = promisify(execFile);
 /** The benchmark slide: the demo's size, about 200 tissue patches at 0.5 um/px. */

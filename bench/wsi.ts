@@ -29,8 +29,8 @@ import { PatchReader } from '../src/wsi/patch-reader.js';
 import type { RectPx } from '../src/wsi/region.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
-import { ensureFixture, FIXTURES } from '../test/helpers/fixtures.js';
-import { startOrthanc, uploadFolder } from '../test/helpers/orthanc.js';
+import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
+import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 
 const DEFAULT_RUNS = 3;
 const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];

@@ -4,8 +4,8 @@
  * `inject('services')` (see test/helpers/services.ts).
  */
 import type { TestProject } from 'vitest/node';
-import { ensureFixture, FIXTURES } from './fixtures.js';
-import { startOrthanc, uploadFolder } from './orthanc.js';
+import { ensureFixture, FIXTURES } from '../../scripts/dev-services/fixtures.js';
+import { startOrthanc, uploadFolder } from '../../scripts/dev-services/orthanc.js';
 import { startRedis } from './redis.js';
 import type { FixtureSeries, TestServices } from './services.js';
 

@@ -5,8 +5,8 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import net from 'node:net';
 import type { Redis } from 'ioredis';
-import { requireBinary } from './binaries.js';
-import { freePort, waitFor } from './ports.js';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
+import { freePort, waitFor } from '../../scripts/dev-services/ports.js';
 
 export interface RedisService {
   url: string;

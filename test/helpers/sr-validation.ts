@@ -5,7 +5,7 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect } from 'vitest';
-import { requireBinary } from './binaries.js';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
 
 const run = promisify(execFile);
 const DCIODVFY_OUTPUT_BYTES = 256 << 20;

@@ -29,6 +29,7 @@ import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
 import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
+import { waitFor } from '../helpers/wait.js';
 
 const API_KEY = `key-${randomBytes(8).toString('hex')}`;
 const TOKEN_KEY = randomBytes(32).toString('hex');
@@ -364,20 +365,6 @@ describe('POST /v1/predict (Path Foundation format)', () => {
   });
 });
 
-async function waitFor<T>(
-  what: string,
-  check: () => Promise<T | undefined>,
-  timeoutMs = 100_000,
-): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await check();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Timed out waiting for ${what}`);
-}
-
 const FINAL = ['completed', 'failed', 'cancelled'];
 
 async function finished(id: string) {
@@ -493,7 +480,15 @@ describe('slide jobs', () => {
       10_000,
     );
     const doneAtStop = (await call('GET', `/v1/jobs/${id}`)).body.progress.done;
-    await new Promise((r) => setTimeout(r, 1500));
+    // Every chunk of the job leaves the queue (taken and dropped, or removed) without embedding more.
+    await waitFor(
+      'every chunk of the cancelled job to leave the queue',
+      async () => {
+        const pending = await api.ctx.queue.getJobs(['waiting', 'delayed', 'active', 'prioritized']);
+        return pending.some((j) => j.data?.jobId === id) ? undefined : true;
+      },
+      30_000,
+    );
     const later = await call('GET', `/v1/jobs/${id}`);
     expect(later.body.state).toBe('cancelled');
     expect(later.body.progress.done).toBe(doneAtStop);

@@ -9,8 +9,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CMU } from '../../scripts/dev-services/fixtures.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
-import { CMU } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);

@@ -15,6 +15,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
+import { CMU_SVS, SYNTHETIC_FIXTURES } from '../../scripts/dev-services/fixtures.js';
 import type { RgbFrame } from '../../src/codecs/index.js';
 import { FrameDecoder } from '../../src/codecs/index.js';
 import { loadConfig } from '../../src/config.js';
@@ -29,9 +31,7 @@ import { framesForPatches, type LevelScale, PatchReader, type Rgb } from '../../
 import type { RectPx } from '../../src/wsi/region.js';
 import { openSlide, type Slide } from '../../src/wsi/slide.js';
 import type { SlideLevel } from '../../src/wsi/slide-level.js';
-import { requireBinary } from '../helpers/binaries.js';
 import { pixelDiff } from '../helpers/compare.js';
-import { CMU_SVS, SYNTHETIC_FIXTURES } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);

@@ -40,7 +40,7 @@ beforeAll(async () => {
   deps = { config, logger, engine, openSource: defaultOpenSource(config, logger) };
   const f = fixture('cmu-jpeg');
   spec = { kind: 'dicomweb', baseUrl: services().dicomWebUrl, studyUid: f.studyUid, seriesUid: f.seriesUid };
-}, 300_000);
+});
 
 afterAll(async () => {
   await engine?.close();

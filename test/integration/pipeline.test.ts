@@ -63,7 +63,7 @@ beforeAll(async () => {
   spec = { kind: 'dicomweb', baseUrl: services().dicomWebUrl, studyUid: f.studyUid, seriesUid: f.seriesUid };
   plan = await planSlide(spec, {}, deps);
   full = await collect(embedPlan(plan, undefined, deps));
-}, 300_000);
+});
 
 afterAll(async () => {
   await engine?.close();

@@ -8,8 +8,8 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { requireBinary } from '../helpers/binaries.js';
-import { REPO_ROOT } from '../helpers/fixtures.js';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
+import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 
 const run = promisify(execFile);
 const COMPOSE_FILE = path.join(REPO_ROOT, 'docker-compose.yml');

@@ -15,6 +15,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { type Api, createApi } from '../../src/api/app.js';
 import { type Listening, listen } from '../../src/api/server.js';
 import { type Config, loadConfig } from '../../src/config.js';
@@ -24,9 +25,9 @@ import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { QUEUE_NAME } from '../../src/queue/queue-jobs.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
-import { REPO_ROOT } from '../helpers/fixtures.js';
 import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
+import { waitFor } from '../helpers/wait.js';
 
 const PREFIX = `pe-test-queue-${randomBytes(4).toString('hex')}`;
 /** Short lock: a killed worker's chunk is taken over within seconds, not minutes. */
@@ -134,18 +135,12 @@ function stopGroup(child: ChildProcess, signal: NodeJS.Signals): void {
   }
 }
 
-async function until<T>(
+function until<T>(
   what: string,
-  check: () => Promise<T | undefined> | T | undefined,
+  check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = JOB_TIMEOUT_MS,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`Timed out waiting for ${what}`);
+  return waitFor(what, check, timeoutMs);
 }
 
 async function liveWorkerCount(): Promise<number> {

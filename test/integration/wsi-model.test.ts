@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CMU, REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { loadConfig } from '../../src/config.js';
 import { DicomWebClient } from '../../src/dicomweb/index.js';
 import { TransferSyntax } from '../../src/uids.js';
@@ -15,7 +16,6 @@ import { slideInfo } from '../../src/wsi/slide-info.js';
 import type { SlidePyramid } from '../../src/wsi/slide-level.js';
 import { buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
 import { tileFrame } from '../../src/wsi/tile-index.js';
-import { CMU, REPO_ROOT } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { IDC_METADATA } from '../../scripts/dev-services/fixtures.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { Tag } from '../../src/wsi/dicom-tags.js';
@@ -8,7 +9,6 @@ import { pixelSpacingUm, resolvePixelSpacing } from '../../src/wsi/pixel-spacing
 import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';
 import { associatedImage, buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
 import { levelFrameCount, tileFrame, tileRect, tilesInRegion } from '../../src/wsi/tile-index.js';
-import { IDC_METADATA } from '../helpers/fixtures.js';
 
 function idc(name: string): { images: DicomJsonDataset[]; annotations?: DicomJsonDataset[] } {
   return JSON.parse(fs.readFileSync(path.join(IDC_METADATA, name), 'utf8'));

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CMU } from '../../scripts/dev-services/fixtures.js';
 import { FrameDecoder } from '../../src/codecs/index.js';
 import { isPathembedError } from '../../src/errors.js';
 import { FrameCache } from '../../src/wsi/frame-cache.js';
@@ -7,7 +8,6 @@ import { buildPatchGrid, explicitPatches, type PatchGrid } from '../../src/wsi/p
 import { type LevelScale, PatchReader } from '../../src/wsi/patch-reader.js';
 import { openSlide, type Slide } from '../../src/wsi/slide.js';
 import { chooseMaskLevel, computeTissueMask, type TissueMask } from '../../src/wsi/tissue-mask.js';
-import { CMU } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const PATCH_PX = 224;

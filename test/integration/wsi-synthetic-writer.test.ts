@@ -5,6 +5,8 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
+import { SYNTHETIC_FIXTURES } from '../../scripts/dev-services/fixtures.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { isPathembedError } from '../../src/errors.js';
 import { deterministicUid } from '../../src/sample/deterministic-uid.js';
@@ -23,8 +25,6 @@ import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';
 import type { PyramidLevel, SlidePyramid } from '../../src/wsi/slide-level.js';
 import { buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
 import { tileFrame } from '../../src/wsi/tile-index.js';
-import { requireBinary } from '../helpers/binaries.js';
-import { SYNTHETIC_FIXTURES } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);

@@ -5,10 +5,10 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
+import { CMU, CMU_SVS } from '../../scripts/dev-services/fixtures.js';
 import type { RgbFrame } from '../../src/codecs/index.js';
 import { LUMINANCE_MAX, otsuThreshold, SATURATION_FLOOR, TissueMask } from '../../src/wsi/tissue-mask.js';
-import { requireBinary } from '../helpers/binaries.js';
-import { CMU, CMU_SVS } from '../helpers/fixtures.js';
 
 const run = promisify(execFile);
 /** vips shrink factor: 16 x 0.499 = 7.98 µm/px, the default mask spacing. */

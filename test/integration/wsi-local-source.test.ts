@@ -3,6 +3,7 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CMU } from '../../scripts/dev-services/fixtures.js';
 import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { TransferSyntax } from '../../src/uids.js';
@@ -11,7 +12,6 @@ import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { pixelSpacingUm } from '../../src/wsi/pixel-spacing.js';
 import { buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
 import { tileFrame } from '../../src/wsi/tile-index.js';
-import { CMU } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 const require = createRequire(import.meta.url);

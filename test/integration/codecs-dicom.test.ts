@@ -4,13 +4,14 @@
  * syntax and colour layout, and the Aperio CMU-1 region (RGB-coded JPEG tiles) as Orthanc's
  * dicomizer writes it. Derived files go to the git-ignored .cache/codecs-dicom folder.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { requireBinary } from '../../scripts/dev-services/binaries.js';
 import { ybrFullToRgbInPlace } from '../../src/codecs/color.js';
 import { FrameDecoder, type FrameDescription } from '../../src/codecs/index.js';
 import { decodeWithSharp } from '../../src/codecs/jpeg.js';
@@ -25,9 +26,11 @@ const CAMELYON = path.join(TESTDATA, 'camelyon-lymph-node-tiled-full.dcm');
 const APERIO_SVS = path.join(TESTDATA, 'CMU-1-Small-Region.svs');
 const CACHE = path.join(ROOT, '.cache', 'codecs-dicom');
 
-const toolWorks = (tool: string) => spawnSync(tool, ['--version'], { stdio: 'ignore' }).status === 0;
-const HAS_DCMTK = toolWorks('dcmdjpeg') && fs.existsSync(CAMELYON);
-const HAS_DICOMIZER = toolWorks('OrthancWSIDicomizer') && fs.existsSync(APERIO_SVS);
+/** A missing tool or test file fails the run, naming what to install; it never skips a test. */
+function requireFile(file: string): string {
+  if (!fs.existsSync(file)) throw new Error(`Test data missing: ${file} (see ../shared/testdata/README.md)`);
+  return file;
+}
 
 // dcmjs ships no type declarations; these are the few members the tests use.
 interface NaturalDataset {
@@ -122,10 +125,12 @@ afterAll(async () => {
   await decoder?.close();
 });
 
-describe.skipIf(!HAS_DCMTK)('CAMELYON level against DCMTK', () => {
+describe('CAMELYON level against DCMTK', () => {
   const files: Record<string, DicomFile> = {};
 
   beforeAll(() => {
+    requireBinary('dcmdjpeg');
+    requireFile(CAMELYON);
     fs.rmSync(CACHE, { recursive: true, force: true });
     fs.mkdirSync(CACHE, { recursive: true });
     // DCMTK's decode of the stored JPEG frames is the reference every other variant is held to.
@@ -258,10 +263,12 @@ describe.skipIf(!HAS_DCMTK)('CAMELYON level against DCMTK', () => {
   });
 });
 
-describe.skipIf(!HAS_DICOMIZER)('Aperio RGB-coded JPEG tiles (CMU-1 via OrthancWSIDicomizer)', () => {
+describe('Aperio RGB-coded JPEG tiles (CMU-1 via OrthancWSIDicomizer)', () => {
   let level: DicomFile;
 
   beforeAll(() => {
+    requireBinary('OrthancWSIDicomizer');
+    requireFile(APERIO_SVS);
     const out = path.join(CACHE, 'aperio');
     fs.rmSync(out, { recursive: true, force: true });
     fs.mkdirSync(out, { recursive: true });

@@ -11,6 +11,9 @@ const PACKAGES: Record<string, string> = {
   dcmdump: 'dcmtk',
   dsrdump: 'dcmtk',
   dcmj2pnm: 'dcmtk',
+  dcmdjpeg: 'dcmtk',
+  dcmcjpeg: 'dcmtk',
+  dcmcjpls: 'dcmtk',
   dciodvfy: 'dicom3tools',
   vips: 'libvips-tools',
 };

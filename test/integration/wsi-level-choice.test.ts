@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { IDC_METADATA } from '../../scripts/dev-services/fixtures.js';
 import { loadConfig } from '../../src/config.js';
 import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { chooseLevel, MAX_DOWNSAMPLE } from '../../src/wsi/level-choice.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { openSlide } from '../../src/wsi/slide.js';
 import { buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
-import { IDC_METADATA } from '../helpers/fixtures.js';
 import { fixture } from '../helpers/services.js';
 
 // TCGA-05-4244: levels at 0.2325, 0.93 and 3.72 um/px.
