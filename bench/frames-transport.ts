@@ -25,10 +25,11 @@ import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadConfig } from '../src/config.js';
-import { DicomWebClient, retryPolicyFromConfig, StoreLimiters } from '../src/dicomweb/index.js';
 import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
 import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
+import { loadConfig } from '../src/config.js';
+import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
+import { retryPolicy } from '../src/domain-options.js';
 
 /** Measured rounds per child process, after one warm-up round. */
 const ROUNDS = 5;
@@ -208,7 +209,7 @@ async function runChild(c: Case): Promise<CaseResult> {
   if (c.transport === 'streaming-fetch') {
     const client = new DicomWebClient({
       allowedStores: ['http://127.0.0.1'],
-      retry: retryPolicyFromConfig(loadConfig({})),
+      retry: retryPolicy(loadConfig({})),
       framesPerRequest: c.batch,
       storeConcurrency: c.concurrency,
       limiters: new StoreLimiters(c.concurrency),

@@ -17,8 +17,10 @@ import { performance } from 'node:perf_hooks';
 import { parseArgs } from 'node:util';
 import { env as ortEnv } from 'onnxruntime-node';
 import { countMacsPerPatch } from '../models/count-macs.js';
+import { ensureDefaultModel } from '../models/default-model.js';
 import { loadConfig } from '../src/config.js';
-import { EmbeddingEngine, ensureDefaultModel, PATCH_BYTES } from '../src/embed/index.js';
+import { engineOptions } from '../src/domain-options.js';
+import { EmbeddingEngine, PATCH_BYTES } from '../src/embed/index.js';
 import { createLogger } from '../src/log.js';
 
 const BATCH_SIZES = [1, 8, 32] as const;
@@ -165,9 +167,9 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger(config.LOG_LEVEL);
   const loadAtStart = os.loadavg()[0];
-  await ensureDefaultModel(config, logger);
+  await ensureDefaultModel(engineOptions(config), logger);
   const engine = await EmbeddingEngine.open(
-    { ...config, PATHEMBED_BATCH_SIZE: Math.max(...BATCH_SIZES) },
+    { ...engineOptions(config), batchSize: Math.max(...BATCH_SIZES) },
     logger,
   );
   let results: SizeResult[];

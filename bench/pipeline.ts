@@ -21,11 +21,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { parseArgs, promisify } from 'node:util';
+import { ensureDefaultModel } from '../models/default-model.js';
+import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { EmbeddingEngine, ensureDefaultModel, isDefaultModelPath } from '../src/embed/index.js';
+import { engineOptions, pipelineDeps } from '../src/domain-options.js';
+import { EmbeddingEngine, WorkerEmbeddingEngine } from '../src/embed/index.js';
 import { createLogger } from '../src/log.js';
 import {
-  defaultOpenSource,
   embedPlan,
   openReadingSession,
   type PipelineDeps,
@@ -34,10 +36,8 @@ import {
   runEmbeddingJob,
   type SlidePlan,
   type SlideSourceSpec,
-  WorkerEmbeddingEngine,
 } from '../src/pipeline/index.js';
 import { writeSampleSlide } from '../src/sample/sample-slide.js';
-import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 
 const run = promisify(execFile);
 /** The benchmark slide: the demo's size, about 200 tissue patches at 0.5 um/px. */
@@ -156,7 +156,7 @@ async function measureEngine(
   rounds: number,
 ): Promise<EngineFigures> {
   const logger = createLogger('warn');
-  const deps: PipelineDeps = { config, logger, engine, openSource: defaultOpenSource(config, logger) };
+  const deps: PipelineDeps = pipelineDeps(config, logger, engine);
   await engine.embed(pixels.slice(0, config.PATHEMBED_BATCH_SIZE).map((p) => p.slice()));
   const alone: number[] = [];
   const e2e: number[] = [];
@@ -180,7 +180,7 @@ async function measureEngine(
 async function memoryRun(seriesUrl: string): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('warn');
-  const engine = await WorkerEmbeddingEngine.open(config);
+  const engine = await WorkerEmbeddingEngine.open(engineOptions(config), config.LOG_LEVEL);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pathembed-bench-mem-'));
   try {
     const [baseUrl, rest] = seriesUrl.split('/studies/');
@@ -201,7 +201,7 @@ async function memoryRun(seriesUrl: string): Promise<void> {
         spec,
         {},
         { jsonPath: path.join(dir, 'mem.json') },
-        { config, logger, engine, openSource: defaultOpenSource(config, logger) },
+        pipelineDeps(config, logger, engine),
       );
     } finally {
       clearInterval(sampler);
@@ -336,7 +336,7 @@ async function main(): Promise<void> {
   const config = loadConfig();
   const logger = createLogger('warn');
   const load = { start: os.loadavg()[0], end: 0 };
-  await ensureDefaultModel(config, logger);
+  await ensureDefaultModel(engineOptions(config), logger);
   const dir = await mkdtemp(path.join(os.tmpdir(), 'pathembed-bench-pipeline-'));
   const orthanc = await startOrthanc();
   try {
@@ -351,24 +351,19 @@ async function main(): Promise<void> {
       seriesUid: series,
     };
 
-    const worker = await WorkerEmbeddingEngine.open(config, 'warn');
+    const worker = await WorkerEmbeddingEngine.open(engineOptions(config), 'warn');
     let workerFigures: EngineFigures;
     let plan: SlidePlan;
     let pixels: Uint8Array[];
     try {
-      const deps: PipelineDeps = {
-        config,
-        logger,
-        engine: worker,
-        openSource: defaultOpenSource(config, logger),
-      };
+      const deps: PipelineDeps = pipelineDeps(config, logger, worker);
       plan = await planSlide(spec, {}, deps);
       pixels = await readAllPatches(plan, deps);
       workerFigures = await measureEngine(worker, spec, plan, pixels, config, dir, 'worker thread', ROUNDS);
     } finally {
       await worker.close();
     }
-    const inProcess = await EmbeddingEngine.open(config, logger);
+    const inProcess = await EmbeddingEngine.open(engineOptions(config), logger);
     let inProcessFigures: EngineFigures;
     try {
       inProcessFigures = await measureEngine(
@@ -414,9 +409,10 @@ async function main(): Promise<void> {
       inProcess: inProcessFigures,
       memory,
       config,
-      modelName: isDefaultModelPath(config, config.PATHEMBED_MODEL_PATH)
-        ? 'the synthetic ViT-S/16 (Path Foundation architecture and cost)'
-        : path.basename(config.PATHEMBED_MODEL_PATH),
+      modelName:
+        path.resolve(config.PATHEMBED_MODEL_PATH) === path.resolve(engineOptions(config).defaultModelPath)
+          ? 'the synthetic ViT-S/16 (Path Foundation architecture and cost)'
+          : path.basename(config.PATHEMBED_MODEL_PATH),
       load,
     });
     process.stdout.write(section);

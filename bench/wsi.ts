@@ -17,10 +17,13 @@
  */
 import { execFileSync } from 'node:child_process';
 import os from 'node:os';
+import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
+import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 import type { RgbFrame } from '../src/codecs/index.js';
 import { FrameDecoder } from '../src/codecs/index.js';
 import { type Config, loadConfig } from '../src/config.js';
-import { DicomWebClient, retryPolicyFromConfig, StoreLimiters } from '../src/dicomweb/index.js';
+import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
+import { retryPolicy } from '../src/domain-options.js';
 import { PATCH_SIZE_PX } from '../src/embed/model-contract.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
@@ -29,8 +32,6 @@ import { PatchReader } from '../src/wsi/patch-reader.js';
 import type { RectPx } from '../src/wsi/region.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
-import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
-import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 
 const DEFAULT_RUNS = 3;
 const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];
@@ -87,7 +88,7 @@ function median(values: number[]): number {
 function client(config: Config, framesPerRequest: number, limiters: StoreLimiters): DicomWebClient {
   return new DicomWebClient({
     allowedStores: config.PATHEMBED_ALLOWED_STORES,
-    retry: retryPolicyFromConfig(config),
+    retry: retryPolicy(config),
     framesPerRequest,
     storeConcurrency: config.PATHEMBED_STORE_CONCURRENCY,
     limiters,

@@ -15,8 +15,9 @@ import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
-import { CONFIG_VARIABLES, loadConfig } from '../src/config.js';
+import { loadConfig } from '../src/config.js';
 import { writeFileAtomic } from '../src/embed/atomic-write.js';
+import { defaultModelPath } from '../src/embed/default-model.js';
 import {
   BATCH_DIM,
   CONTRACT_PREPROCESSING,
@@ -330,13 +331,6 @@ export async function writeSyntheticModel(
   await writeManifest(outputPath, manifest);
   await writeFileAtomic(outputPath, built.bytes);
   return manifest;
-}
-
-/** The default model path (config PATHEMBED_MODEL_PATH's default), resolved against `projectRoot`. */
-export function defaultModelPath(projectRoot: string): string {
-  const relative = CONFIG_VARIABLES.PATHEMBED_MODEL_PATH.default;
-  if (relative === undefined) throw new Error('PATHEMBED_MODEL_PATH has no default in CONFIG_VARIABLES');
-  return path.resolve(projectRoot, relative);
 }
 
 async function main(): Promise<void> {

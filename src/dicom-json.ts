@@ -2,6 +2,8 @@
  * DICOM JSON (PS3.18 F.2) as the wire and dcmjs give it, with typed accessors that name the
  * attribute when it is missing or malformed. Tags are 8 upper-case hex digits ("00280010").
  */
+
+import { Tag } from './dicom-tags.js';
 import { PathembedError } from './errors.js';
 
 export interface DicomJsonElement {
@@ -53,7 +55,7 @@ export function requireNum(ds: DicomJsonDataset, tag: string, name: string): num
       {
         tag,
         attribute: name,
-        sopInstanceUid: str(ds, '00080018'),
+        sopInstanceUid: str(ds, Tag.SOPInstanceUID),
       },
     );
   }
@@ -66,7 +68,7 @@ export function requireStr(ds: DicomJsonDataset, tag: string, name: string): str
     throw new PathembedError('INVALID_DICOM', `Required attribute ${name} (${tag}) is missing`, {
       tag,
       attribute: name,
-      sopInstanceUid: str(ds, '00080018'),
+      sopInstanceUid: str(ds, Tag.SOPInstanceUID),
     });
   }
   return s;

@@ -16,19 +16,17 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { FrameDecoder } from '../codecs/index.js';
 import { type Config, loadConfig } from '../config.js';
+import { pipelineDeps, slideOpener } from '../domain-options.js';
 import { createLogger, type Logger } from '../log.js';
-import { defaultOpenSource, meanGridSpacingUm, runEmbeddingJob, type SlidePlan } from '../pipeline/index.js';
+import { meanGridSpacingUm, runEmbeddingJob, type SlidePlan } from '../pipeline/index.js';
 import { CovarianceAccumulator, pcaColours, principalComponents } from '../results/embedding-pca.js';
 import { streamResult, writeBytesAtomic } from '../results/index.js';
 import { renderOverviewPng } from '../results/overview-image.js';
 import { writeSampleSlide } from '../sample/sample-slide.js';
-import { FrameCache } from '../wsi/frame-cache.js';
 import { chooseLevel } from '../wsi/level-choice.js';
-import { openLocalFrameSource } from '../wsi/local-frame-source.js';
-import { PatchReader, targetGridSize } from '../wsi/patch-reader.js';
-import { openSlide } from '../wsi/slide.js';
+import { targetGridSize } from '../wsi/patch-reader.js';
+import { meanPixelSpacingUm } from '../wsi/pixel-spacing.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
 import { jobSummary, openEngine, progressReporter } from './embed-command.js';
 
@@ -78,18 +76,14 @@ async function writeOverview(
         )
       : [];
 
-  const slide = await openSlide(await openLocalFrameSource(slideDir));
-  const decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+  const { slide, reader, close } = await slideOpener({
+    ...config,
+    PATHEMBED_FRAME_CACHE_BYTES: THUMBNAIL_CACHE_BYTES,
+  }).openSlideReader({ kind: 'local', folder: slideDir });
   try {
-    const reader = new PatchReader(
-      new FrameCache(slide.source, decoder, { maxBytes: THUMBNAIL_CACHE_BYTES }),
-      {
-        levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
-      },
-    );
-    const level0 = slide.pyramid.levels[0];
-    const level0Um = ((level0.pixelSpacingMm.x + level0.pixelSpacingMm.y) / 2) * 1000;
-    const thumbSpacingUm = (Math.max(level0.widthPx, level0.heightPx) * level0Um) / OVERVIEW_MAX_PX;
+    const level0 = slide.level(0);
+    const thumbSpacingUm =
+      (Math.max(level0.widthPx, level0.heightPx) * meanPixelSpacingUm(level0)) / OVERVIEW_MAX_PX;
     const choice = chooseLevel(slide.pyramid.levels, thumbSpacingUm, {
       tolerance: config.PATHEMBED_LEVEL_TOLERANCE,
     });
@@ -114,8 +108,7 @@ async function writeOverview(
     });
     await writeBytesAtomic(pngPath, png);
   } finally {
-    await slide.close();
-    await decoder.close();
+    await close();
   }
 }
 
@@ -138,7 +131,7 @@ async function demoAction(opts: DemoOptions): Promise<void> {
       { kind: 'local', folder: slideDir },
       {},
       { jsonPath, srPath },
-      { config, logger, engine, openSource: defaultOpenSource(config, logger) },
+      pipelineDeps(config, logger, engine),
       { onProgress: (p) => progress.update(p) },
     );
     progress.stop();

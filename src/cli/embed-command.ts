@@ -11,23 +11,26 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import cliProgress from 'cli-progress';
 import type { Command } from 'commander';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { type Config, loadConfig } from '../config.js';
-import { parseSeriesReference } from '../dicomweb/index.js';
-import { ensureDefaultModel } from '../embed/index.js';
+import { engineOptions, pipelineDeps } from '../domain-options.js';
+import { WorkerEmbeddingEngine } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import {
-  defaultOpenSource,
   type EmbedOptions,
   type JobOutcome,
   type JobProgress,
   type PipelineDeps,
   runEmbeddingJob,
-  type SlideSourceSpec,
-  WorkerEmbeddingEngine,
 } from '../pipeline/index.js';
 import { EMBEDDING_ENCODINGS, type EmbeddingEncoding } from '../results/index.js';
-import { addSourceOptions, type SourceArgumentOptions } from './open-source.js';
+import {
+  addSourceOptions,
+  commandSlideOpener,
+  type SourceArgumentOptions,
+  sourceSpecFromArgument,
+} from './open-source.js';
 
 interface EmbedCommandOptions extends SourceArgumentOptions {
   readonly output: string;
@@ -82,27 +85,6 @@ export async function readPatchesFile(file: string): Promise<EmbedOptions['patch
     }
     return { x, y };
   });
-}
-
-async function isFolder(arg: string): Promise<boolean> {
-  try {
-    return (await fs.stat(arg)).isDirectory();
-  } catch {
-    return false;
-  }
-}
-
-/** The job's source: a local folder when one exists at that path, else a DICOMweb series reference. */
-export async function sourceSpecFromArgument(arg: string): Promise<SlideSourceSpec> {
-  if (await isFolder(arg)) return { kind: 'local', folder: path.resolve(arg) };
-  const ref = parseSeriesReference(arg);
-  return {
-    kind: 'dicomweb',
-    baseUrl: ref.baseUrl,
-    studyUid: ref.studyUid,
-    seriesUid: ref.seriesUid,
-    ...(ref.instanceUids ? { instanceUids: ref.instanceUids } : {}),
-  };
 }
 
 export interface ProgressReporter {
@@ -171,17 +153,12 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
  * pipeline/worker-engine.ts), building the default synthetic model on first use.
  */
 export async function openEngine(config: Config, logger: Logger): Promise<WorkerEmbeddingEngine> {
-  await ensureDefaultModel(config, logger);
-  return WorkerEmbeddingEngine.open(config);
+  await ensureDefaultModel(engineOptions(config), logger);
+  return WorkerEmbeddingEngine.open(engineOptions(config), config.LOG_LEVEL);
 }
 
 async function embedAction(series: string, opts: EmbedCommandOptions): Promise<void> {
-  const base = loadConfig();
-  // --allow adds to the allow-list for this run only, under the same parsing rules.
-  const config: Config = {
-    ...base,
-    PATHEMBED_ALLOWED_STORES: [...base.PATHEMBED_ALLOWED_STORES, ...(opts.allow ?? [])],
-  };
+  const config = loadConfig();
   const encoding = opts.embeddingEncoding ?? 'float32-array';
   if (!(EMBEDDING_ENCODINGS as readonly string[]).includes(encoding)) {
     throw new PathembedError(
@@ -216,7 +193,7 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
         ...(opts.sr ? { srPath: path.resolve(opts.sr) } : {}),
         ...(opts.stow !== undefined ? { stow: opts.stow } : {}),
       },
-      { config, logger, engine, openSource: defaultOpenSource(config, logger) },
+      pipelineDeps(config, logger, engine, commandSlideOpener(config, opts, logger)),
       { ...(token ? { token } : {}), signal: controller.signal, onProgress: (p) => progress.update(p) },
     );
     progress.stop();

@@ -7,8 +7,10 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { writeSyntheticModel } from '../../models/build-vit.js';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { loadConfig } from '../config.js';
-import { defaultModelPath, EmbeddingEngine, ensureDefaultModel } from '../embed/index.js';
+import { engineOptions } from '../domain-options.js';
+import { defaultModelPath, EmbeddingEngine } from '../embed/index.js';
 import { createLogger } from '../log.js';
 
 const JSON_INDENT = 2;
@@ -43,8 +45,8 @@ export function registerModelCommands(program: Command): void {
       const config = loadConfig();
       const logger = createLogger(config.LOG_LEVEL);
       // As a worker would: the default (synthetic) model is built on first use, any other path must exist.
-      await ensureDefaultModel(config, logger);
-      const engine = await EmbeddingEngine.open(config, logger);
+      await ensureDefaultModel(engineOptions(config), logger);
+      const engine = await EmbeddingEngine.open(engineOptions(config), logger);
       try {
         printJson({
           path: engine.modelPath,

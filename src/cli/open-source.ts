@@ -10,16 +10,15 @@
  *   string-matched), for a one-off command against a store the configuration does not list.
  */
 import fs from 'node:fs/promises';
+import path from 'node:path';
 import type { Command } from 'commander';
-import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
-import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
-import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
-import { FrameCache } from '../wsi/frame-cache.js';
+import { parseSeriesReference } from '../dicomweb/index.js';
+import { slideOpener } from '../domain-options.js';
+import type { Logger } from '../log.js';
+import type { SlideSourceSpec } from '../slide-source-spec.js';
 import type { FrameSource } from '../wsi/frame-source.js';
-import { openLocalFrameSource } from '../wsi/local-frame-source.js';
-import { PatchReader } from '../wsi/patch-reader.js';
-import { openSlide, type Slide } from '../wsi/slide.js';
+import type { OpenSlideReader, SlideAccess, SlideOpener } from '../wsi/slide-opener.js';
 
 export interface SourceArgumentOptions {
   /** Bearer token for the store (--token); default PATHEMBED_BEARER_TOKEN. */
@@ -53,64 +52,55 @@ async function isFolder(arg: string): Promise<boolean> {
 }
 
 /**
- * The frame source `arg` names: a local folder when one exists at that path, else a DICOMweb
- * series (INVALID_SERIES_REFERENCE when it is neither, UNAPPROVED_DICOM_STORE off the allow-list).
+ * The source `arg` names: a local folder when one exists at that path, else a DICOMweb series
+ * reference (INVALID_SERIES_REFERENCE when it is neither).
  */
+export async function sourceSpecFromArgument(arg: string): Promise<SlideSourceSpec> {
+  if (await isFolder(arg)) return { kind: 'local', folder: path.resolve(arg) };
+  const ref = parseSeriesReference(arg);
+  return {
+    kind: 'dicomweb',
+    baseUrl: ref.baseUrl,
+    studyUid: ref.studyUid,
+    seriesUid: ref.seriesUid,
+    ...(ref.instanceUids ? { instanceUids: ref.instanceUids } : {}),
+  };
+}
+
+/** The command's SlideOpener: the configuration plus `--allow` for this run only. */
+export function commandSlideOpener(
+  config: Config,
+  options: SourceArgumentOptions,
+  logger?: Logger,
+): SlideOpener {
+  return slideOpener(config, {
+    ...(logger ? { logger } : {}),
+    dicomWeb: { allowedStores: [...config.PATHEMBED_ALLOWED_STORES, ...(options.allow ?? [])] },
+  });
+}
+
+/** The command's access: `--token`, else PATHEMBED_BEARER_TOKEN, else the auth PATHEMBED_AUTH selects. */
+export function commandAccess(config: Config, options: SourceArgumentOptions): SlideAccess {
+  const token = options.token ?? config.PATHEMBED_BEARER_TOKEN;
+  return token ? { token } : {};
+}
+
+/** The frame source `arg` names (UNAPPROVED_DICOM_STORE off the allow-list, on first use). */
 export async function openSourceFromArgument(
   arg: string,
   config: Config,
   options: SourceArgumentOptions = {},
 ): Promise<FrameSource> {
-  if (await isFolder(arg)) return openLocalFrameSource(arg);
-  const token = options.token ?? config.PATHEMBED_BEARER_TOKEN;
-  const client = DicomWebClient.fromConfig(
-    { ...config, PATHEMBED_ALLOWED_STORES: [...config.PATHEMBED_ALLOWED_STORES, ...(options.allow ?? [])] },
-    token ? { auth: bearerAuth(token) } : {},
-  );
-  return new DicomWebFrameSource(client, arg);
+  const spec = await sourceSpecFromArgument(arg);
+  return commandSlideOpener(config, options).openSource(spec, commandAccess(config, options));
 }
 
-/** Opens the source and reads the slide model (one metadata request for DICOMweb). */
-export async function openSlideFromArgument(
-  arg: string,
-  config: Config,
-  options: SourceArgumentOptions = {},
-): Promise<Slide> {
-  const source = await openSourceFromArgument(arg, config, options);
-  try {
-    return await openSlide(source);
-  } catch (err) {
-    await source.close?.();
-    throw err;
-  }
-}
-
-/** A slide with a decoder, a frame cache and a patch reader over it, configured from `config`. */
-export interface SlideReaderSession {
-  readonly slide: Slide;
-  readonly decoder: FrameDecoder;
-  readonly cache: FrameCache;
-  readonly reader: PatchReader;
-  close(): Promise<void>;
-}
-
+/** The slide `arg` names with a decoder, a frame cache and a patch reader over it. */
 export async function openSlideReader(
   arg: string,
   config: Config,
   options: SourceArgumentOptions = {},
-): Promise<SlideReaderSession> {
-  const slide = await openSlideFromArgument(arg, config, options);
-  const decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
-  const cache = new FrameCache(slide.source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
-  const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
-  return {
-    slide,
-    decoder,
-    cache,
-    reader,
-    async close() {
-      await slide.close();
-      await decoder.close();
-    },
-  };
+): Promise<OpenSlideReader> {
+  const spec = await sourceSpecFromArgument(arg);
+  return commandSlideOpener(config, options).openSlideReader(spec, commandAccess(config, options));
 }

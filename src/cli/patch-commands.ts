@@ -20,13 +20,9 @@ import { PATCH_SIZE_PX } from '../embed/model-contract.js';
 import { PathembedError } from '../errors.js';
 import { buildPatchGrid } from '../wsi/patch-grid.js';
 import { RGB_CHANNELS } from '../wsi/resample.js';
+import type { OpenSlideReader } from '../wsi/slide-opener.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
-import {
-  addSourceOptions,
-  openSlideReader,
-  type SlideReaderSession,
-  type SourceArgumentOptions,
-} from './open-source.js';
+import { addSourceOptions, openSlideReader, type SourceArgumentOptions } from './open-source.js';
 
 function parseNumber(name: string, integer: boolean, min?: number, max?: number) {
   return (raw: string): number => {
@@ -66,7 +62,7 @@ function printJson(value: unknown): void {
 async function withSlide<T>(
   series: string,
   options: SourceArgumentOptions,
-  fn: (session: SlideReaderSession, config: Config) => Promise<T>,
+  fn: (session: OpenSlideReader, config: Config) => Promise<T>,
 ): Promise<T> {
   const config = loadConfig();
   const session = await openSlideReader(series, config, { token: options.token, allow: options.allow });

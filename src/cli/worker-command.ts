@@ -6,11 +6,12 @@
  *   pathembed worker [--concurrency N] [--execution-provider auto|cpu|cuda|tensorrt] [--device-id N]
  */
 import type { Command } from 'commander';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { CONFIG_VARIABLES, type Config, type ConfigValues, loadConfig } from '../config.js';
-import { ensureDefaultModel } from '../embed/index.js';
+import { engineOptions } from '../domain-options.js';
+import { WorkerEmbeddingEngine } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
-import { WorkerEmbeddingEngine } from '../pipeline/index.js';
 import { createPipelinePort } from '../queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../queue/service-metrics.js';
 import { WorkerRuntime } from '../queue/worker-runtime.js';
@@ -84,10 +85,10 @@ export function registerWorkerCommand(program: Command): void {
         PATHEMBED_DEVICE_ID: opts.deviceId,
       });
       const logger = createLogger(config.LOG_LEVEL, 'pathembed-worker');
-      await ensureDefaultModel(config, logger);
+      await ensureDefaultModel(engineOptions(config), logger);
       // Inference in a worker thread: ONNX Runtime's binding blocks the event loop for a whole batch,
       // which would stall frame read-ahead and BullMQ's lock renewal.
-      const engine = await WorkerEmbeddingEngine.open(config);
+      const engine = await WorkerEmbeddingEngine.open(engineOptions(config), config.LOG_LEVEL);
       const frames = new FrameFetchRecorder();
       const pipeline = createPipelinePort(config, logger, engine, { frames });
       const runtime = await WorkerRuntime.start(

@@ -6,7 +6,6 @@
  * object holding one) cannot print them; `description` names the method, never the secret.
  */
 import { GoogleAuth } from 'google-auth-library';
-import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
 
 export interface AuthProvider {
@@ -90,24 +89,4 @@ export function googleAuth(options: GoogleAuthOptions = {}): AuthProvider {
       auth = undefined;
     },
   };
-}
-
-/** The provider PATHEMBED_AUTH selects. A per-job token (from the queue) overrides it with `bearerAuth`. */
-export function authFromConfig(
-  config: Pick<Config, 'PATHEMBED_AUTH' | 'PATHEMBED_BEARER_TOKEN'>,
-): AuthProvider {
-  switch (config.PATHEMBED_AUTH) {
-    case 'none':
-      return noAuth();
-    case 'bearer':
-      if (config.PATHEMBED_BEARER_TOKEN === undefined || config.PATHEMBED_BEARER_TOKEN === '') {
-        throw new PathembedError(
-          'CONFIG_INVALID',
-          'PATHEMBED_AUTH=bearer but PATHEMBED_BEARER_TOKEN is not set; set the token or choose PATHEMBED_AUTH=none|google.',
-        );
-      }
-      return bearerAuth(config.PATHEMBED_BEARER_TOKEN);
-    case 'google':
-      return googleAuth();
-  }
 }

@@ -8,13 +8,13 @@
  */
 import { setMaxListeners } from 'node:events';
 import { pino } from 'pino';
-import type { Config } from '../config.js';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 import type { EncodedFrame, FrameSourceStats } from '../encoded-frame.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { TransferSyntax } from '../uids.js';
-import { type AuthProvider, authFromConfig } from './auth.js';
+import type { AuthProvider } from './auth.js';
 import { StoreLimiters } from './concurrency-limiter.js';
 import {
   encodeMultipart,
@@ -23,7 +23,7 @@ import {
   readMultipart,
   transferSyntaxOf,
 } from './multipart.js';
-import { type RetryPolicy, retryPolicyFromConfig } from './retry-policy.js';
+import type { RetryPolicy } from './retry-policy.js';
 import {
   formatSeriesUrl,
   isValidUid,
@@ -50,28 +50,28 @@ const DICOM_PART_TYPE = 'application/dicom';
  * attribute per instance; asking for `all` is slower and some stores refuse it).
  */
 export const WSI_INSTANCE_FIELDS = {
-  ImageType: '00080008',
-  SOPClassUID: '00080016',
-  SOPInstanceUID: '00080018',
-  Modality: '00080060',
-  TransferSyntaxUID: '00020010',
-  InstanceNumber: '00200013',
-  ConcatenationUID: '00209161',
-  InConcatenationNumber: '00209162',
-  ConcatenationFrameOffsetNumber: '00209228',
-  DimensionOrganizationType: '00209311',
-  SamplesPerPixel: '00280002',
-  PhotometricInterpretation: '00280004',
-  NumberOfFrames: '00280008',
-  Rows: '00280010',
-  Columns: '00280011',
-  BitsAllocated: '00280100',
-  ImagedVolumeWidth: '00480001',
-  ImagedVolumeHeight: '00480002',
-  TotalPixelMatrixColumns: '00480006',
-  TotalPixelMatrixRows: '00480007',
-  NumberOfOpticalPaths: '00480302',
-  TotalPixelMatrixFocalPlanes: '00480303',
+  ImageType: Tag.ImageType,
+  SOPClassUID: Tag.SOPClassUID,
+  SOPInstanceUID: Tag.SOPInstanceUID,
+  Modality: Tag.Modality,
+  TransferSyntaxUID: Tag.TransferSyntaxUID,
+  InstanceNumber: Tag.InstanceNumber,
+  ConcatenationUID: Tag.ConcatenationUID,
+  InConcatenationNumber: Tag.InConcatenationNumber,
+  ConcatenationFrameOffsetNumber: Tag.ConcatenationFrameOffsetNumber,
+  DimensionOrganizationType: Tag.DimensionOrganizationType,
+  SamplesPerPixel: Tag.SamplesPerPixel,
+  PhotometricInterpretation: Tag.PhotometricInterpretation,
+  NumberOfFrames: Tag.NumberOfFrames,
+  Rows: Tag.Rows,
+  Columns: Tag.Columns,
+  BitsAllocated: Tag.BitsAllocated,
+  ImagedVolumeWidth: Tag.ImagedVolumeWidth,
+  ImagedVolumeHeight: Tag.ImagedVolumeHeight,
+  TotalPixelMatrixColumns: Tag.TotalPixelMatrixColumns,
+  TotalPixelMatrixRows: Tag.TotalPixelMatrixRows,
+  NumberOfOpticalPaths: Tag.NumberOfOpticalPaths,
+  TotalPixelMatrixFocalPlanes: Tag.TotalPixelMatrixFocalPlanes,
 } as const;
 
 /** QIDO-RS page size; a WSI series has a handful of instances, a sparse pyramid a few thousand. */
@@ -186,25 +186,6 @@ export class DicomWebClient {
 
   get retry(): RetryPolicy {
     return this.#requester.retry;
-  }
-
-  /**
-   * A client configured from PATHEMBED_* settings. `auth` defaults to what PATHEMBED_AUTH selects;
-   * a job with its own token passes `bearerAuth(token)`.
-   */
-  static fromConfig(
-    config: Config,
-    options: Partial<Pick<DicomWebClientOptions, 'auth' | 'limiters' | 'logger' | 'random'>> = {},
-  ): DicomWebClient {
-    return new DicomWebClient({
-      allowedStores: config.PATHEMBED_ALLOWED_STORES,
-      retry: retryPolicyFromConfig(config),
-      framesPerRequest: config.PATHEMBED_FRAMES_PER_REQUEST,
-      storeConcurrency: config.PATHEMBED_STORE_CONCURRENCY,
-      stowDestination: config.PATHEMBED_SR_DESTINATION,
-      ...options,
-      auth: options.auth ?? authFromConfig(config),
-    });
   }
 
   /** The auth method in use, for messages. */

@@ -4,7 +4,6 @@
  */
 export {
   type AuthProvider,
-  authFromConfig,
   bearerAuth,
   GOOGLE_HEALTHCARE_SCOPE,
   type GoogleAuthOptions,
@@ -40,8 +39,8 @@ export {
   RETRYABLE_STATUSES,
   type RetryDecision,
   type RetryPolicy,
-  retryPolicyFromConfig,
 } from './retry-policy.js';
+export { isSameStore } from './same-store.js';
 export {
   ACCEPTED_SERIES_FORMS,
   describeSeriesReference,

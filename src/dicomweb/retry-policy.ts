@@ -4,7 +4,6 @@
  * full jitter, Retry-After parsing, the decision to wait or give up, and the per-attempt signal.
  * Keeping these pure (time and randomness passed in) makes every delay testable exactly.
  */
-import type { Config } from '../config.js';
 
 export interface RetryPolicy {
   /** Attempts per request, the first included. */
@@ -50,27 +49,6 @@ const RETRYABLE_MESSAGES = [/socket hang up/i, /other side closed/i, /^terminate
 const MAX_CAUSE_DEPTH = 8;
 
 const MS_PER_SECOND = 1000;
-
-export function retryPolicyFromConfig(
-  config: Pick<
-    Config,
-    | 'PATHEMBED_RETRY_MAX_ATTEMPTS'
-    | 'PATHEMBED_RETRY_BASE_DELAY_MS'
-    | 'PATHEMBED_RETRY_MAX_DELAY_MS'
-    | 'PATHEMBED_RETRY_MAX_TOTAL_MS'
-    | 'PATHEMBED_REQUEST_TIMEOUT_MS'
-  >,
-): RetryPolicy {
-  return {
-    maxAttempts: config.PATHEMBED_RETRY_MAX_ATTEMPTS,
-    baseDelayMs: config.PATHEMBED_RETRY_BASE_DELAY_MS,
-    maxDelayMs: config.PATHEMBED_RETRY_MAX_DELAY_MS,
-    maxTotalMs: config.PATHEMBED_RETRY_MAX_TOTAL_MS,
-    requestTimeoutMs: config.PATHEMBED_REQUEST_TIMEOUT_MS,
-    retryOnStatus: RETRYABLE_STATUSES,
-    retryOnErrorCodes: RETRYABLE_ERROR_CODES,
-  };
-}
 
 /**
  * Full-jitter backoff (AWS architecture blog, "Exponential Backoff and Jitter"): a uniform draw in

@@ -5,18 +5,9 @@
  */
 
 import type { DicomJsonDataset } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { collapse, ERROR_EXCERPT_CHARS } from './store-request.js';
-
-const Tag = {
-  RetrieveURL: '00081190',
-  FailedSOPSequence: '00081198',
-  ReferencedSOPSequence: '00081199',
-  FailureReason: '00081197',
-  WarningReason: '00081196',
-  ReferencedSOPClassUID: '00081150',
-  ReferencedSOPInstanceUID: '00081155',
-} as const;
 
 /** PS3.4 / PS3.18 status codes a FailureReason may hold. */
 const FAILURE_REASONS: Readonly<Record<number, string>> = {

@@ -7,10 +7,10 @@
  */
 import { existsSync } from 'node:fs';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
-import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { modelNotFound } from './default-model.js';
+import type { EngineOptions } from './engine-options.js';
 import { type ExecutionProvider, openSession } from './execution-provider.js';
 import {
   assertModelContract,
@@ -53,18 +53,18 @@ export class EmbeddingEngine {
   }
 
   /**
-   * Opens PATHEMBED_MODEL_PATH on the configured provider and checks it against the contract.
+   * Opens the model on the chosen provider and checks it against the contract.
    * Throws MODEL_NOT_FOUND, MODEL_CONTRACT_MISMATCH or EXECUTION_PROVIDER_UNAVAILABLE.
    */
-  static async open(config: Config, logger: Logger): Promise<EmbeddingEngine> {
-    const modelPath = config.PATHEMBED_MODEL_PATH;
-    if (!existsSync(modelPath)) throw modelNotFound(config, modelPath);
-    const threads = config.PATHEMBED_INTRA_OP_THREADS;
+  static async open(options: EngineOptions, logger: Logger): Promise<EmbeddingEngine> {
+    const { modelPath } = options;
+    if (!existsSync(modelPath)) throw modelNotFound(modelPath, options.defaultModelPath);
+    const threads = options.intraOpThreads;
     const { session, provider } = await openSession(
       modelPath,
       {
-        setting: config.PATHEMBED_EXECUTION_PROVIDER,
-        deviceId: config.PATHEMBED_DEVICE_ID,
+        setting: options.executionProvider,
+        deviceId: options.deviceId,
         sessionOptions: {
           graphOptimizationLevel: 'all',
           executionMode: 'sequential',
@@ -85,13 +85,13 @@ export class EmbeddingEngine {
           sha256: manifest.sha256,
           synthetic: manifest.synthetic,
           provider,
-          batchSize: config.PATHEMBED_BATCH_SIZE,
+          batchSize: options.batchSize,
         },
         manifest.synthetic
           ? 'embedding model loaded (SYNTHETIC weights: embeddings carry no pathology meaning)'
           : 'embedding model loaded',
       );
-      return new EmbeddingEngine(session, modelPath, manifest, provider, config.PATHEMBED_BATCH_SIZE);
+      return new EmbeddingEngine(session, modelPath, manifest, provider, options.batchSize);
     } catch (err) {
       await session.release();
       throw err;

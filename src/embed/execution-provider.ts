@@ -9,11 +9,11 @@ import { existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
-import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import type { ExecutionProviderSetting } from './engine-options.js';
 
-export type ExecutionProviderSetting = Config['PATHEMBED_EXECUTION_PROVIDER'];
+export type { ExecutionProviderSetting };
 /** A provider a session actually runs on. */
 export type ExecutionProvider = Exclude<ExecutionProviderSetting, 'auto'>;
 

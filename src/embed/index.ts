@@ -2,12 +2,12 @@
  * The public API of the embedding layer: the engine, the model contract and manifest, provider
  * selection and the default (synthetic) model. Other folders import from here only.
  */
-export { defaultModelPath, ensureDefaultModel, isDefaultModelPath, modelNotFound } from './default-model.js';
+export { DEFAULT_MODEL_FILE, defaultModelPath, modelNotFound } from './default-model.js';
 export { EmbeddingEngine } from './embedding-engine.js';
+export type { EngineOptions, ExecutionProviderSetting } from './engine-options.js';
 export {
   cudaProviderInstalled,
   type ExecutionProvider,
-  type ExecutionProviderSetting,
   executionProvidersFor,
   isProviderFailure,
   type OpenedSession,
@@ -37,3 +37,4 @@ export {
   sha256OfFile,
   writeManifest,
 } from './model-manifest.js';
+export { WorkerEmbeddingEngine } from './worker-engine.js';

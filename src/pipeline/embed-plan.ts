@@ -85,7 +85,7 @@ export async function* embedOnSession(
 ): AsyncGenerator<PatchEmbedding> {
   const { start, end } = checkRange(range, plan.patches.length);
   const patches = plan.patches.slice(start, end);
-  const batchSize = deps.config.PATHEMBED_BATCH_SIZE;
+  const batchSize = deps.options.batchSize;
   const batchCount = Math.ceil(patches.length / batchSize);
   const choice: LevelScale = { level: plan.level, scale: plan.levelScale };
   const patchBytes = plan.patchSizePx * plan.patchSizePx * RGB_CHANNELS;

@@ -31,13 +31,12 @@ export {
   writeJsonResult,
   writePlannedEmbedding,
 } from './json-output.js';
-export {
-  defaultOpenSource,
-  type OpenSource,
-  type OpenSourceContext,
-  type PipelineDeps,
-  type PipelineEngine,
-  type RunContext,
+export type {
+  EmbedDefaults,
+  PipelineDeps,
+  PipelineEngine,
+  PipelineOptions,
+  RunContext,
 } from './pipeline-deps.js';
 export { gridSpacingUm, level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';
 export {
@@ -58,4 +57,3 @@ export {
 } from './run-job.js';
 export { buildSrForPlan, type SrOutput, type SrOutputOptions, stowDestinationFor } from './sr-output.js';
 export { StageClock } from './stage-clock.js';
-export { WorkerEmbeddingEngine } from './worker-engine.js';

@@ -13,12 +13,11 @@ import {
 import type { ResultSink } from '../results/result-sink.js';
 import { resultSource } from '../results/result-source.js';
 import { type ResultHeaderInput, type ResultSummaryInput, ResultWriter } from '../results/result-writer.js';
+import { spacingMmToUm } from '../units.js';
 import type { PatchRange } from './embed-plan.js';
 import { jobKeyFor } from './job-key.js';
 import type { PatchEmbedding, SlidePlan } from './job-types.js';
 import { meanGridSpacingUm } from './plan-geometry.js';
-
-const UM_PER_MM = 1000;
 
 export interface JsonOutputOptions {
   readonly model: ResultModel;
@@ -28,10 +27,6 @@ export interface JsonOutputOptions {
   readonly embeddingEncoding?: EmbeddingEncoding;
   /** The chunk this document holds; default the whole plan. */
   readonly range?: PatchRange;
-}
-
-function umOf(mm: { readonly x: number; readonly y: number }): { x: number; y: number } {
-  return { x: mm.x * UM_PER_MM, y: mm.y * UM_PER_MM };
 }
 
 export function resultHeaderFor(plan: SlidePlan, options: JsonOutputOptions): ResultHeaderInput {
@@ -59,13 +54,13 @@ export function resultHeaderFor(plan: SlidePlan, options: JsonOutputOptions): Re
       index: plan.level.index,
       widthPx: plan.level.widthPx,
       heightPx: plan.level.heightPx,
-      pixelSpacingUm: umOf(plan.level.pixelSpacingMm),
+      pixelSpacingUm: spacingMmToUm(plan.level.pixelSpacingMm),
       scaleFromGrid: plan.levelScale,
     },
     baseLevel: {
       widthPx: plan.baseLevel.widthPx,
       heightPx: plan.baseLevel.heightPx,
-      pixelSpacingUm: umOf(plan.baseLevel.pixelSpacingMm),
+      pixelSpacingUm: spacingMmToUm(plan.baseLevel.pixelSpacingMm),
     },
     grid: {
       coordinates: 'target-grid',

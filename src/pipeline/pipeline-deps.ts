@@ -1,29 +1,37 @@
 /**
- * What the pipeline is given rather than builds: configuration, logger, the embedding engine and
- * a way to open a slide's frame source. The CLI, the queue workers and the tests inject real
- * parts (or instrumented ones), and the pipeline never imports Express, BullMQ or Redis.
+ * What the pipeline is given rather than builds: its options, a logger, the embedding engine and
+ * the SlideOpener that opens every slide. The CLI, the queue workers and the tests inject real
+ * parts (or instrumented ones), and the pipeline never imports Express, BullMQ, Redis or the
+ * process configuration.
  */
-import type { FrameDecoder } from '../codecs/index.js';
-import type { Config } from '../config.js';
-import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { Logger } from '../log.js';
-import type { StowClient } from '../results/sr/store-sr.js';
-import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
-import type { FrameSource } from '../wsi/frame-source.js';
-import { openLocalFrameSource } from '../wsi/local-frame-source.js';
-import type { JobProgress, SlideSourceSpec } from './job-types.js';
+import type { SlideOpener } from '../wsi/slide-opener.js';
+import type { JobProgress } from './job-types.js';
 
-export interface OpenSourceContext {
-  /** Bearer token for the store; never stored, logged or written to a result. */
-  readonly token?: string;
-  readonly signal?: AbortSignal;
+/** Defaults of a job's options, filled in once by `resolveOptions`. */
+export interface EmbedDefaults {
+  /** Target pixel spacing of patches, µm/px. */
+  readonly pixelSpacingUm: number;
+  /** Grid stride in pixels at the target spacing. */
+  readonly stridePx: number;
+  /** Least tissue fraction of a grid patch. */
+  readonly minTissue: number;
 }
 
-export type OpenSource = (
-  spec: SlideSourceSpec,
-  context: OpenSourceContext,
-) => FrameSource | Promise<FrameSource>;
+export interface PipelineOptions {
+  readonly defaults: EmbedDefaults;
+  /** Patches per inference batch (also recorded in results). */
+  readonly batchSize: number;
+  /** Pixel spacing of the tissue mask, µm/px. */
+  readonly tissueSpacingUm: number;
+  /** Most patches one slide job may plan (PAYLOAD_TOO_LARGE above). */
+  readonly maxPatchesPerJob: number;
+  /** Most per-patch groups in an SR; above it the SR carries slide-level content only. */
+  readonly srMaxPatches: number;
+  /** Where SRs are stored when a job names no destination; default: the slide's own store. */
+  readonly srDestination?: string;
+}
 
 /**
  * The engine as the pipeline uses it: an EmbeddingEngine, a WorkerEmbeddingEngine (the same in a
@@ -40,20 +48,11 @@ export interface PipelineEngine {
 }
 
 export interface PipelineDeps {
-  readonly config: Config;
+  readonly options: PipelineOptions;
   readonly logger: Logger;
   readonly engine: PipelineEngine;
-  readonly openSource: OpenSource;
-  /**
-   * A frame decoder to share across jobs (its WASM worker pool is costly to start). Default: one
-   * per call, closed at its end.
-   */
-  readonly decoder?: FrameDecoder;
-  /**
-   * The STOW-RS client for an SR destination. Default: a DicomWebClient from `config`, with the
-   * job's token when the destination is the store the slide came from.
-   */
-  readonly stowClient?: (destination: string, context: OpenSourceContext) => StowClient;
+  /** Opens sources, readers and STOW clients, with a job's token where it may go. */
+  readonly slides: SlideOpener;
 }
 
 export interface RunContext {
@@ -63,19 +62,4 @@ export interface RunContext {
   readonly signal?: AbortSignal;
   /** Called after every batch. */
   readonly onProgress?: (progress: JobProgress) => void;
-}
-
-/**
- * The usual `openSource`: a local folder, or a DICOMweb series through a client configured from
- * `config` (allow-list, retries, per-store limits) with the job's token when it has one.
- */
-export function defaultOpenSource(config: Config, logger?: Logger): OpenSource {
-  return (spec, context) => {
-    if (spec.kind === 'local') return openLocalFrameSource(spec.folder);
-    const client = DicomWebClient.fromConfig(config, {
-      ...(logger ? { logger } : {}),
-      ...(context.token !== undefined ? { auth: bearerAuth(context.token) } : {}),
-    });
-    return new DicomWebFrameSource(client, spec);
-  };
 }

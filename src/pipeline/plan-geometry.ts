@@ -3,16 +3,13 @@
  * level's real spacing times the downsample, which may differ slightly from the requested spacing
  * when a level matched within tolerance) and how many level-0 pixels one grid pixel spans.
  */
+import { mmToUm, type SpacingUm, spacingMmToUm } from '../units.js';
 import type { SlidePlan } from './job-types.js';
 
-const UM_PER_MM = 1000;
-
 /** Micrometres per target-grid pixel, along columns (x) and rows (y). */
-export function gridSpacingUm(plan: SlidePlan): { x: number; y: number } {
-  return {
-    x: plan.level.pixelSpacingMm.x * UM_PER_MM * plan.levelScale,
-    y: plan.level.pixelSpacingMm.y * UM_PER_MM * plan.levelScale,
-  };
+export function gridSpacingUm(plan: SlidePlan): SpacingUm {
+  const level = spacingMmToUm(plan.level.pixelSpacingMm);
+  return { x: level.x * plan.levelScale, y: level.y * plan.levelScale };
 }
 
 /** Mean of the two axes, the grid's nominal spacing. */
@@ -25,7 +22,7 @@ export function meanGridSpacingUm(plan: SlidePlan): number {
 export function level0PerGridPixel(plan: SlidePlan): { x: number; y: number } {
   const grid = gridSpacingUm(plan);
   return {
-    x: grid.x / (plan.baseLevel.pixelSpacingMm.x * UM_PER_MM),
-    y: grid.y / (plan.baseLevel.pixelSpacingMm.y * UM_PER_MM),
+    x: grid.x / mmToUm(plan.baseLevel.pixelSpacingMm.x),
+    y: grid.y / mmToUm(plan.baseLevel.pixelSpacingMm.y),
   };
 }

@@ -16,7 +16,7 @@ import { buildSlidePyramid } from '../wsi/slide-pyramid.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
 import { cancelledIfAborted } from './cancellation.js';
 import type { EmbedOptions, PlanBaseLevel, PlannedPatch, SlidePlan, SlideSourceSpec } from './job-types.js';
-import type { PipelineDeps, RunContext } from './pipeline-deps.js';
+import type { EmbedDefaults, PipelineDeps, RunContext } from './pipeline-deps.js';
 import { openReadingSession, type ReadingSession } from './reading-session.js';
 
 /** Options with the configuration's defaults filled in, checked, naming the bad one. */
@@ -34,11 +34,10 @@ function invalid(option: string, problem: string, value: unknown): PathembedErro
   });
 }
 
-export function resolveOptions(options: EmbedOptions, deps: Pick<PipelineDeps, 'config'>): ResolvedOptions {
-  const { config } = deps;
-  const pixelSpacingUm = options.pixelSpacingUm ?? config.PATHEMBED_PIXEL_SPACING_UM;
-  const stridePx = options.stridePx ?? config.PATHEMBED_STRIDE_PX;
-  const minTissue = options.minTissue ?? config.PATHEMBED_MIN_TISSUE;
+export function resolveOptions(options: EmbedOptions, defaults: EmbedDefaults): ResolvedOptions {
+  const pixelSpacingUm = options.pixelSpacingUm ?? defaults.pixelSpacingUm;
+  const stridePx = options.stridePx ?? defaults.stridePx;
+  const minTissue = options.minTissue ?? defaults.minTissue;
   if (!(pixelSpacingUm > 0) || !Number.isFinite(pixelSpacingUm)) {
     throw invalid('pixelSpacingUm', 'must be a positive number of µm/px', pixelSpacingUm);
   }
@@ -84,14 +83,14 @@ export async function planOnSession(
   deps: PipelineDeps,
   ctx: RunContext,
 ): Promise<PlanWithMetadata> {
-  const resolved = resolveOptions(options, deps);
-  const { config } = deps;
+  const resolved = resolveOptions(options, deps.options.defaults);
+  const { options: pipeline } = deps;
   const patchSizePx = deps.engine.patchSize;
   return cancelledIfAborted(ctx.signal, async () => {
     const metadata = await session.source.seriesMetadata(ctx.signal);
     const pyramid = buildSlidePyramid(metadata);
     const choice = chooseLevel(pyramid.levels, resolved.pixelSpacingUm, {
-      tolerance: config.PATHEMBED_LEVEL_TOLERANCE,
+      tolerance: deps.slides.reading.levelTolerance,
     });
     const levelScale: LevelScale = { level: choice.level, scale: choice.scale };
     let patches: readonly PlannedPatch[];
@@ -105,7 +104,7 @@ export async function planOnSession(
       candidates = patches.length;
     } else {
       const mask = await computeTissueMask(session.reader, pyramid.levels, {
-        spacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
+        spacingUm: pipeline.tissueSpacingUm,
         signal: ctx.signal,
       });
       const grid = buildPatchGrid(levelScale, mask, {
@@ -118,11 +117,11 @@ export async function planOnSession(
       tissue = grid.tissue;
       candidates = grid.candidates;
     }
-    if (patches.length > config.PATHEMBED_MAX_PATCHES_PER_JOB) {
+    if (patches.length > pipeline.maxPatchesPerJob) {
       throw new PathembedError(
         'PAYLOAD_TOO_LARGE',
-        `The job plans ${patches.length} patches, more than PATHEMBED_MAX_PATCHES_PER_JOB (${config.PATHEMBED_MAX_PATCHES_PER_JOB}); raise the stride, the pixel spacing or the minimum tissue`,
-        { patches: patches.length, max: config.PATHEMBED_MAX_PATCHES_PER_JOB },
+        `The job plans ${patches.length} patches, more than PATHEMBED_MAX_PATCHES_PER_JOB (${pipeline.maxPatchesPerJob}); raise the stride, the pixel spacing or the minimum tissue`,
+        { patches: patches.length, max: pipeline.maxPatchesPerJob },
       );
     }
     const size = targetGridSize(levelScale);

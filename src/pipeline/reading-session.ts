@@ -1,13 +1,12 @@
 /**
- * One job's way of reading a slide: its frame source (opened with the job's token), a decoded-
- * frame cache and a patch reader over it, with the fetch and decode stages timed and failures
- * naming their frame. Planning and embedding in one process share a session, so the frames the
- * tissue mask read are not fetched again and the source is opened once.
+ * One job's way of reading a slide: a SlideOpener reader (opened with the job's token) with the
+ * fetch and decode stages timed and failures naming their frame. Planning and embedding in one
+ * process share a session, so the frames the tissue mask read are not fetched again and the
+ * source is opened once.
  */
-import { FrameDecoder } from '../codecs/index.js';
-import { FrameCache } from '../wsi/frame-cache.js';
+import type { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
-import { PatchReader } from '../wsi/patch-reader.js';
+import type { PatchReader } from '../wsi/patch-reader.js';
 import { FrameOrigins, InstrumentedFrameSource, instrumentedDecoder } from './instrumented-reading.js';
 import type { SlideSourceSpec } from './job-types.js';
 import type { PipelineDeps, RunContext } from './pipeline-deps.js';
@@ -23,31 +22,20 @@ export interface ReadingSession {
 }
 
 export async function openReadingSession(
-  deps: PipelineDeps,
+  deps: Pick<PipelineDeps, 'slides'>,
   spec: SlideSourceSpec,
   ctx: RunContext,
 ): Promise<ReadingSession> {
-  const inner = await deps.openSource(spec, { token: ctx.token, signal: ctx.signal });
   const fetchClock = new StageClock();
   const decodeClock = new StageClock();
   const origins = new FrameOrigins();
-  const ownDecoder = deps.decoder
-    ? undefined
-    : new FrameDecoder({ decodeThreads: deps.config.PATHEMBED_DECODE_THREADS });
-  const decoder = instrumentedDecoder((deps.decoder ?? ownDecoder)!, decodeClock, origins);
-  const source = new InstrumentedFrameSource(inner, fetchClock, origins);
-  const cache = new FrameCache(source, decoder, { maxBytes: deps.config.PATHEMBED_FRAME_CACHE_BYTES });
-  const reader = new PatchReader(cache, { levelTolerance: deps.config.PATHEMBED_LEVEL_TOLERANCE });
-  return {
-    source,
-    cache,
-    reader,
-    fetchClock,
-    decodeClock,
-    async close() {
-      cache.clear();
-      await source.close();
-      await ownDecoder?.close();
+  const opened = await deps.slides.openReader(
+    spec,
+    { token: ctx.token, signal: ctx.signal },
+    {
+      source: (inner) => new InstrumentedFrameSource(inner, fetchClock, origins),
+      decoder: (decoder) => instrumentedDecoder(decoder, decodeClock, origins),
     },
-  };
+  );
+  return { ...opened, fetchClock, decodeClock };
 }

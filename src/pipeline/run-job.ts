@@ -7,7 +7,6 @@
  * upload never loses it: the outcome reports the upload's error code beside the JSON's path.
  */
 import path from 'node:path';
-import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import { isPathembedError, PathembedError, toPathembedError } from '../errors.js';
 import type { EmbeddingEncoding } from '../results/embedding-codec.js';
 import type { ResultModel, ResultTimings, StoredResultSummary } from '../results/result-document.js';
@@ -88,10 +87,6 @@ async function* storedEmbeddings(jsonPath: string): AsyncGenerator<PatchEmbeddin
   for await (const p of stream.patches()) yield { index: p.index, embedding: p.embedding };
 }
 
-function sameStore(a: string, b: string): boolean {
-  return publicBaseUrl(a) === publicBaseUrl(b);
-}
-
 /**
  * Plans and embeds a slide into a JSON result, and optionally writes and stores its SR (see the
  * module doc). Throws the typed errors of planning and embedding (JOB_CANCELLED on abort, with no
@@ -128,7 +123,7 @@ export async function runEmbeddingJob(
     const decodeAtPlan = session.decodeClock.ms;
     const writer = await openJsonResult(plan, output.jsonPath, {
       model,
-      batchSize: deps.config.PATHEMBED_BATCH_SIZE,
+      batchSize: deps.options.batchSize,
       embeddingWidth: deps.engine.embeddingWidth,
       ...(output.embeddingEncoding ? { embeddingEncoding: output.embeddingEncoding } : {}),
       ...(output.range ? { range: output.range } : {}),
@@ -184,7 +179,7 @@ async function writeAndStoreSr(
   const { bytes, sr } = await buildSrForPlan(plan, metadata, storedEmbeddings(output.jsonPath), {
     model: modelOf(deps),
     embeddingWidth: deps.engine.embeddingWidth,
-    maxPatches: deps.config.PATHEMBED_SR_MAX_PATCHES,
+    maxPatches: deps.options.srMaxPatches,
     jsonResultName: output.jsonResultName ?? path.basename(output.jsonPath),
   });
   if (output.srPath) await writeSrFile(output.srPath, bytes);
@@ -199,19 +194,12 @@ async function writeAndStoreSr(
   if (!output.stow) return base;
   const destination = stowDestinationFor(
     plan,
-    deps.config,
+    deps.options.srDestination,
     typeof output.stow === 'string' ? output.stow : undefined,
   );
   const shown = publicBaseUrl(destination);
   try {
-    const token =
-      plan.source.kind === 'dicomweb' && sameStore(destination, plan.source.baseUrl) ? ctx.token : undefined;
-    const client = deps.stowClient
-      ? deps.stowClient(destination, { token, signal: ctx.signal })
-      : DicomWebClient.fromConfig(deps.config, {
-          logger: deps.logger,
-          ...(token !== undefined ? { auth: bearerAuth(token) } : {}),
-        });
+    const client = deps.slides.stowClient(plan.source, destination, { token: ctx.token });
     const stored = await stowSr(client, bytes, sr.sopInstanceUid, destination, ctx.signal);
     deps.logger.info({ destination: shown, sopInstanceUid: sr.sopInstanceUid }, 'SR stored');
     return { ...base, stow: { ok: true, destination: shown, ...stored } };

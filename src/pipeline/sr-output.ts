@@ -4,8 +4,8 @@
  * number, so a large slide costs nothing here), the level-0 image as the regions' reference, and
  * where to store it.
  */
-import type { Config } from '../config.js';
 import type { DicomJsonDataset } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import type { ResultModel } from '../results/result-document.js';
 import { RunningMean } from '../results/running-mean.js';
@@ -15,9 +15,6 @@ import { SopClass } from '../uids.js';
 import { jobKeyFor } from './job-key.js';
 import type { PatchEmbedding, SlidePlan } from './job-types.js';
 import { level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';
-
-const SOP_CLASS_UID_TAG = '00080016';
-const SOP_INSTANCE_UID_TAG = '00080018';
 
 export interface SrOutputOptions {
   readonly model: ResultModel;
@@ -35,7 +32,7 @@ export interface SrOutput {
 }
 
 function sopInstanceUidOf(ds: DicomJsonDataset): string | undefined {
-  const v = ds[SOP_INSTANCE_UID_TAG]?.Value?.[0];
+  const v = ds[Tag.SOPInstanceUID]?.Value?.[0];
   return typeof v === 'string' ? v : undefined;
 }
 
@@ -76,7 +73,7 @@ export async function buildSrForPlan(
   const byUid = new Map(metadata.map((ds) => [sopInstanceUidOf(ds), ds]));
   const base = byUid.get(plan.baseLevel.sopInstanceUid) ?? metadata[0];
   const sopClassOf = (uid: string) =>
-    (byUid.get(uid)?.[SOP_CLASS_UID_TAG]?.Value?.[0] as string | undefined) ??
+    (byUid.get(uid)?.[Tag.SOPClassUID]?.Value?.[0] as string | undefined) ??
     SopClass.VLWholeSlideMicroscopyImage;
   const sr = buildEmbeddingSr({
     jobKey: jobKeyFor(plan, options.model.sha256),
@@ -116,11 +113,13 @@ export async function buildSrForPlan(
  * Where an SR goes over STOW-RS: the URL given, else PATHEMBED_SR_DESTINATION, else the store the
  * slide came from. A local slide needs one of the first two.
  */
-export function stowDestinationFor(plan: SlidePlan, config: Config, explicit?: string): string {
+export function stowDestinationFor(
+  plan: SlidePlan,
+  configured: string | undefined,
+  explicit?: string,
+): string {
   const destination =
-    explicit ??
-    config.PATHEMBED_SR_DESTINATION ??
-    (plan.source.kind === 'dicomweb' ? plan.source.baseUrl : undefined);
+    explicit ?? configured ?? (plan.source.kind === 'dicomweb' ? plan.source.baseUrl : undefined);
   if (!destination) {
     throw new PathembedError(
       'INVALID_ARGUMENT',

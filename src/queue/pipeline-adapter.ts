@@ -6,7 +6,8 @@
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import type { DicomJsonDataset } from '../dicom-json.js';
-import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
+import { Tag } from '../dicom-tags.js';
+import { pipelineDeps, slideOpener } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import {
@@ -25,11 +26,8 @@ import {
 } from '../pipeline/index.js';
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
-import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
-import { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
-import { PatchReader } from '../wsi/patch-reader.js';
-import { openSlide } from '../wsi/slide.js';
+import type { SlideOpener } from '../wsi/slide-opener.js';
 import type {
   JsonResultInfo,
   PipelinePort,
@@ -46,8 +44,6 @@ import type { ResultUpload } from './result-store.js';
 import type { FrameFetchRecorder } from './service-metrics.js';
 import { TimedFrameSource } from './timed-frame-source.js';
 
-const SOP_INSTANCE_UID_TAG = '00080018';
-const PER_FRAME_GROUPS_TAG = '52009230';
 const MICROSECONDS_PER_MS = 1000;
 
 /** Timings are reported to the microsecond, as in a one-process run. */
@@ -70,30 +66,24 @@ export interface PipelineAdapterOptions {
 export class PipelineAdapter implements PipelinePort {
   readonly #decoder: FrameDecoder;
   readonly #deps: PipelineDeps;
+  readonly #slides: SlideOpener;
 
   constructor(
-    private readonly config: Config,
-    private readonly logger: Logger,
+    readonly config: Config,
+    readonly logger: Logger,
     private readonly engine: QueueEngine,
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
     this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
-    this.#deps = {
-      config,
+    const { frames } = options;
+    this.#slides = slideOpener(config, {
       logger,
-      engine,
+      allowLocal: false,
       decoder: this.#decoder,
-      openSource: (spec, context) => {
-        if (spec.kind !== 'dicomweb') {
-          throw new PathembedError(
-            'INVALID_ARGUMENT',
-            'Queue jobs read DICOMweb series only, not local folders',
-          );
-        }
-        return this.openSource(spec, context);
-      },
-    };
+      ...(frames ? { decorateSource: (source: FrameSource) => new TimedFrameSource(source, frames) } : {}),
+    });
+    this.#deps = pipelineDeps(config, logger, engine, this.#slides);
   }
 
   async plan(source: DicomWebSourceSpec, options: EmbedOptions, run: RunContext): Promise<PlannedSlide> {
@@ -106,10 +96,10 @@ export class PipelineAdapter implements PipelinePort {
         ...plan.level.instances.map((i) => i.sopInstanceUid),
       ]);
       const kept = metadata
-        .filter((ds) => wanted.has(String(ds[SOP_INSTANCE_UID_TAG]?.Value?.[0])))
+        .filter((ds) => wanted.has(String(ds[Tag.SOPInstanceUID]?.Value?.[0])))
         .map((ds) => {
           // Per-frame groups can be megabytes on sparse slides; the SR needs none of them.
-          const { [PER_FRAME_GROUPS_TAG]: _dropped, ...rest } = ds;
+          const { [Tag.PerFrameFunctionalGroupsSequence]: _dropped, ...rest } = ds;
           return rest as DicomJsonDataset;
         });
       return { plan, metadata: kept };
@@ -149,16 +139,6 @@ export class PipelineAdapter implements PipelinePort {
     return this.engine.provider;
   }
 
-  /** A frame source for a job: its token when it has one, else the configured auth. */
-  openSource(spec: DicomWebSourceSpec, run: Pick<RunContext, 'token'>): FrameSource {
-    const client = DicomWebClient.fromConfig(this.config, {
-      logger: this.logger,
-      ...(run.token !== undefined ? { auth: bearerAuth(run.token) } : {}),
-    });
-    const source = new DicomWebFrameSource(client, spec);
-    return this.options.frames ? new TimedFrameSource(source, this.options.frames) : source;
-  }
-
   async writeJson(
     plan: SlidePlan,
     embeddings: AsyncIterable<PatchEmbedding>,
@@ -172,7 +152,7 @@ export class PipelineAdapter implements PipelinePort {
       streamSink({ ...upload, description: `result of ${info.jobId}` }),
       {
         model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
-        batchSize: this.config.PATHEMBED_BATCH_SIZE,
+        batchSize: this.#deps.options.batchSize,
         embeddingWidth: this.engine.embeddingWidth,
         // Read once every embedding is written. fetch, decode and infer are sums of busy time
         // over the chunk jobs (which may run on several workers at once), so they can exceed
@@ -203,21 +183,14 @@ export class PipelineAdapter implements PipelinePort {
     const { bytes, sr } = await buildSrForPlan(plan, planned.metadata, embeddings, {
       model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
       embeddingWidth: this.engine.embeddingWidth,
-      maxPatches: this.config.PATHEMBED_SR_MAX_PATCHES,
+      maxPatches: this.#deps.options.srMaxPatches,
       jsonResultName: info.jsonResultName,
     });
     upload.stream.end(bytes);
     await upload.commit();
     if (info.stowTo) {
-      // The job's token is for its source store: it goes to the SR destination only when that
-      // is the same store, never to another host.
-      const sameStore =
-        plan.source.kind === 'dicomweb' &&
-        new URL(plan.source.baseUrl).origin === new URL(info.stowTo).origin;
-      const client = DicomWebClient.fromConfig(this.config, {
-        logger: this.logger,
-        ...(sameStore && run.token !== undefined ? { auth: bearerAuth(run.token) } : {}),
-      });
+      // The job's token is for its source store: mayForwardToken decides whether it goes along.
+      const client = this.#slides.stowClient(plan.source, info.stowTo, run);
       await stowSr(client, bytes, sr.sopInstanceUid, info.stowTo, run.signal);
     }
     return {
@@ -233,7 +206,7 @@ export class PipelineAdapter implements PipelinePort {
     requireInside: boolean,
     run: RunContext,
   ): Promise<Uint8Array[]> {
-    const slide = await openSlide(this.openSource(spec, run), run.signal);
+    const { slide, reader, close } = await this.#slides.openSlideReader(spec, run);
     try {
       const levels = slide.pyramid.levels;
       const wanted = spec.instanceUids;
@@ -249,10 +222,6 @@ export class PipelineAdapter implements PipelinePort {
           { instanceUids: wanted },
         );
       }
-      const cache = new FrameCache(slide.source, this.#decoder, {
-        maxBytes: this.config.PATHEMBED_FRAME_CACHE_BYTES,
-      });
-      const reader = new PatchReader(cache, { levelTolerance: this.config.PATHEMBED_LEVEL_TOLERANCE });
       const out: Uint8Array[] = [];
       for (const p of patches) {
         const rgb = await reader.readRegion(level, p.x, p.y, p.width, p.height, {
@@ -263,7 +232,7 @@ export class PipelineAdapter implements PipelinePort {
       }
       return out;
     } finally {
-      await slide.close();
+      await close();
     }
   }
 

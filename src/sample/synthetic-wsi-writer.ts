@@ -11,10 +11,11 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import sharp from 'sharp';
 import type { DicomJsonDataset, DicomJsonElement } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { SopClass, TransferSyntax } from '../uids.js';
+import { umToMm } from '../units.js';
 import { writePart10Header } from '../wsi/dcmjs.js';
-import { Tag } from '../wsi/dicom-tags.js';
 import { deterministicUid } from './deterministic-uid.js';
 import { coordinatePattern, labelPattern, type PixelFunction, type PixelLevel } from './pixel-patterns.js';
 
@@ -518,8 +519,8 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
     specimenUid: uid('specimen'),
     icc: await iccProfile(),
     seriesDescription: options.seriesDescription ?? 'pathembed synthetic slide',
-    imagedWidthMm: (widthPx * spacingUm) / 1000,
-    imagedHeightMm: (heightPx * spacingUm) / 1000,
+    imagedWidthMm: umToMm(widthPx * spacingUm),
+    imagedHeightMm: umToMm(heightPx * spacingUm),
   };
   await fs.mkdir(dir, { recursive: true });
 
@@ -533,7 +534,7 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
     const lh = Math.ceil(heightPx / downsample);
     const across = Math.ceil(lw / tileW);
     const down = Math.ceil(lh / tileH);
-    const spacingMm = (spacingUm * downsample) / 1000;
+    const spacingMm = umToMm(spacingUm * downsample);
     const pixelSpacingMm: [number, number] =
       options.pixelSpacingQuirk === 'orthanc-swapped'
         ? [ctx.imagedWidthMm / lh, ctx.imagedHeightMm / lw]

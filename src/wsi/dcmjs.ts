@@ -6,6 +6,7 @@
  */
 import { createRequire } from 'node:module';
 import type { DicomJsonDataset, DicomJsonElement } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 
 interface DcmjsElement {
   vr: string;
@@ -93,7 +94,7 @@ export function dcmjsDictToDicomJson(dict: DcmjsDict): DicomJsonDataset {
  */
 export function readPart10Header(bytes: Uint8Array): { meta: DicomJsonDataset; dataset: DicomJsonDataset } {
   const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) as ArrayBuffer;
-  const parsed = dcmjs.data.DicomMessage.readFile(buffer, { untilTag: '7FE00010', ignoreErrors: false });
+  const parsed = dcmjs.data.DicomMessage.readFile(buffer, { untilTag: Tag.PixelData, ignoreErrors: false });
   return { meta: dcmjsDictToDicomJson(parsed.meta), dataset: dcmjsDictToDicomJson(parsed.dict) };
 }
 

@@ -10,10 +10,10 @@
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { type DicomJsonDataset, num, str } from '../dicom-json.js';
+import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { SopClass } from '../uids.js';
 import { readPart10Header } from './dcmjs.js';
-import { Tag } from './dicom-tags.js';
 import type { EncodedFrame, FrameSource, FrameSourceStats } from './frame-source.js';
 import {
   BlockReader,

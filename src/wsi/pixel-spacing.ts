@@ -18,7 +18,8 @@
  */
 import type { DicomJsonDataset } from '../dicom-json.js';
 import { items, num, values } from '../dicom-json.js';
-import { Tag } from './dicom-tags.js';
+import { Tag } from '../dicom-tags.js';
+import { mmToUm, type SpacingUm, spacingMmToUm } from '../units.js';
 import type { PixelSpacingSource, SlideLevel } from './slide-level.js';
 
 /** Relative difference under which two spacings count as the same. */
@@ -83,11 +84,11 @@ export function resolvePixelSpacing(
 }
 
 /** Micrometres per pixel along x (columns) and y (rows). */
-export function pixelSpacingUm(level: Pick<SlideLevel, 'pixelSpacingMm'>): { x: number; y: number } {
-  return { x: level.pixelSpacingMm.x * 1000, y: level.pixelSpacingMm.y * 1000 };
+export function pixelSpacingUm(level: Pick<SlideLevel, 'pixelSpacingMm'>): SpacingUm {
+  return spacingMmToUm(level.pixelSpacingMm);
 }
 
 /** One number for a level's resolution: the mean of x and y spacing, in micrometres per pixel. */
 export function meanPixelSpacingUm(level: Pick<SlideLevel, 'pixelSpacingMm'>): number {
-  return ((level.pixelSpacingMm.x + level.pixelSpacingMm.y) / 2) * 1000;
+  return mmToUm((level.pixelSpacingMm.x + level.pixelSpacingMm.y) / 2);
 }

@@ -9,9 +9,9 @@
  */
 import type { FrameDescription } from '../codecs/index.js';
 import { type DicomJsonDataset, items, num, requireStr, str, values } from '../dicom-json.js';
+import { EPIFLUORESCENCE_ILLUMINATION_CODE, Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { SopClass } from '../uids.js';
-import { EPIFLUORESCENCE_ILLUMINATION_CODE, Tag } from './dicom-tags.js';
 import { resolvePixelSpacing } from './pixel-spacing.js';
 import {
   type AssociatedImage,

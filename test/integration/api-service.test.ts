@@ -17,10 +17,12 @@ import { Redis } from 'ioredis';
 import { pino } from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { type Api, createApi } from '../../src/api/app.js';
 import { type Listening, listen } from '../../src/api/server.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { EmbeddingEngine, ensureDefaultModel } from '../../src/embed/index.js';
+import { engineOptions } from '../../src/domain-options.js';
+import { EmbeddingEngine } from '../../src/embed/index.js';
 import { REDACTED_PATHS } from '../../src/log.js';
 import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
@@ -91,8 +93,8 @@ beforeAll(async () => {
   await new Promise<void>((r) => outsider.listen(0, '127.0.0.1', r));
   outsiderUrl = `http://127.0.0.1:${(outsider.address() as AddressInfo).port}`;
 
-  await ensureDefaultModel(config, logger);
-  const engine = await EmbeddingEngine.open(config, logger);
+  await ensureDefaultModel(engineOptions(config), logger);
+  const engine = await EmbeddingEngine.open(engineOptions(config), logger);
   const frames = new FrameFetchRecorder();
   runtime = await WorkerRuntime.start(
     { config, logger, pipeline: createPipelinePort(config, logger, engine, { frames }), frames },

@@ -4,7 +4,8 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { DicomWebClient, parseSeriesReference } from '../../src/dicomweb/index.js';
+import { type DicomWebClient, parseSeriesReference } from '../../src/dicomweb/index.js';
+import { dicomWebClient } from '../../src/domain-options.js';
 import { PathembedError } from '../../src/errors.js';
 import { SopClass, TransferSyntax } from '../../src/uids.js';
 import { DicomWebFrameSource } from '../../src/wsi/dicomweb-frame-source.js';
@@ -53,7 +54,7 @@ async function readFixture(name: string): Promise<Part10[]> {
 
 /** A fresh client per test, so its stats count that test's requests only. */
 function client(env: Record<string, string> = {}): DicomWebClient {
-  return DicomWebClient.fromConfig(loadConfig(env));
+  return dicomWebClient(loadConfig(env));
 }
 
 async function failure(promise: Promise<unknown>): Promise<PathembedError> {

@@ -6,11 +6,12 @@ import { loadConfig } from '../../src/config.js';
 import {
   backoffDelayMs,
   bearerAuth,
-  DicomWebClient,
+  type DicomWebClient,
   type DicomWebClientOptions,
   googleAuth,
   StoreLimiters,
 } from '../../src/dicomweb/index.js';
+import { dicomWebClient } from '../../src/domain-options.js';
 import { PathembedError } from '../../src/errors.js';
 import { REDACTED_PATHS } from '../../src/log.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
@@ -50,7 +51,7 @@ function client(
   env: Record<string, string> = {},
   options: Partial<DicomWebClientOptions> = {},
 ): DicomWebClient {
-  return DicomWebClient.fromConfig(loadConfig({ ...FAST, ...env }), {
+  return dicomWebClient(loadConfig({ ...FAST, ...env }), {
     logger: captureLogger(),
     random: () => 1 - Number.EPSILON,
     limiters: new StoreLimiters(Number(env.PATHEMBED_STORE_CONCURRENCY ?? 6)),

@@ -12,11 +12,12 @@ import { promisify } from 'node:util';
 import { pino } from 'pino';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { buildVit } from '../../models/build-vit.js';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { type Config, loadConfig } from '../../src/config.js';
+import { engineOptions } from '../../src/domain-options.js';
 import {
   EMBEDDING_WIDTH,
   EmbeddingEngine,
-  ensureDefaultModel,
   manifestPathFor,
   PATCH_BYTES,
   PATCH_SIZE_PX,
@@ -80,8 +81,8 @@ const patches = Array.from({ length: 8 }, (_, i) => makePatch(1000 + i));
 
 beforeAll(async () => {
   config = loadConfig(baseEnv);
-  await ensureDefaultModel(config, silent);
-  engine = await EmbeddingEngine.open(config, silent);
+  await ensureDefaultModel(engineOptions(config), silent);
+  engine = await EmbeddingEngine.open(engineOptions(config), silent);
   dir = await mkdtemp(path.join(os.tmpdir(), 'pathembed-engine-'));
 });
 
@@ -135,7 +136,7 @@ describe('EmbeddingEngine on the synthetic ViT-S/16', () => {
     const a = await engine.embed(patches);
     const b = await engine.embed(patches);
     expect(b).toEqual(a);
-    const other = await EmbeddingEngine.open(config, silent);
+    const other = await EmbeddingEngine.open(engineOptions(config), silent);
     try {
       expect(await other.embed(patches)).toEqual(a);
     } finally {
@@ -152,7 +153,8 @@ describe('EmbeddingEngine on the synthetic ViT-S/16', () => {
       import { pino } from 'pino';
       import { loadConfig } from ${JSON.stringify(path.join(PROJECT_ROOT, 'src/config.ts'))};
       import { EmbeddingEngine, PATCH_BYTES } from ${JSON.stringify(path.join(PROJECT_ROOT, 'src/embed/index.ts'))};
-      const engine = await EmbeddingEngine.open(loadConfig(${JSON.stringify(baseEnv)}), pino({ level: 'silent' }));
+      import { engineOptions } from ${JSON.stringify(path.join(PROJECT_ROOT, 'src/domain-options.ts'))};
+      const engine = await EmbeddingEngine.open(engineOptions(loadConfig(${JSON.stringify(baseEnv)})), pino({ level: 'silent' }));
       const bytes = readFileSync(${JSON.stringify(input)});
       const patches = [0, 1].map((i) => new Uint8Array(bytes.subarray(i * PATCH_BYTES, (i + 1) * PATCH_BYTES)));
       const out = await engine.embed(patches);
@@ -199,7 +201,7 @@ describe('EmbeddingEngine on the synthetic ViT-S/16', () => {
   });
 
   it('warms up and refuses to embed once closed', async () => {
-    const own = await EmbeddingEngine.open(config, silent);
+    const own = await EmbeddingEngine.open(engineOptions(config), silent);
     await own.warmup();
     await own.close();
     await expect(own.embed([patches[0]])).rejects.toSatisfy((err) => isPathembedError(err, 'INTERNAL'));
@@ -212,7 +214,10 @@ describe('models that are missing or break the contract', () => {
     await writeFile(modelPath, buildVit(options).bytes);
     try {
       await (
-        await EmbeddingEngine.open(loadConfig({ ...baseEnv, PATHEMBED_MODEL_PATH: modelPath }), silent)
+        await EmbeddingEngine.open(
+          engineOptions(loadConfig({ ...baseEnv, PATHEMBED_MODEL_PATH: modelPath })),
+          silent,
+        )
       ).close();
       return undefined;
     } catch (err) {
@@ -246,17 +251,20 @@ describe('models that are missing or break the contract', () => {
     const modelPath = path.join(dir, 'garbage.onnx');
     await writeFile(modelPath, 'not a model');
     await expect(
-      EmbeddingEngine.open(loadConfig({ ...baseEnv, PATHEMBED_MODEL_PATH: modelPath }), silent),
+      EmbeddingEngine.open(
+        engineOptions(loadConfig({ ...baseEnv, PATHEMBED_MODEL_PATH: modelPath })),
+        silent,
+      ),
     ).rejects.toSatisfy((err) => isPathembedError(err, 'MODEL_CONTRACT_MISMATCH'));
   });
 
   it('answers MODEL_NOT_FOUND for a missing model, telling how to get one, and does not build it elsewhere', async () => {
     const missing = loadConfig({ ...baseEnv, PATHEMBED_MODEL_PATH: path.join(dir, 'missing.onnx') });
-    await expect(EmbeddingEngine.open(missing, silent)).rejects.toSatisfy(
+    await expect(EmbeddingEngine.open(engineOptions(missing), silent)).rejects.toSatisfy(
       (err) =>
         isPathembedError(err, 'MODEL_NOT_FOUND') && /pathembed model build/.test((err as Error).message),
     );
-    await expect(ensureDefaultModel(missing)).rejects.toSatisfy((err) =>
+    await expect(ensureDefaultModel(engineOptions(missing))).rejects.toSatisfy((err) =>
       isPathembedError(err, 'MODEL_NOT_FOUND'),
     );
     expect(existsSync(path.join(dir, 'missing.onnx'))).toBe(false);

@@ -8,11 +8,12 @@ import { Writable } from 'node:stream';
 import { InferenceSession } from 'onnxruntime-node';
 import { pino } from 'pino';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { loadConfig } from '../../src/config.js';
+import { engineOptions } from '../../src/domain-options.js';
 import {
   cudaProviderInstalled,
   EmbeddingEngine,
-  ensureDefaultModel,
   executionProvidersFor,
   isProviderFailure,
 } from '../../src/embed/index.js';
@@ -39,7 +40,7 @@ afterEach(async () => {
 });
 
 beforeAll(async () => {
-  await ensureDefaultModel(loadConfig(env));
+  await ensureDefaultModel(engineOptions(loadConfig(env)));
 });
 
 describe('executionProvidersFor', () => {
@@ -62,7 +63,7 @@ if (CUDA_BUILD) {
     it('auto runs on CUDA when a GPU answers, else on the CPU with exactly one warning', async () => {
       const { logger, lines } = capturingLogger();
       const engine = await EmbeddingEngine.open(
-        loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'auto' }),
+        engineOptions(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'auto' })),
         logger,
       );
       opened.push(engine);
@@ -79,7 +80,7 @@ if (!CUDA_BUILD)
     it('auto runs on the CPU and warns exactly once, saying why and where to look', async () => {
       const { logger, lines } = capturingLogger();
       const engine = await EmbeddingEngine.open(
-        loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'auto' }),
+        engineOptions(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'auto' })),
         logger,
       );
       opened.push(engine);
@@ -93,7 +94,7 @@ if (!CUDA_BUILD)
     it('cpu runs on the CPU without any warning', async () => {
       const { logger, lines } = capturingLogger();
       const engine = await EmbeddingEngine.open(
-        loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'cpu' }),
+        engineOptions(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: 'cpu' })),
         logger,
       );
       opened.push(engine);
@@ -121,7 +122,10 @@ if (!CUDA_BUILD)
       it(`explicit ${provider} fails with EXECUTION_PROVIDER_UNAVAILABLE naming what to install`, async () => {
         const { logger } = capturingLogger();
         await expect(
-          EmbeddingEngine.open(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: provider }), logger),
+          EmbeddingEngine.open(
+            engineOptions(loadConfig({ ...env, PATHEMBED_EXECUTION_PROVIDER: provider })),
+            logger,
+          ),
         ).rejects.toSatisfy(
           (err) =>
             isPathembedError(err, 'EXECUTION_PROVIDER_UNAVAILABLE') &&

@@ -20,7 +20,8 @@ import { CMU_SVS, SYNTHETIC_FIXTURES } from '../../scripts/dev-services/fixtures
 import type { RgbFrame } from '../../src/codecs/index.js';
 import { FrameDecoder } from '../../src/codecs/index.js';
 import { loadConfig } from '../../src/config.js';
-import { DicomWebClient, retryPolicyFromConfig } from '../../src/dicomweb/index.js';
+import { DicomWebClient } from '../../src/dicomweb/index.js';
+import { retryPolicy } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
 import { DicomWebFrameSource } from '../../src/wsi/dicomweb-frame-source.js';
@@ -58,7 +59,7 @@ function dicomWebSource(
 ): DicomWebFrameSource {
   const client = new DicomWebClient({
     allowedStores: config.PATHEMBED_ALLOWED_STORES,
-    retry: retryPolicyFromConfig(config),
+    retry: retryPolicy(config),
     framesPerRequest,
     storeConcurrency: config.PATHEMBED_STORE_CONCURRENCY,
   });

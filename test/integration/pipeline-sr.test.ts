@@ -2,13 +2,14 @@ import { access, mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { type Config, loadConfig } from '../../src/config.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
-import { EmbeddingEngine, ensureDefaultModel } from '../../src/embed/index.js';
+import { engineOptions, pipelineDeps } from '../../src/domain-options.js';
+import { EmbeddingEngine } from '../../src/embed/index.js';
 import { createLogger } from '../../src/log.js';
 import {
   assertSrStored,
-  defaultOpenSource,
   type PipelineDeps,
   runEmbeddingJob,
   type SlideSourceSpec,
@@ -35,9 +36,9 @@ beforeAll(async () => {
     PATHEMBED_RETRY_MAX_ATTEMPTS: '1',
   });
   const logger = createLogger('silent');
-  await ensureDefaultModel(config, logger);
-  engine = await EmbeddingEngine.open(config, logger);
-  deps = { config, logger, engine, openSource: defaultOpenSource(config, logger) };
+  await ensureDefaultModel(engineOptions(config), logger);
+  engine = await EmbeddingEngine.open(engineOptions(config), logger);
+  deps = pipelineDeps(config, logger, engine);
   const f = fixture('cmu-jpeg');
   spec = { kind: 'dicomweb', baseUrl: services().dicomWebUrl, studyUid: f.studyUid, seriesUid: f.seriesUid };
 });
@@ -109,7 +110,7 @@ describe('a job writes its SR and stores it', () => {
   });
 
   it('above PATHEMBED_SR_MAX_PATCHES writes the slide-level SR naming the JSON; a failed STOW keeps the JSON', async () => {
-    const small: PipelineDeps = { ...deps, config: { ...config, PATHEMBED_SR_MAX_PATCHES: 1 } };
+    const small: PipelineDeps = { ...deps, options: { ...deps.options, srMaxPatches: 1 } };
     const jsonPath = path.join(dir, 'kept.json');
     const srPath = path.join(dir, 'kept.dcm');
     const outcome = await runEmbeddingJob(

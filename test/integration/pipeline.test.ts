@@ -2,13 +2,14 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { FrameDecoder } from '../../src/codecs/index.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { EmbeddingEngine, ensureDefaultModel } from '../../src/embed/index.js';
+import { engineOptions, pipelineDeps, slideOpener } from '../../src/domain-options.js';
+import { EmbeddingEngine } from '../../src/embed/index.js';
 import { isPathembedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import {
-  defaultOpenSource,
   embedPlan,
   type PatchEmbedding,
   type PipelineDeps,
@@ -19,10 +20,8 @@ import {
 } from '../../src/pipeline/index.js';
 import { readResult, streamResult } from '../../src/results/index.js';
 import { FrameCache } from '../../src/wsi/frame-cache.js';
-import type { FrameSource } from '../../src/wsi/frame-source.js';
 import { buildPatchGrid } from '../../src/wsi/patch-grid.js';
 import { PatchReader } from '../../src/wsi/patch-reader.js';
-import { openSlide } from '../../src/wsi/slide.js';
 import { computeTissueMask } from '../../src/wsi/tissue-mask.js';
 import { maxAbsDiff } from '../helpers/compare.js';
 import { fixture, services } from '../helpers/services.js';
@@ -56,9 +55,9 @@ beforeAll(async () => {
     PATHEMBED_RESULTS_DIR: dir,
   });
   const logger = createLogger('silent');
-  await ensureDefaultModel(config, logger);
-  engine = await EmbeddingEngine.open(config, logger);
-  deps = { config, logger, engine, openSource: defaultOpenSource(config, logger) };
+  await ensureDefaultModel(engineOptions(config), logger);
+  engine = await EmbeddingEngine.open(engineOptions(config), logger);
+  deps = pipelineDeps(config, logger, engine);
   const f = fixture('cmu-jpeg');
   spec = { kind: 'dicomweb', baseUrl: services().dicomWebUrl, studyUid: f.studyUid, seriesUid: f.seriesUid };
   plan = await planSlide(spec, {}, deps);
@@ -78,7 +77,7 @@ describe('pipeline over the harness Orthanc with the real model', () => {
     expect(plan.level.index).toBe(0);
     expect(JSON.parse(JSON.stringify(plan))).toEqual(plan);
     // Independently: the grid the wsi layer gives for the same slide and defaults.
-    const slide = await openSlide(defaultOpenSource(config)(spec, {}) as FrameSource);
+    const slide = await slideOpener(config).openSlide(spec);
     const decoder = new FrameDecoder({ decodeThreads: 1 });
     try {
       const reader = new PatchReader(new FrameCache(slide.source, decoder, { maxBytes: 64 << 20 }), {
@@ -112,7 +111,7 @@ describe('pipeline over the harness Orthanc with the real model', () => {
   });
 
   it("gives a patch the engine's embedding of the same patch read directly by the patch reader", async () => {
-    const slide = await openSlide(defaultOpenSource(config)(spec, {}) as FrameSource);
+    const slide = await slideOpener(config).openSlide(spec);
     const decoder = new FrameDecoder({ decodeThreads: 1 });
     try {
       const reader = new PatchReader(new FrameCache(slide.source, decoder, { maxBytes: 64 << 20 }), {
@@ -199,16 +198,15 @@ describe('pipeline over the harness Orthanc with the real model', () => {
   it('fails with the frame’s own code, naming the frame, when a frame is not in the store (404)', async () => {
     const broken: PipelineDeps = {
       ...deps,
-      openSource: async (s, c) => {
-        const inner = await defaultOpenSource(config)(s, c);
-        return {
+      slides: slideOpener(config, {
+        decorateSource: (inner) => ({
           description: inner.description,
           stats: inner.stats,
           seriesMetadata: (signal) => inner.seriesMetadata(signal),
           // Frames of this instance are asked for under an instance UID the store does not have.
           fetchFrames: (uid, frames, signal) => inner.fetchFrames(`${uid}.404`, frames, signal),
-        } satisfies FrameSource;
-      },
+        }),
+      }),
     };
     const err = await collect(embedPlan(plan, { start: 0, end: 2 }, broken)).catch((e) => e);
     expect(isPathembedError(err, 'DICOMWEB_NOT_FOUND'), String(err)).toBe(true);

@@ -15,11 +15,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureDefaultModel } from '../../models/default-model.js';
 import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { type Api, createApi } from '../../src/api/app.js';
 import { type Listening, listen } from '../../src/api/server.js';
 import { type Config, loadConfig } from '../../src/config.js';
-import { EmbeddingEngine, ensureDefaultModel } from '../../src/embed/index.js';
+import { engineOptions } from '../../src/domain-options.js';
+import { EmbeddingEngine } from '../../src/embed/index.js';
 import { createLogger } from '../../src/log.js';
 import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { QUEUE_NAME } from '../../src/queue/queue-jobs.js';
@@ -66,7 +68,7 @@ beforeAll(async () => {
   };
   config = loadConfig(env);
   redis = new Redis(redisUrl);
-  await ensureDefaultModel(config, logger);
+  await ensureDefaultModel(engineOptions(config), logger);
   api = await createApi(config, logger);
   server = await listen(api.app, '127.0.0.1', 0);
 });
@@ -277,7 +279,7 @@ describe('a store answering 429', () => {
   it('slows the queue through the rate limiter instead of failing the job', async () => {
     const { orthancUrl } = services();
     const store = await startStormStore(orthancUrl, 2500);
-    const engine = await EmbeddingEngine.open(config, logger);
+    const engine = await EmbeddingEngine.open(engineOptions(config), logger);
     const frames = new FrameFetchRecorder();
     const runtime = await WorkerRuntime.start(
       { config, logger, pipeline: createPipelinePort(config, logger, engine, { frames }), frames },

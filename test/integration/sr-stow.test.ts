@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
-import { DicomWebClient, parseContentType, readMultipart } from '../../src/dicomweb/index.js';
+import { type DicomWebClient, parseContentType, readMultipart } from '../../src/dicomweb/index.js';
+import { dicomWebClient } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 import { encodePart10 } from '../../src/results/sr/dicom-part10.js';
 import { buildEmbeddingSr } from '../../src/results/sr/embedding-sr.js';
@@ -20,7 +21,7 @@ let metadata: DicomJsonDataset[];
 
 beforeAll(async () => {
   dir = await mkdtemp(path.join(os.tmpdir(), 'pathembed-sr-stow-'));
-  client = DicomWebClient.fromConfig(
+  client = dicomWebClient(
     loadConfig({ PATHEMBED_RETRY_MAX_ATTEMPTS: '2', PATHEMBED_RETRY_BASE_DELAY_MS: '10' }),
   );
   metadata = await client.seriesMetadata(fixture('cmu-jpeg').seriesUrl);

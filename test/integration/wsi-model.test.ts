@@ -4,9 +4,9 @@ import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
 import { CMU, REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { loadConfig } from '../../src/config.js';
-import { DicomWebClient } from '../../src/dicomweb/index.js';
+import { Tag } from '../../src/dicom-tags.js';
+import { dicomWebClient } from '../../src/domain-options.js';
 import { TransferSyntax } from '../../src/uids.js';
-import { Tag } from '../../src/wsi/dicom-tags.js';
 import { DicomWebFrameSource } from '../../src/wsi/dicomweb-frame-source.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { pixelSpacingUm } from '../../src/wsi/pixel-spacing.js';
@@ -19,7 +19,7 @@ import { tileFrame } from '../../src/wsi/tile-index.js';
 import { fixture } from '../helpers/services.js';
 
 const run = promisify(execFile);
-const client = DicomWebClient.fromConfig(loadConfig({}));
+const client = dicomWebClient(loadConfig({}));
 const opened: Array<{ close?(): Promise<void> }> = [];
 
 afterAll(async () => {

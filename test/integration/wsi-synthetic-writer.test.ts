@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireBinary } from '../../scripts/dev-services/binaries.js';
 import { SYNTHETIC_FIXTURES } from '../../scripts/dev-services/fixtures.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
+import { Tag } from '../../src/dicom-tags.js';
 import { isPathembedError } from '../../src/errors.js';
 import { deterministicUid } from '../../src/sample/deterministic-uid.js';
 import {
@@ -18,7 +19,6 @@ import {
 import { writeSampleSlide } from '../../src/sample/sample-slide.js';
 import { type SyntheticWsi, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { TransferSyntax } from '../../src/uids.js';
-import { Tag } from '../../src/wsi/dicom-tags.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { pixelSpacingUm } from '../../src/wsi/pixel-spacing.js';
 import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';

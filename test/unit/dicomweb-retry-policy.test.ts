@@ -5,9 +5,9 @@ import {
   decideRetry,
   parseRetryAfterMs,
   type RetryPolicy,
-  retryPolicyFromConfig,
 } from '../../src/dicomweb/index.js';
 import { isRetryableNetworkError } from '../../src/dicomweb/retry-policy.js';
+import { retryPolicy } from '../../src/domain-options.js';
 
 const POLICY: RetryPolicy = {
   maxAttempts: 5,
@@ -21,7 +21,7 @@ const POLICY: RetryPolicy = {
 
 describe('retry policy', () => {
   it('is read from config', () => {
-    const policy = retryPolicyFromConfig(
+    const policy = retryPolicy(
       loadConfig({
         PATHEMBED_RETRY_MAX_ATTEMPTS: '3',
         PATHEMBED_RETRY_BASE_DELAY_MS: '7',

@@ -1,6 +1,15 @@
 import fs from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { ERRORS_DOC, errorsMarkdown, README, withConfigTable } from '../../scripts/docs.js';
+import {
+  ERRORS_DOC,
+  errorsMarkdown,
+  README,
+  RESULT_SCHEMA,
+  resultSchemaJson,
+  withArchitecture,
+  withConfigTable,
+} from '../../scripts/docs.js';
 import { CONFIG_VARIABLES, loadConfig } from '../../src/config.js';
 import { ERROR_CODES, PathembedError } from '../../src/errors.js';
 
@@ -15,6 +24,23 @@ describe('generated documentation', () => {
     const readme = await fs.readFile(README, 'utf8');
     expect(readme).toBe(withConfigTable(readme));
     for (const name of Object.keys(CONFIG_VARIABLES)) expect(readme).toContain(`\`${name}\``);
+  });
+
+  it("README's Architecture table states the dependency check's layers (run `npm run docs` when this fails)", async () => {
+    const readme = await fs.readFile(README, 'utf8');
+    expect(readme).toBe(withArchitecture(readme));
+    const { LAYERS } = createRequire(import.meta.url)('../../scripts/architecture.cjs') as {
+      LAYERS: Record<string, string[]>;
+    };
+    for (const [folder, uses] of Object.entries(LAYERS)) {
+      const row = readme.split('\n').find((line) => line.startsWith(`| \`${folder}/\` |`));
+      expect(row, folder).toBeDefined();
+      for (const used of uses) expect(row).toContain(`\`${used}\``);
+    }
+  });
+
+  it('docs/result-schema.json is the result schema (run `npm run docs` when this fails)', async () => {
+    expect(await fs.readFile(RESULT_SCHEMA, 'utf8')).toBe(resultSchemaJson());
   });
 });
 

@@ -8,6 +8,8 @@
  */
 
 import type { DicomJsonDataset } from '../../dicom-json.js';
+import { copyModules, GENERAL_STUDY_MODULE, PATIENT_MODULE } from '../../dicom-modules.js';
+import { Tag } from '../../dicom-tags.js';
 import { SopClass } from '../../uids.js';
 import {
   DCM,
@@ -43,28 +45,6 @@ export const SR_MANUFACTURER = 'pathembed';
 export const SR_SERIES_NUMBER = 9100;
 export const SR_INSTANCE_NUMBER = 1;
 const SOFTWARE_VERSION = '0.1.0';
-
-/** Patient and General Study attributes copied from the source so the SR files with the slide. */
-const PATIENT_STUDY_TAGS: Record<string, { keyword: string; type2: boolean }> = {
-  '00100010': { keyword: 'PatientName', type2: true },
-  '00100020': { keyword: 'PatientID', type2: true },
-  '00100021': { keyword: 'IssuerOfPatientID', type2: false },
-  '00100024': { keyword: 'IssuerOfPatientIDQualifiersSequence', type2: false },
-  '00100030': { keyword: 'PatientBirthDate', type2: true },
-  '00100040': { keyword: 'PatientSex', type2: true },
-  '00101002': { keyword: 'OtherPatientIDsSequence', type2: false },
-  '00104000': { keyword: 'PatientComments', type2: false },
-  '00120062': { keyword: 'PatientIdentityRemoved', type2: false },
-  '00120063': { keyword: 'DeidentificationMethod', type2: false },
-  '0020000D': { keyword: 'StudyInstanceUID', type2: false },
-  '00080020': { keyword: 'StudyDate', type2: true },
-  '00080030': { keyword: 'StudyTime', type2: true },
-  '00080090': { keyword: 'ReferringPhysicianName', type2: true },
-  '00200010': { keyword: 'StudyID', type2: true },
-  '00080050': { keyword: 'AccessionNumber', type2: true },
-  '00080051': { keyword: 'IssuerOfAccessionNumberSequence', type2: false },
-  '00081030': { keyword: 'StudyDescription', type2: false },
-};
 
 /** Image pixels per target-grid pixel, along columns (x) and rows (y). */
 export interface GridScale {
@@ -137,24 +117,20 @@ function dicomTime(d: Date): string {
   return d.toISOString().slice(11, 19).replace(/:/g, '');
 }
 
+/** Patient and General Study copied from the source, so the SR files with the slide. */
 function copyPatientAndStudy(source: DicomJsonDataset): Dataset {
-  const subset: Record<string, unknown> = {};
-  for (const tag of Object.keys(PATIENT_STUDY_TAGS)) {
-    if (source[tag]?.Value && source[tag].Value.length > 0) subset[tag] = source[tag];
-  }
-  const copied = naturalize(subset);
-  for (const { keyword, type2 } of Object.values(PATIENT_STUDY_TAGS)) {
-    if (type2 && copied[keyword] === undefined) copied[keyword] = '';
-  }
+  const { present, emptyType2 } = copyModules(source, [PATIENT_MODULE, GENERAL_STUDY_MODULE]);
+  const copied = naturalize(present);
+  for (const keyword of emptyType2) copied[keyword] = '';
   return copied;
 }
 
 function specimenOf(source: DicomJsonDataset): SpecimenSubject | undefined {
-  const description = source['00400560']?.Value?.[0] as DicomJsonDataset | undefined;
-  const specimenUid = description?.['00400554']?.Value?.[0];
+  const description = source[Tag.SpecimenDescriptionSequence]?.Value?.[0] as DicomJsonDataset | undefined;
+  const specimenUid = description?.[Tag.SpecimenUID]?.Value?.[0];
   if (typeof specimenUid !== 'string') return undefined;
-  const identifier = description?.['00400551']?.Value?.[0];
-  const container = source['00400512']?.Value?.[0];
+  const identifier = description?.[Tag.SpecimenIdentifier]?.Value?.[0];
+  const container = source[Tag.ContainerIdentifier]?.Value?.[0];
   return {
     specimenUid,
     ...(typeof identifier === 'string' && identifier ? { specimenIdentifier: identifier } : {}),
@@ -185,8 +161,8 @@ function validate(input: EmbeddingSrInput): void {
   const where = 'buildEmbeddingSr';
   assertText(where, 'jobKey', input.jobKey);
   assertText(where, 'jsonResultName', input.jsonResultName);
-  const study = input.sourceMetadata['0020000D']?.Value?.[0];
-  const series = input.sourceMetadata['0020000E']?.Value?.[0];
+  const study = input.sourceMetadata[Tag.StudyInstanceUID]?.Value?.[0];
+  const series = input.sourceMetadata[Tag.SeriesInstanceUID]?.Value?.[0];
   assertUid(where, 'sourceMetadata StudyInstanceUID', study);
   assertUid(where, 'sourceMetadata SeriesInstanceUID', series);
   if (input.evidence.length === 0) throw invalidArgument(where, 'evidence', 'must list the instances used');
@@ -232,8 +208,8 @@ function validate(input: EmbeddingSrInput): void {
 export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
   validate(input);
   const uids = srUidsFor(input.jobKey);
-  const studyInstanceUid = input.sourceMetadata['0020000D'].Value![0] as string;
-  const sourceSeriesUid = input.sourceMetadata['0020000E'].Value![0] as string;
+  const studyInstanceUid = input.sourceMetadata[Tag.StudyInstanceUID].Value![0] as string;
+  const sourceSeriesUid = input.sourceMetadata[Tag.SeriesInstanceUID].Value![0] as string;
   const now = input.contentTime ?? new Date();
   const includesPatches =
     input.patches !== undefined &&

@@ -10,11 +10,10 @@
  * compiled .js directly, or the .ts sources through tsx's loader.
  */
 import { Worker } from 'node:worker_threads';
-import type { Config } from '../config.js';
-import type { ModelManifest } from '../embed/index.js';
 import { ERROR_CODES, type ErrorCode, PathembedError } from '../errors.js';
+import type { EngineOptions } from './engine-options.js';
 import type { FromWorker, SerializedError, ToWorker } from './inference-protocol.js';
-import type { PipelineEngine } from './pipeline-deps.js';
+import type { ModelManifest } from './model-manifest.js';
 
 const SOURCE_EXTENSION = '.ts';
 const WORKER_BASENAME = 'inference-worker';
@@ -39,7 +38,7 @@ interface Pending {
   reject(err: unknown): void;
 }
 
-export class WorkerEmbeddingEngine implements PipelineEngine {
+export class WorkerEmbeddingEngine {
   readonly #worker: Worker;
   readonly #pending = new Map<number, Pending>();
   #nextId = 1;
@@ -63,7 +62,7 @@ export class WorkerEmbeddingEngine implements PipelineEngine {
   }
 
   /** Starts the worker and opens the model there (MODEL_NOT_FOUND etc. as EmbeddingEngine.open). */
-  static async open(config: Config, logLevel: string = config.LOG_LEVEL): Promise<WorkerEmbeddingEngine> {
+  static async open(options: EngineOptions, logLevel: string): Promise<WorkerEmbeddingEngine> {
     const worker = startWorker();
     const ready = await new Promise<Extract<FromWorker, { type: 'ready' }>>((resolve, reject) => {
       const onMessage = (m: FromWorker) => {
@@ -89,7 +88,7 @@ export class WorkerEmbeddingEngine implements PipelineEngine {
       };
       worker.on('message', onMessage);
       worker.on('error', onError);
-      worker.postMessage({ type: 'init', config, logLevel } satisfies ToWorker);
+      worker.postMessage({ type: 'init', options, logLevel } satisfies ToWorker);
     }).catch(async (err) => {
       await worker.terminate();
       throw err;

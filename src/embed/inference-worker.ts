@@ -3,9 +3,9 @@
  * pipeline sends. See worker-engine.ts for why inference runs here rather than on the main thread.
  */
 import { parentPort } from 'node:worker_threads';
-import { EmbeddingEngine } from '../embed/index.js';
 import { isPathembedError } from '../errors.js';
 import { createLogger } from '../log.js';
+import { EmbeddingEngine } from './embedding-engine.js';
 import type { FromWorker, SerializedError, ToWorker } from './inference-protocol.js';
 
 function serialize(err: unknown): SerializedError {
@@ -23,7 +23,7 @@ port.on('message', async (message: ToWorker) => {
   switch (message.type) {
     case 'init':
       try {
-        engine = await EmbeddingEngine.open(message.config, createLogger(message.logLevel));
+        engine = await EmbeddingEngine.open(message.options, createLogger(message.logLevel));
         send({
           type: 'ready',
           manifest: engine.manifest,

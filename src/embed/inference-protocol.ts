@@ -1,10 +1,10 @@
-/** Messages between the pipeline and its inference worker (worker-engine.ts, inference-worker.ts). */
-import type { Config } from '../config.js';
-import type { ModelManifest } from '../embed/index.js';
+/** Messages between an engine and its inference worker thread (worker-engine.ts, inference-worker.ts). */
+import type { EngineOptions } from './engine-options.js';
+import type { ModelManifest } from './model-manifest.js';
 
 export interface InferenceInit {
   readonly type: 'init';
-  readonly config: Config;
+  readonly options: EngineOptions;
   readonly logLevel: string;
 }
 

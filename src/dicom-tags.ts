@@ -1,6 +1,7 @@
 /**
- * The DICOM tags the slide model, the local reader and the synthetic writer name, as the 8 upper-case
- * hex digits DICOM JSON keys use, so no module spells a tag literal of its own.
+ * The DICOM tags pathembed names, as the 8 upper-case hex digits DICOM JSON keys use, so no module
+ * spells a tag literal of its own: the wire (QIDO fields, STOW answers), the slide model, the local
+ * reader, the synthetic writer and the result writers all take them from here.
  */
 
 export const Tag = {
@@ -137,7 +138,25 @@ export const Tag = {
   FloatPixelData: '7FE00008',
   DoubleFloatPixelData: '7FE00009',
   PixelData: '7FE00010',
+
+  // Also named by the wire and the result writers
+  IssuerOfAccessionNumberSequence: '00080051',
+  ReferencedSOPClassUID: '00081150',
+  ReferencedSOPInstanceUID: '00081155',
+  RetrieveURL: '00081190',
+  WarningReason: '00081196',
+  FailureReason: '00081197',
+  FailedSOPSequence: '00081198',
+  ReferencedSOPSequence: '00081199',
+  IssuerOfPatientID: '00100021',
+  IssuerOfPatientIDQualifiersSequence: '00100024',
+  OtherPatientIDsSequence: '00101002',
+  PatientComments: '00104000',
+  PatientIdentityRemoved: '00120062',
+  DeidentificationMethod: '00120063',
 } as const;
+
+export type TagKeyword = keyof typeof Tag;
 
 /** The DCM code of epifluorescence illumination (IlluminationTypeCodeSequence), a fluorescence slide. */
 export const EPIFLUORESCENCE_ILLUMINATION_CODE = '111743';

@@ -1,0 +1,136 @@
+/**
+ * The one place where the env-keyed Config becomes each domain's typed options. Only the edges
+ * (cli/, api/, the worker's start in queue/) import it; the domains below them (dicomweb, codecs,
+ * wsi, embed, pipeline, results) take plain option objects and never read the environment.
+ */
+import type { Config } from './config.js';
+import {
+  type AuthProvider,
+  bearerAuth,
+  DicomWebClient,
+  type DicomWebClientOptions,
+  googleAuth,
+  noAuth,
+  RETRYABLE_ERROR_CODES,
+  RETRYABLE_STATUSES,
+  type RetryPolicy,
+} from './dicomweb/index.js';
+import { defaultModelPath } from './embed/default-model.js';
+import type { EngineOptions } from './embed/engine-options.js';
+import { PathembedError } from './errors.js';
+import type { Logger } from './log.js';
+import type { PipelineDeps, PipelineEngine, PipelineOptions } from './pipeline/index.js';
+import { SlideOpener, type SlideOpenerOptions, type SlideReadingOptions } from './wsi/slide-opener.js';
+
+export function engineOptions(config: Config): EngineOptions {
+  return {
+    modelPath: config.PATHEMBED_MODEL_PATH,
+    defaultModelPath: defaultModelPath(config.projectRoot),
+    executionProvider: config.PATHEMBED_EXECUTION_PROVIDER,
+    deviceId: config.PATHEMBED_DEVICE_ID,
+    batchSize: config.PATHEMBED_BATCH_SIZE,
+    intraOpThreads: config.PATHEMBED_INTRA_OP_THREADS,
+  };
+}
+
+/** The auth PATHEMBED_AUTH selects; a job's own token replaces it (SlideOpener). */
+export function storeAuth(config: Pick<Config, 'PATHEMBED_AUTH' | 'PATHEMBED_BEARER_TOKEN'>): AuthProvider {
+  switch (config.PATHEMBED_AUTH) {
+    case 'none':
+      return noAuth();
+    case 'bearer':
+      if (config.PATHEMBED_BEARER_TOKEN === undefined || config.PATHEMBED_BEARER_TOKEN === '') {
+        throw new PathembedError(
+          'CONFIG_INVALID',
+          'PATHEMBED_AUTH=bearer but PATHEMBED_BEARER_TOKEN is not set; set the token or choose PATHEMBED_AUTH=none|google.',
+        );
+      }
+      return bearerAuth(config.PATHEMBED_BEARER_TOKEN);
+    case 'google':
+      return googleAuth();
+  }
+}
+
+export function retryPolicy(config: Config): RetryPolicy {
+  return {
+    maxAttempts: config.PATHEMBED_RETRY_MAX_ATTEMPTS,
+    baseDelayMs: config.PATHEMBED_RETRY_BASE_DELAY_MS,
+    maxDelayMs: config.PATHEMBED_RETRY_MAX_DELAY_MS,
+    maxTotalMs: config.PATHEMBED_RETRY_MAX_TOTAL_MS,
+    requestTimeoutMs: config.PATHEMBED_REQUEST_TIMEOUT_MS,
+    retryOnStatus: RETRYABLE_STATUSES,
+    retryOnErrorCodes: RETRYABLE_ERROR_CODES,
+  };
+}
+
+/** The DICOMweb client settings; `overrides` for what one caller changes (a CLI's --allow, a test's limits). */
+export function dicomWebOptions(
+  config: Config,
+  overrides: Partial<DicomWebClientOptions> = {},
+): DicomWebClientOptions {
+  return {
+    allowedStores: config.PATHEMBED_ALLOWED_STORES,
+    retry: retryPolicy(config),
+    framesPerRequest: config.PATHEMBED_FRAMES_PER_REQUEST,
+    storeConcurrency: config.PATHEMBED_STORE_CONCURRENCY,
+    ...(config.PATHEMBED_SR_DESTINATION ? { stowDestination: config.PATHEMBED_SR_DESTINATION } : {}),
+    ...overrides,
+    auth: overrides.auth ?? storeAuth(config),
+  };
+}
+
+/** A DICOMweb client from the configuration (tests and one-off tools; jobs go through a SlideOpener). */
+export function dicomWebClient(
+  config: Config,
+  overrides: Partial<DicomWebClientOptions> = {},
+): DicomWebClient {
+  return new DicomWebClient(dicomWebOptions(config, overrides));
+}
+
+export function slideReadingOptions(config: Config): SlideReadingOptions {
+  return {
+    frameCacheBytes: config.PATHEMBED_FRAME_CACHE_BYTES,
+    decodeThreads: config.PATHEMBED_DECODE_THREADS,
+    levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
+  };
+}
+
+/** The SlideOpener of a process, from the configuration plus what the caller adds. */
+export function slideOpener(
+  config: Config,
+  extra: Omit<SlideOpenerOptions, 'dicomWeb' | 'reading'> & {
+    readonly dicomWeb?: Partial<DicomWebClientOptions>;
+  } = {},
+): SlideOpener {
+  const { dicomWeb, ...rest } = extra;
+  return new SlideOpener({
+    ...rest,
+    dicomWeb: dicomWebOptions(config, dicomWeb),
+    reading: slideReadingOptions(config),
+  });
+}
+
+export function pipelineOptions(config: Config): PipelineOptions {
+  return {
+    defaults: {
+      pixelSpacingUm: config.PATHEMBED_PIXEL_SPACING_UM,
+      stridePx: config.PATHEMBED_STRIDE_PX,
+      minTissue: config.PATHEMBED_MIN_TISSUE,
+    },
+    batchSize: config.PATHEMBED_BATCH_SIZE,
+    tissueSpacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
+    maxPatchesPerJob: config.PATHEMBED_MAX_PATCHES_PER_JOB,
+    srMaxPatches: config.PATHEMBED_SR_MAX_PATCHES,
+    ...(config.PATHEMBED_SR_DESTINATION ? { srDestination: config.PATHEMBED_SR_DESTINATION } : {}),
+  };
+}
+
+/** The pipeline's dependencies for a process: options, logger, engine and a SlideOpener. */
+export function pipelineDeps(
+  config: Config,
+  logger: Logger,
+  engine: PipelineEngine,
+  opener: SlideOpener = slideOpener(config, { logger }),
+): PipelineDeps {
+  return { options: pipelineOptions(config), logger, engine, slides: opener };
+}
