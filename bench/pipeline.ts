@@ -84,14 +84,14 @@ async function seriesOf(orthancUrl: string, instanceId: string): Promise<{ study
 async function readAllPatches(plan: SlidePlan, deps: PipelineDeps): Promise<Uint8Array[]> {
   const session = await openReadingSession(deps, plan.source, {});
   try {
-    const choice = { level: plan.level, scale: plan.levelScale };
+    const choice = { level: plan.level, scale: plan.downsample };
     return await Promise.all(
       plan.patches.map(async (p) => {
         const rgb = await session.reader.readScaled(choice, {
-          xPx: p.x,
-          yPx: p.y,
-          widthPx: p.width,
-          heightPx: p.height,
+          x: p.x,
+          y: p.y,
+          width: p.width,
+          height: p.height,
         });
         return rgb.data;
       }),

@@ -76,7 +76,7 @@ function gridRects(level: SlideLevel, stridePx: number): RectPx[] {
   const rects: RectPx[] = [];
   for (let y = 0; y + PATCH_SIZE_PX <= level.heightPx; y += stridePx)
     for (let x = 0; x + PATCH_SIZE_PX <= level.widthPx; x += stridePx)
-      rects.push({ xPx: x, yPx: y, widthPx: PATCH_SIZE_PX, heightPx: PATCH_SIZE_PX });
+      rects.push({ x: x, y: y, width: PATCH_SIZE_PX, height: PATCH_SIZE_PX });
   return rects;
 }
 
@@ -126,7 +126,7 @@ async function readGrid(
   for (let i = 0; i < rects.length; i += inFlight) {
     const batch = rects.slice(i, i + inFlight);
     const patches = await Promise.all(
-      batch.map((r) => reader.readRegion(level, r.xPx, r.yPx, r.widthPx, r.heightPx)),
+      batch.map((r) => reader.readRegion(level, r.x, r.y, r.width, r.height)),
     );
     for (const p of patches) checksum += p.data[p.data.length >> 1];
   }

@@ -17,7 +17,7 @@ import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { type Config, loadConfig } from '../config.js';
-import { pipelineDeps, slideOpener } from '../domain-options.js';
+import { pipelineDeps, pipelineOptions, slideOpener } from '../domain-options.js';
 import { createLogger, type Logger } from '../log.js';
 import { meanGridSpacingUm, runEmbeddingJob, type SlidePlan } from '../pipeline/index.js';
 import { CovarianceAccumulator, pcaColours, principalComponents } from '../results/embedding-pca.js';
@@ -90,10 +90,10 @@ async function writeOverview(
     const size = targetGridSize({ level: choice.level, scale: choice.scale });
     const thumb = await reader.readScaled(
       { level: choice.level, scale: choice.scale },
-      { xPx: 0, yPx: 0, widthPx: size.widthPx, heightPx: size.heightPx },
+      { x: 0, y: 0, width: size.widthPx, height: size.heightPx },
     );
     const mask = await computeTissueMask(reader, slide.pyramid.levels, {
-      spacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
+      spacingUm: pipelineOptions(config).tissueSpacingUm,
     });
     const png = await renderOverviewPng({
       thumbnail: {

@@ -136,7 +136,7 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
     jobKey: outcome.jobKey,
     model: { name: model.name, version: model.version, sha256: model.sha256, synthetic: model.synthetic },
     level: outcome.plan.level.index,
-    levelScale: outcome.plan.levelScale,
+    downsample: outcome.plan.downsample,
     pixelSpacingUm: outcome.plan.pixelSpacingUm,
     plannedPatches: outcome.summary.plannedPatchCount,
     patches: outcome.summary.patchCount,

@@ -16,13 +16,23 @@ import type { Command } from 'commander';
 import sharp from 'sharp';
 import type { RgbFrame } from '../codecs/index.js';
 import { type Config, loadConfig } from '../config.js';
+import { pipelineOptions } from '../domain-options.js';
 import { PATCH_SIZE_PX } from '../embed/model-contract.js';
 import { PathembedError } from '../errors.js';
-import { buildPatchGrid } from '../wsi/patch-grid.js';
+import { createLogger } from '../log.js';
+import { planSlide } from '../pipeline/index.js';
+import type { PatchGrid } from '../wsi/patch-grid.js';
 import { RGB_CHANNELS } from '../wsi/resample.js';
 import type { OpenSlideReader } from '../wsi/slide-opener.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
-import { addSourceOptions, openSlideReader, type SourceArgumentOptions } from './open-source.js';
+import {
+  addSourceOptions,
+  commandAccess,
+  commandSlideOpener,
+  openSlideReader,
+  type SourceArgumentOptions,
+  sourceSpecFromArgument,
+} from './open-source.js';
 
 function parseNumber(name: string, integer: boolean, min?: number, max?: number) {
   return (raw: string): number => {
@@ -89,16 +99,16 @@ async function patchCommand(series: string, options: PatchOptions): Promise<void
     throw new PathembedError('INVALID_ARGUMENT', 'Give --level or --pixel-spacing, not both', {});
   }
   await withSlide(series, options, async ({ slide, reader, cache }, config) => {
-    const rect = { xPx: options.x, yPx: options.y, widthPx: options.width, heightPx: options.height };
+    const rect = { x: options.x, y: options.y, width: options.width, height: options.height };
     const readOptions = { requireInside: options.requireInside ?? false };
     let choice: { level: number; scale: number; pixelSpacingUm?: number };
     let image: RgbFrame;
     if (options.level !== undefined) {
       const level = slide.level(options.level);
-      image = await reader.readRegion(level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx, readOptions);
+      image = await reader.readRegion(level, rect.x, rect.y, rect.width, rect.height, readOptions);
       choice = { level: level.index, scale: 1 };
     } else {
-      const pixelSpacingUm = options.pixelSpacing ?? config.PATHEMBED_PIXEL_SPACING_UM;
+      const pixelSpacingUm = options.pixelSpacing ?? pipelineOptions(config).defaults.pixelSpacingUm;
       const levelScale = reader.chooseLevel(slide.pyramid.levels, pixelSpacingUm);
       image = await reader.readScaled(levelScale, rect, readOptions);
       choice = { level: levelScale.level.index, scale: levelScale.scale, pixelSpacingUm };
@@ -107,10 +117,10 @@ async function patchCommand(series: string, options: PatchOptions): Promise<void
     printJson({
       output: options.output,
       ...choice,
-      x: rect.xPx,
-      y: rect.yPx,
-      width: rect.widthPx,
-      height: rect.heightPx,
+      x: rect.x,
+      y: rect.y,
+      width: rect.width,
+      height: rect.height,
       frames: cache.stats(),
     });
   });
@@ -124,7 +134,7 @@ interface TissueOptions extends SourceArgumentOptions {
 async function tissueCommand(series: string, options: TissueOptions): Promise<void> {
   await withSlide(series, options, async ({ slide, reader, cache }, config) => {
     const mask = await computeTissueMask(reader, slide.pyramid.levels, {
-      spacingUm: options.spacing ?? config.PATHEMBED_TISSUE_SPACING_UM,
+      spacingUm: options.spacing ?? pipelineOptions(config).tissueSpacingUm,
     });
     await fs.writeFile(options.output, await mask.toPng());
     printJson({ output: options.output, ...mask.toJSON(), frames: cache.stats() });
@@ -138,28 +148,48 @@ interface GridOptions extends SourceArgumentOptions {
   output?: string;
 }
 
+/**
+ * The patch grid a job would embed, from the planner itself: the same option validation, level
+ * choice, tissue mask and patch cap as `embed` and the service, without loading a model.
+ */
 async function gridCommand(series: string, options: GridOptions): Promise<void> {
-  await withSlide(series, options, async ({ slide, reader }, config) => {
-    const pixelSpacingUm = options.pixelSpacing ?? config.PATHEMBED_PIXEL_SPACING_UM;
-    // Choose the level first: a spacing no level serves fails before the mask is computed.
-    const choice = reader.chooseLevel(slide.pyramid.levels, pixelSpacingUm);
-    const mask = await computeTissueMask(reader, slide.pyramid.levels, {
-      spacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
-    });
-    const grid = buildPatchGrid(choice, mask, {
-      pixelSpacingUm,
-      patchSizePx: PATCH_SIZE_PX,
-      stridePx: options.stride ?? config.PATHEMBED_STRIDE_PX,
-      minTissue: options.minTissue ?? config.PATHEMBED_MIN_TISSUE,
-    });
-    if (options.output === undefined) {
-      printJson(grid);
-      return;
-    }
-    await fs.writeFile(options.output, `${JSON.stringify(grid)}\n`);
-    const { patches, ...summary } = grid;
-    printJson({ output: options.output, ...summary, patchCount: patches.length });
-  });
+  const config = loadConfig();
+  const spec = await sourceSpecFromArgument(series);
+  const plan = await planSlide(
+    spec,
+    {
+      ...(options.pixelSpacing !== undefined ? { pixelSpacingUm: options.pixelSpacing } : {}),
+      ...(options.stride !== undefined ? { stridePx: options.stride } : {}),
+      ...(options.minTissue !== undefined ? { minTissue: options.minTissue } : {}),
+    },
+    {
+      options: pipelineOptions(config),
+      slides: commandSlideOpener(config, options),
+      logger: createLogger('warn'),
+      engine: { patchSize: PATCH_SIZE_PX },
+    },
+    commandAccess(config, options),
+  );
+  const grid: PatchGrid = {
+    pixelSpacingUm: plan.pixelSpacingUm,
+    level: plan.level.index,
+    downsample: plan.downsample,
+    widthPx: plan.widthPx,
+    heightPx: plan.heightPx,
+    patchSizePx: plan.patchSizePx,
+    stridePx: plan.stridePx,
+    minTissue: plan.minTissue,
+    candidates: plan.candidates,
+    tissue: plan.tissue,
+    patches: plan.patches,
+  };
+  if (options.output === undefined) {
+    printJson(grid);
+    return;
+  }
+  await fs.writeFile(options.output, `${JSON.stringify(grid)}\n`);
+  const { patches, ...summary } = grid;
+  printJson({ output: options.output, ...summary, patchCount: patches.length });
 }
 
 /** Adds `patch`, `tissue` and `grid` to the program. */

@@ -87,7 +87,7 @@ export async function* embedOnSession(
   const patches = plan.patches.slice(start, end);
   const batchSize = deps.options.batchSize;
   const batchCount = Math.ceil(patches.length / batchSize);
-  const choice: LevelScale = { level: plan.level, scale: plan.levelScale };
+  const choice: LevelScale = { level: plan.level, scale: plan.downsample };
   const patchBytes = plan.patchSizePx * plan.patchSizePx * RGB_CHANNELS;
   const width = deps.engine.embeddingWidth;
   // Our own controller: stops read-ahead when the consumer stops early or a batch fails, and
@@ -102,11 +102,10 @@ export async function* embedOnSession(
 
   const readPatch = async (patch: PlannedPatch): Promise<Uint8Array> => {
     try {
-      const rgb = await session.reader.readScaled(
-        choice,
-        { xPx: patch.x, yPx: patch.y, widthPx: patch.width, heightPx: patch.height },
-        { signal: reading.signal, requireInside: plan.requirePatchesInside },
-      );
+      const rgb = await session.reader.readScaled(choice, patch, {
+        signal: reading.signal,
+        requireInside: plan.requirePatchesInside,
+      });
       if (rgb.data.byteLength !== patchBytes) {
         throw new PathembedError(
           'INTERNAL',

@@ -17,9 +17,9 @@ export type {
   EmbedOptions,
   JobProgress,
   PatchEmbedding,
-  PatchRect,
   PlanBaseLevel,
   PlannedPatch,
+  RectPx,
   SlidePlan,
   SlideSourceSpec,
   StageTimings,
@@ -40,6 +40,7 @@ export type {
 } from './pipeline-deps.js';
 export { gridSpacingUm, level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';
 export {
+  type PlanningDeps,
   type PlanWithMetadata,
   planOnSession,
   planSlide,

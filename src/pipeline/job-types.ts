@@ -4,25 +4,12 @@
  * can hand it to chunk workers), and what it produces (patch embeddings in patch order).
  */
 import type { ModelManifest } from '../embed/index.js';
+import type { PlannedPatch, RectPx } from '../geometry.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
 import type { SlideLevel } from '../wsi/slide-level.js';
 
-export type { SlideSourceSpec };
-
-/** A rectangle in the pixel grid of the target spacing (the plan's `pixelSpacingUm`). */
-export interface PatchRect {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
-
-export interface PlannedPatch extends PatchRect {
-  /** Position in the plan's patch list; results are emitted in this order. */
-  readonly index: number;
-  /** Tissue fraction under the patch (1 for explicit patches when no mask was computed). */
-  readonly tissueFraction: number;
-}
+/** Patches are rectangles in the pixel grid of the target spacing (the plan's `pixelSpacingUm`). */
+export type { PlannedPatch, RectPx, SlideSourceSpec };
 
 export interface EmbedOptions {
   /** Target pixel spacing in µm/px (default from config, 0.5). */
@@ -32,7 +19,7 @@ export interface EmbedOptions {
   /** Least tissue fraction of a grid patch (default from config). */
   readonly minTissue?: number;
   /** Explicit patches instead of the tissue grid; each must be the model's patch size. */
-  readonly patches?: readonly Pick<PatchRect, 'x' | 'y'>[];
+  readonly patches?: readonly Pick<RectPx, 'x' | 'y'>[];
   /** Require explicit patches to lie fully inside the image (else padded). */
   readonly requirePatchesInside?: boolean;
 }
@@ -55,7 +42,7 @@ export interface SlidePlan {
   readonly pixelSpacingUm: number;
   /** The stored level patches are read from, and the downsample applied to it (1 when it matches). */
   readonly level: SlideLevel;
-  readonly levelScale: number;
+  readonly downsample: number;
   readonly patchSizePx: number;
   readonly stridePx: number;
   readonly minTissue: number;

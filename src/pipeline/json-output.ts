@@ -55,7 +55,7 @@ export function resultHeaderFor(plan: SlidePlan, options: JsonOutputOptions): Re
       widthPx: plan.level.widthPx,
       heightPx: plan.level.heightPx,
       pixelSpacingUm: spacingMmToUm(plan.level.pixelSpacingMm),
-      scaleFromGrid: plan.levelScale,
+      scaleFromGrid: plan.downsample,
     },
     baseLevel: {
       widthPx: plan.baseLevel.widthPx,

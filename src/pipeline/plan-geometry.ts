@@ -9,7 +9,7 @@ import type { SlidePlan } from './job-types.js';
 /** Micrometres per target-grid pixel, along columns (x) and rows (y). */
 export function gridSpacingUm(plan: SlidePlan): SpacingUm {
   const level = spacingMmToUm(plan.level.pixelSpacingMm);
-  return { x: level.x * plan.levelScale, y: level.y * plan.levelScale };
+  return { x: level.x * plan.downsample, y: level.y * plan.downsample };
 }
 
 /** Mean of the two axes, the grid's nominal spacing. */

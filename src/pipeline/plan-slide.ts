@@ -9,7 +9,6 @@ import type { DicomJsonDataset } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
 import { chooseLevel } from '../wsi/level-choice.js';
 import { buildPatchGrid, explicitPatches } from '../wsi/patch-grid.js';
-import type { LevelScale } from '../wsi/patch-reader.js';
 import { targetGridSize } from '../wsi/patch-reader.js';
 import type { SlidePyramid } from '../wsi/slide-level.js';
 import { buildSlidePyramid } from '../wsi/slide-pyramid.js';
@@ -17,6 +16,12 @@ import { computeTissueMask } from '../wsi/tissue-mask.js';
 import { cancelledIfAborted } from './cancellation.js';
 import type { EmbedOptions, PlanBaseLevel, PlannedPatch, SlidePlan, SlideSourceSpec } from './job-types.js';
 import type { EmbedDefaults, PipelineDeps, RunContext } from './pipeline-deps.js';
+
+/** What planning needs: the engine only for its patch size, so a plan can be made without a model. */
+export type PlanningDeps = Pick<PipelineDeps, 'options' | 'slides' | 'logger'> & {
+  readonly engine: Pick<PipelineDeps['engine'], 'patchSize'>;
+};
+
 import { openReadingSession, type ReadingSession } from './reading-session.js';
 
 /** Options with the configuration's defaults filled in, checked, naming the bad one. */
@@ -80,7 +85,7 @@ export async function planOnSession(
   session: ReadingSession,
   spec: SlideSourceSpec,
   options: EmbedOptions,
-  deps: PipelineDeps,
+  deps: PlanningDeps,
   ctx: RunContext,
 ): Promise<PlanWithMetadata> {
   const resolved = resolveOptions(options, deps.options.defaults);
@@ -92,12 +97,11 @@ export async function planOnSession(
     const choice = chooseLevel(pyramid.levels, resolved.pixelSpacingUm, {
       tolerance: deps.slides.reading.levelTolerance,
     });
-    const levelScale: LevelScale = { level: choice.level, scale: choice.scale };
     let patches: readonly PlannedPatch[];
     let tissue: SlidePlan['tissue'] = null;
     let candidates: number;
     if (resolved.patches) {
-      patches = explicitPatches(levelScale, resolved.patches, undefined, {
+      patches = explicitPatches(choice, resolved.patches, undefined, {
         patchSizePx,
         requireInside: resolved.requirePatchesInside,
       });
@@ -107,7 +111,7 @@ export async function planOnSession(
         spacingUm: pipeline.tissueSpacingUm,
         signal: ctx.signal,
       });
-      const grid = buildPatchGrid(levelScale, mask, {
+      const grid = buildPatchGrid(choice, mask, {
         pixelSpacingUm: resolved.pixelSpacingUm,
         patchSizePx,
         stridePx: resolved.stridePx,
@@ -124,7 +128,7 @@ export async function planOnSession(
         { patches: patches.length, max: pipeline.maxPatchesPerJob },
       );
     }
-    const size = targetGridSize(levelScale);
+    const size = targetGridSize(choice);
     const plan: SlidePlan = {
       version: 1,
       source: spec,
@@ -132,7 +136,7 @@ export async function planOnSession(
       seriesInstanceUid: pyramid.seriesInstanceUid,
       pixelSpacingUm: resolved.pixelSpacingUm,
       level: choice.level,
-      levelScale: choice.scale,
+      downsample: choice.scale,
       patchSizePx,
       stridePx: resolved.stridePx,
       minTissue: resolved.minTissue,
@@ -149,7 +153,7 @@ export async function planOnSession(
       {
         source: session.source.description,
         level: plan.level.index,
-        levelScale: plan.levelScale,
+        downsample: plan.downsample,
         patches: patches.length,
         candidates,
         tissueFraction: tissue?.fraction,
@@ -169,7 +173,7 @@ export async function planOnSession(
 export async function planSlide(
   spec: SlideSourceSpec,
   options: EmbedOptions,
-  deps: PipelineDeps,
+  deps: PlanningDeps,
   ctx: RunContext = {},
 ): Promise<SlidePlan> {
   const session = await openReadingSession(deps, spec, ctx);

@@ -95,7 +95,7 @@ export async function buildSrForPlan(
         ? { stridePx: plan.stridePx, minTissue: plan.minTissue }
         : {}),
       level: plan.level.index,
-      levelScale: plan.levelScale,
+      downsample: plan.downsample,
     },
     pixelSpacingUm: meanGridSpacingUm(plan),
     patchSizePx: plan.patchSizePx,

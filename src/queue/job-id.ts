@@ -9,7 +9,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { canonicalJson } from '../canonical-json.js';
 import type { Config } from '../config.js';
-import type { EmbedOptions } from '../pipeline/index.js';
+import { pipelineOptions } from '../domain-options.js';
+import { type EmbedOptions, resolveOptions } from '../pipeline/index.js';
 import type { DicomWebSourceSpec, OutputKind } from './queue-jobs.js';
 
 /** Hex digits of sha256 kept in an id: 128 bits, far beyond any collision risk. */
@@ -18,17 +19,18 @@ const ID_PREFIX = 'j';
 const FINGERPRINT_VERSION = 1;
 const NONCE_BYTES = 8;
 
-/** Options with the config's defaults filled in, so "default" and "0.5 given" are one job. */
+/**
+ * The options a job computes with, defaults filled in once by the pipeline's `resolveOptions`, so
+ * "default" and "0.5 given" are one job. Explicit patches make stride and minimum tissue moot, so
+ * they are left out of such a job's identity.
+ */
 export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOptions {
-  const explicit = options.patches !== undefined;
+  const resolved = resolveOptions(options, pipelineOptions(config).defaults);
   return {
-    pixelSpacingUm: options.pixelSpacingUm ?? config.PATHEMBED_PIXEL_SPACING_UM,
-    ...(explicit
-      ? { patches: options.patches, requirePatchesInside: options.requirePatchesInside ?? false }
-      : {
-          stridePx: options.stridePx ?? config.PATHEMBED_STRIDE_PX,
-          minTissue: options.minTissue ?? config.PATHEMBED_MIN_TISSUE,
-        }),
+    pixelSpacingUm: resolved.pixelSpacingUm,
+    ...(resolved.patches
+      ? { patches: resolved.patches, requirePatchesInside: resolved.requirePatchesInside }
+      : { stridePx: resolved.stridePx, minTissue: resolved.minTissue }),
   };
 }
 

@@ -9,6 +9,7 @@ import type { DicomJsonDataset } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
 import { pipelineDeps, slideOpener } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
+import type { RectPx } from '../geometry.js';
 import type { Logger } from '../log.js';
 import {
   buildSrForPlan,
@@ -38,7 +39,6 @@ import type {
   SrWritten,
   StageBusyMs,
 } from './pipeline-port.js';
-import type { PredictPatch } from './predict-jobs.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
 import type { FrameFetchRecorder } from './service-metrics.js';
@@ -202,7 +202,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async readDicomPatches(
     spec: DicomWebSourceSpec,
-    patches: readonly PredictPatch[],
+    patches: readonly RectPx[],
     requireInside: boolean,
     run: RunContext,
   ): Promise<Uint8Array[]> {

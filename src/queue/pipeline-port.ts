@@ -7,8 +7,8 @@
 
 import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
+import type { RectPx } from '../geometry.js';
 import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
-import type { PredictPatch } from './predict-jobs.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
 
@@ -102,7 +102,7 @@ export interface PipelinePort {
   /** RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level. */
   readDicomPatches(
     source: DicomWebSourceSpec,
-    patches: readonly PredictPatch[],
+    patches: readonly RectPx[],
     requireInside: boolean,
     run: RunContext,
   ): Promise<Uint8Array[]>;

@@ -5,19 +5,13 @@
  * into its event stream. Tokens are in the vault under `predictTokenOwner(requestId, position)`.
  */
 import type { ErrorCode } from '../errors.js';
+import type { RectPx } from '../geometry.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
-
-export interface PredictPatch {
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-}
 
 interface PredictItemBase {
   /** Index of the instance in the request (predictions keep request order). */
   readonly position: number;
-  readonly patches: readonly PredictPatch[];
+  readonly patches: readonly RectPx[];
   /** Path Foundation's require_patches_fully_in_source_image (default true). */
   readonly requireInside: boolean;
 }

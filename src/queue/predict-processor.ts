@@ -8,6 +8,7 @@
 import type { Job } from 'bullmq';
 import sharp from 'sharp';
 import { PathembedError, toPathembedError } from '../errors.js';
+import type { RectPx } from '../geometry.js';
 import { encodeChunk } from './chunk-file.js';
 import {
   type ImagePredictItem,
@@ -15,7 +16,6 @@ import {
   type PredictItemResult,
   type PredictJobData,
   type PredictJobResult,
-  type PredictPatch,
   predictEmbeddingsKey,
   predictTokenOwner,
 } from './predict-jobs.js';
@@ -25,7 +25,7 @@ const CHANNELS = 3;
 /** Largest decoded image accepted (pixels), against decompression bombs: 10000 x 10000. */
 const MAX_IMAGE_PIXELS = 10_000 * 10_000;
 
-function outsideError(p: PredictPatch, width: number, height: number): PathembedError {
+function outsideError(p: RectPx, width: number, height: number): PathembedError {
   return new PathembedError(
     'PATCH_OUTSIDE_IMAGE',
     `Patch at (${p.x}, ${p.y}) size ${p.width}x${p.height} is not fully inside the ${width}x${height} image (require_patches_fully_in_source_image)`,
@@ -34,7 +34,7 @@ function outsideError(p: PredictPatch, width: number, height: number): Pathembed
 }
 
 /** Cuts `p` from an RGB raster; pixels outside are black (Path Foundation pads with zeros). */
-export function cutPatch(rgb: Uint8Array, width: number, height: number, p: PredictPatch): Uint8Array {
+export function cutPatch(rgb: Uint8Array, width: number, height: number, p: RectPx): Uint8Array {
   const out = new Uint8Array(p.width * p.height * CHANNELS);
   const x0 = Math.max(0, p.x);
   const x1 = Math.min(width, p.x + p.width);

@@ -53,7 +53,6 @@ export { fileSink, type ResultSink, streamSink, writeBytesAtomic } from './resul
 export { publicBaseUrl, resultSource, type SourceIdentity } from './result-source.js';
 export {
   type ResultHeaderInput,
-  type ResultPatchInput,
   type ResultSummaryInput,
   ResultWriter,
 } from './result-writer.js';

@@ -18,10 +18,10 @@ import {
   resultSummarySchema,
   type StoredResultSummary,
 } from './result-document.js';
-import { PATCHES_CLOSE_LINE, PATCHES_OPEN_LINE, type ResultPatchInput } from './result-writer.js';
+import { PATCHES_CLOSE_LINE, PATCHES_OPEN_LINE, type ResultPatch } from './result-writer.js';
 
-/** A patch read back: exactly what the writer was given. */
-export type ResultPatch = ResultPatchInput;
+/** A patch read back is exactly what the writer was given. */
+export type { ResultPatch };
 
 export interface ResultSummary extends Omit<StoredResultSummary, 'meanEmbedding'> {
   readonly meanEmbedding: Float32Array | null;

@@ -13,6 +13,7 @@
  *   "summary":{...}}
  */
 import { PathembedError } from '../errors.js';
+import type { PlannedPatch } from '../geometry.js';
 import { type EmbeddingEncoding, encodeEmbedding } from './embedding-codec.js';
 import {
   RESULT_SCHEMA_VERSION,
@@ -33,13 +34,8 @@ const FLUSH_THRESHOLD_CHARS = 1024 * 1024;
 export type ResultHeaderInput = Omit<ResultHeader, 'schemaVersion' | 'generator' | 'createdAt'>;
 
 /** One patch to write: its planned rectangle and tissue fraction, and its embedding. */
-export interface ResultPatchInput {
-  readonly index: number;
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-  readonly tissueFraction: number;
+/** A patch of the result: where it was cut (a PlannedPatch) and its embedding. */
+export interface ResultPatch extends PlannedPatch {
   readonly embedding: Float32Array;
 }
 
@@ -102,7 +98,7 @@ export class ResultWriter {
   }
 
   /** Appends one patch. Patches must come in increasing index order (the plan's order). */
-  async writePatch(patch: ResultPatchInput): Promise<void> {
+  async writePatch(patch: ResultPatch): Promise<void> {
     this.assertOpen();
     const started = performance.now();
     if (!Number.isInteger(patch.index) || patch.index <= this.lastIndex) {

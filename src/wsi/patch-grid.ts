@@ -11,23 +11,12 @@
  * ones 0.. in order, so the same slide and options always give the same list.
  */
 import { PathembedError } from '../errors.js';
+import type { PlannedPatch, RectPx } from '../geometry.js';
 import type { LevelScale } from './patch-reader.js';
 import { targetGridSize } from './patch-reader.js';
 import { meanPixelSpacingUm } from './pixel-spacing.js';
-import type { RectPx } from './region.js';
 import { isInsideImage } from './region.js';
 import type { TissueMask } from './tissue-mask.js';
-
-/** One patch in the target grid (same shape as the pipeline's PlannedPatch). */
-export interface GridPatch {
-  readonly index: number;
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-  /** Area fraction over tissue (0-1); 1 when no mask was computed. */
-  readonly tissueFraction: number;
-}
 
 export interface PatchGridOptions {
   /** Target pixel spacing in µm/px (PATHEMBED_PIXEL_SPACING_UM). */
@@ -44,7 +33,7 @@ export interface PatchGrid {
   readonly pixelSpacingUm: number;
   /** The stored level patches are read from, and its downsample to the target grid. */
   readonly level: number;
-  readonly levelScale: number;
+  readonly downsample: number;
   /** The image in the target grid. */
   readonly widthPx: number;
   readonly heightPx: number;
@@ -54,7 +43,7 @@ export interface PatchGrid {
   /** Grid positions considered before the tissue filter. */
   readonly candidates: number;
   readonly tissue: { readonly method: string; readonly spacingUm: number; readonly fraction: number } | null;
-  readonly patches: readonly GridPatch[];
+  readonly patches: readonly PlannedPatch[];
 }
 
 /** Micrometres one target-grid pixel covers (the level's real spacing times the scale). */
@@ -101,12 +90,12 @@ export function buildPatchGrid(
   const { widthPx, heightPx } = targetGridSize(choice);
   const { patchSizePx, stridePx, minTissue } = options;
   const sizeUm = targetPixelSizeUm(choice);
-  const patches: GridPatch[] = [];
+  const patches: PlannedPatch[] = [];
   let candidates = 0;
   for (let y = 0; y + patchSizePx <= heightPx; y += stridePx) {
     for (let x = 0; x + patchSizePx <= widthPx; x += stridePx) {
       candidates++;
-      const rect: RectPx = { xPx: x, yPx: y, widthPx: patchSizePx, heightPx: patchSizePx };
+      const rect: RectPx = { x, y, width: patchSizePx, height: patchSizePx };
       const tissueFraction = mask ? mask.tissueFraction(rect, sizeUm) : 1;
       if (mask && tissueFraction < minTissue) continue;
       patches.push({ index: patches.length, x, y, width: patchSizePx, height: patchSizePx, tissueFraction });
@@ -115,7 +104,7 @@ export function buildPatchGrid(
   return {
     pixelSpacingUm: options.pixelSpacingUm,
     level: choice.level.index,
-    levelScale: choice.scale,
+    downsample: choice.scale,
     widthPx,
     heightPx,
     patchSizePx,
@@ -146,7 +135,7 @@ export function explicitPatches(
   input: readonly ExplicitPatchInput[],
   mask: TissueMask | undefined,
   options: { readonly patchSizePx: number; readonly requireInside?: boolean },
-): GridPatch[] {
+): PlannedPatch[] {
   const { patchSizePx } = options;
   const requireInside = options.requireInside ?? true;
   const { widthPx, heightPx } = targetGridSize(choice);
@@ -172,7 +161,7 @@ export function explicitPatches(
         { index, width, height, patchSizePx },
       );
     }
-    const rect: RectPx = { xPx: p.x, yPx: p.y, widthPx: width, heightPx: height };
+    const rect: RectPx = { x: p.x, y: p.y, width, height };
     const inside = isInsideImage(rect, widthPx, heightPx);
     const overlaps = p.x < widthPx && p.y < heightPx && p.x + width > 0 && p.y + height > 0;
     if ((requireInside && !inside) || !overlaps) {

@@ -26,7 +26,7 @@
 import type { RgbFrame } from '../codecs/index.js';
 import { PathembedError } from '../errors.js';
 import type { FrameProvider } from './frame-cache.js';
-import { chooseLevel } from './level-choice.js';
+import { chooseLevel, type LevelChoice } from './level-choice.js';
 import { assertValidRect, isInsideImage, type RectPx, tilesOverlapping } from './region.js';
 import { areaResample, RGB_CHANNELS } from './resample.js';
 import type { SlideLevel, TileFrame } from './slide-level.js';
@@ -47,12 +47,11 @@ export interface ReadRegionOptions {
   readonly signal?: AbortSignal;
 }
 
-/** A stored level and the downsample that turns it into the target grid (see level-choice). */
-export interface LevelScale {
-  readonly level: SlideLevel;
-  /** Target spacing / level spacing: 1 when the level matches, at most 8. */
-  readonly scale: number;
-}
+/**
+ * The part of a LevelChoice the reader needs: a stored level and the downsample (`scale`) that turns
+ * it into the target grid. A LevelChoice is passed as it is; a plan gives `{ level, scale: downsample }`.
+ */
+export type LevelScale = Pick<LevelChoice, 'level' | 'scale'>;
 
 /** Size of the target grid served by `choice` (whole target pixels inside the image). */
 export function targetGridSize(choice: LevelScale): { widthPx: number; heightPx: number } {
@@ -70,16 +69,16 @@ export function levelWindow(
   rect: RectPx,
 ): { region: RectPx; offsetX: number; offsetY: number } {
   const { scale } = choice;
-  const x0 = rect.xPx * scale;
-  const y0 = rect.yPx * scale;
+  const x0 = rect.x * scale;
+  const y0 = rect.y * scale;
   const xPx = Math.floor(x0);
   const yPx = Math.floor(y0);
   // Snap ends within 1e-9 px of an integer so float noise does not read one more column.
   const snapCeil = (v: number) => Math.ceil(v - 1e-9);
-  const x1 = snapCeil((rect.xPx + rect.widthPx) * scale);
-  const y1 = snapCeil((rect.yPx + rect.heightPx) * scale);
+  const x1 = snapCeil((rect.x + rect.width) * scale);
+  const y1 = snapCeil((rect.y + rect.height) * scale);
   return {
-    region: { xPx, yPx, widthPx: Math.max(1, x1 - xPx), heightPx: Math.max(1, y1 - yPx) },
+    region: { x: xPx, y: yPx, width: Math.max(1, x1 - xPx), height: Math.max(1, y1 - yPx) },
     offsetX: x0 - xPx,
     offsetY: y0 - yPx,
   };
@@ -87,16 +86,16 @@ export function levelWindow(
 
 function fillRect(out: RgbFrame, rect: RectPx, rgb: Rgb): void {
   const [r, g, b] = rgb;
-  const rowBytes = rect.widthPx * RGB_CHANNELS;
-  const first = (rect.yPx * out.width + rect.xPx) * RGB_CHANNELS;
+  const rowBytes = rect.width * RGB_CHANNELS;
+  const first = (rect.y * out.width + rect.x) * RGB_CHANNELS;
   // Fill one row pixel by pixel, then copy it to the others (copyWithin is a memmove).
   for (let i = 0; i < rowBytes; i += RGB_CHANNELS) {
     out.data[first + i] = r;
     out.data[first + i + 1] = g;
     out.data[first + i + 2] = b;
   }
-  for (let y = 1; y < rect.heightPx; y++) {
-    const start = ((rect.yPx + y) * out.width + rect.xPx) * RGB_CHANNELS;
+  for (let y = 1; y < rect.height; y++) {
+    const start = ((rect.y + y) * out.width + rect.x) * RGB_CHANNELS;
     out.data.copyWithin(start, first, first + rowBytes);
   }
 }
@@ -112,10 +111,9 @@ export class PatchReader {
     private readonly options: PatchReaderOptions,
   ) {}
 
-  /** The level and scale that serve `pixelSpacingUm` (level-choice; NO_MATCHING_LEVEL when none). */
-  chooseLevel(levels: readonly SlideLevel[], pixelSpacingUm: number): LevelScale {
-    const { level, scale } = chooseLevel(levels, pixelSpacingUm, { tolerance: this.options.levelTolerance });
-    return { level, scale };
+  /** The level choice for `pixelSpacingUm` under this reader's tolerance (NO_MATCHING_LEVEL when none). */
+  chooseLevel<L extends SlideLevel>(levels: readonly L[], pixelSpacingUm: number): LevelChoice<L> {
+    return chooseLevel(levels, pixelSpacingUm, { tolerance: this.options.levelTolerance });
   }
 
   /**
@@ -143,7 +141,7 @@ export class PatchReader {
     heightPx: number,
     options: ReadRegionOptions = {},
   ): Promise<RgbFrame> {
-    const rect: RectPx = { xPx, yPx, widthPx, heightPx };
+    const rect: RectPx = { x: xPx, y: yPx, width: widthPx, height: heightPx };
     assertValidRect(rect);
     if (options.requireInside && !isInsideImage(rect, level.widthPx, level.heightPx)) {
       throw new PathembedError(
@@ -158,7 +156,11 @@ export class PatchReader {
       data: new Uint8Array(widthPx * heightPx * RGB_CHANNELS),
     };
     if (!isInsideImage(rect, level.widthPx, level.heightPx)) {
-      fillRect(out, { xPx: 0, yPx: 0, widthPx, heightPx }, options.background ?? OUTSIDE_IMAGE_RGB);
+      fillRect(
+        out,
+        { x: 0, y: 0, width: widthPx, height: heightPx },
+        options.background ?? OUTSIDE_IMAGE_RGB,
+      );
     }
 
     const tiles = tilesOverlapping(level, rect);
@@ -189,34 +191,27 @@ export class PatchReader {
   async readScaled(choice: LevelScale, rect: RectPx, options: ReadRegionOptions = {}): Promise<RgbFrame> {
     assertValidRect(rect, 'patch');
     if (choice.scale === 1)
-      return this.readRegion(choice.level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx, options);
+      return this.readRegion(choice.level, rect.x, rect.y, rect.width, rect.height, options);
     const grid = targetGridSize(choice);
     if (options.requireInside && !isInsideImage(rect, grid.widthPx, grid.heightPx)) {
       throw new PathembedError(
         'PATCH_OUTSIDE_IMAGE',
-        `Patch x=${rect.xPx} y=${rect.yPx} ${rect.widthPx}x${rect.heightPx} is not inside the ${grid.widthPx}x${grid.heightPx} image at this spacing`,
+        `Patch x=${rect.x} y=${rect.y} ${rect.width}x${rect.height} is not inside the ${grid.widthPx}x${grid.heightPx} image at this spacing`,
         { ...rect, imageWidthPx: grid.widthPx, imageHeightPx: grid.heightPx, level: choice.level.index },
       );
     }
     const { region, offsetX, offsetY } = levelWindow(choice, rect);
-    const source = await this.readRegion(
-      choice.level,
-      region.xPx,
-      region.yPx,
-      region.widthPx,
-      region.heightPx,
-      {
-        ...options,
-        requireInside: false,
-      },
-    );
+    const source = await this.readRegion(choice.level, region.x, region.y, region.width, region.height, {
+      ...options,
+      requireInside: false,
+    });
     return areaResample(source, {
       srcXPx: offsetX,
       srcYPx: offsetY,
       scaleX: choice.scale,
       scaleY: choice.scale,
-      widthPx: rect.widthPx,
-      heightPx: rect.heightPx,
+      widthPx: rect.width,
+      heightPx: rect.height,
     });
   }
 
@@ -241,12 +236,12 @@ export class PatchReader {
   ) {
     const tileX = col * level.tileWidthPx;
     const tileY = row * level.tileHeightPx;
-    const x0 = Math.max(rect.xPx, tileX);
-    const y0 = Math.max(rect.yPx, tileY);
-    const x1 = Math.min(rect.xPx + rect.widthPx, tileX + level.tileWidthPx, level.widthPx);
-    const y1 = Math.min(rect.yPx + rect.heightPx, tileY + level.tileHeightPx, level.heightPx);
+    const x0 = Math.max(rect.x, tileX);
+    const y0 = Math.max(rect.y, tileY);
+    const x1 = Math.min(rect.x + rect.width, tileX + level.tileWidthPx, level.widthPx);
+    const y1 = Math.min(rect.y + rect.height, tileY + level.tileHeightPx, level.heightPx);
     if (x1 <= x0 || y1 <= y0) return;
-    const dest: RectPx = { xPx: x0 - rect.xPx, yPx: y0 - rect.yPx, widthPx: x1 - x0, heightPx: y1 - y0 };
+    const dest: RectPx = { x: x0 - rect.x, y: y0 - rect.y, width: x1 - x0, height: y1 - y0 };
     if (!frame) {
       fillRect(out, dest, MISSING_TILE_RGB);
       return;
@@ -258,10 +253,10 @@ export class PatchReader {
         { level: level.index, col, row },
       );
     }
-    const rowBytes = dest.widthPx * RGB_CHANNELS;
-    for (let y = 0; y < dest.heightPx; y++) {
+    const rowBytes = dest.width * RGB_CHANNELS;
+    for (let y = 0; y < dest.height; y++) {
       const from = ((y0 - tileY + y) * frame.width + (x0 - tileX)) * RGB_CHANNELS;
-      const to = ((dest.yPx + y) * out.width + dest.xPx) * RGB_CHANNELS;
+      const to = ((dest.y + y) * out.width + dest.x) * RGB_CHANNELS;
       out.data.set(frame.data.subarray(from, from + rowBytes), to);
     }
   }

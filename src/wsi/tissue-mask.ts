@@ -143,10 +143,10 @@ export class TissueMask {
    */
   tissueFraction(rect: RectPx, rectPixelSpacingUm: number): number {
     const k = rectPixelSpacingUm / this.pixelSpacingUm;
-    const x0 = rect.xPx * k;
-    const y0 = rect.yPx * k;
-    const x1 = (rect.xPx + rect.widthPx) * k;
-    const y1 = (rect.yPx + rect.heightPx) * k;
+    const x0 = rect.x * k;
+    const y0 = rect.y * k;
+    const x1 = (rect.x + rect.width) * k;
+    const y1 = (rect.y + rect.height) * k;
     const area = (x1 - x0) * (y1 - y0);
     if (area <= 0) return 0;
     let covered = 0;
@@ -241,7 +241,7 @@ export async function computeTissueMask(
     // saturation unchanged and the luminance floor ignores wholly-outside pixels.
     const strip = await reader.readScaled(
       choice,
-      { xPx: 0, yPx: y, widthPx, heightPx: rows },
+      { x: 0, y, width: widthPx, height: rows },
       { signal: options.signal },
     );
     image.data.set(strip.data, y * widthPx * RGB_CHANNELS);

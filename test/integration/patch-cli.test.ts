@@ -152,7 +152,7 @@ describe('pathembed tissue and grid', () => {
     expect(grid).toMatchObject({
       pixelSpacingUm: 0.5,
       level: 0,
-      levelScale: 1,
+      downsample: 1,
       widthPx: CMU.widthPx,
       heightPx: CMU.heightPx,
     });

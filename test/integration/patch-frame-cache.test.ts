@@ -30,7 +30,7 @@ function framesOf(
   widthPx: number,
   heightPx: number,
 ): TileFrame[] {
-  return tilesOverlapping(level, { xPx, yPx, widthPx, heightPx })
+  return tilesOverlapping(level, { x: xPx, y: yPx, width: widthPx, height: heightPx })
     .map(({ col, row }) => tileFrame(level, col, row))
     .filter((f): f is TileFrame => f !== undefined);
 }
@@ -145,16 +145,16 @@ describe('FrameCache', () => {
     const choice = { level: level0, scale: 1 };
     // a row of patches along the top: frames (0,0), (1,0), ... in that order
     const rects = [0, 1, 2, 3, 4, 5, 6, 7].map((i) => ({
-      xPx: i * PATCH_PX,
-      yPx: 0,
-      widthPx: PATCH_PX,
-      heightPx: PATCH_PX,
+      x: i * PATCH_PX,
+      y: 0,
+      width: PATCH_PX,
+      height: PATCH_PX,
     }));
     const fetched = await reader.prefetchPatches(choice, rects);
     expect(fetched).toBe(5);
     expect(source.stats.frames).toBe(5);
     // the first patches now read from the cache alone
-    for (const r of rects.slice(0, 5)) await reader.readRegion(level0, r.xPx, r.yPx, r.widthPx, r.heightPx);
+    for (const r of rects.slice(0, 5)) await reader.readRegion(level0, r.x, r.y, r.width, r.height);
     expect(source.stats.frames).toBe(5);
     expect(cache.stats().evictions).toBe(0);
     // prefetching again fetches nothing new

@@ -80,7 +80,7 @@ describe('tissue mask of a slide (cmu-jpeg, through the patch reader)', () => {
 describe('buildPatchGrid', () => {
   it('lays whole patches row-major over the target grid and keeps those with enough tissue', () => {
     const g = grid();
-    expect([g.level, g.levelScale, g.widthPx, g.heightPx]).toEqual([0, 1, CMU.widthPx, CMU.heightPx]);
+    expect([g.level, g.downsample, g.widthPx, g.heightPx]).toEqual([0, 1, CMU.widthPx, CMU.heightPx]);
     expect(g.candidates).toBe(Math.floor(CMU.widthPx / PATCH_PX) * Math.floor(CMU.heightPx / PATCH_PX));
     expect(g.patches.length).toBeGreaterThan(0.2 * g.candidates);
     expect(g.patches.length).toBeLessThan(0.6 * g.candidates);
@@ -130,10 +130,10 @@ describe('buildPatchGrid', () => {
 
   it('uses the target grid of a coarser spacing', () => {
     const at1 = grid({ pixelSpacingUm: 1 });
-    expect([at1.level, at1.levelScale, at1.widthPx, at1.heightPx]).toEqual([1, 1, 1110, 1484]);
+    expect([at1.level, at1.downsample, at1.widthPx, at1.heightPx]).toEqual([1, 1, 1110, 1484]);
     const at075 = grid({ pixelSpacingUm: 0.75 });
     expect(at075.level).toBe(0);
-    expect(at075.levelScale).toBeCloseTo(0.75 / CMU.mppUm, 6);
+    expect(at075.downsample).toBeCloseTo(0.75 / CMU.mppUm, 6);
     expect(at075.widthPx).toBe(Math.floor(CMU.widthPx / (0.75 / CMU.mppUm)));
   });
 

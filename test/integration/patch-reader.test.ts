@@ -101,10 +101,10 @@ function expectedRegion(
   rect: RectPx,
   outside: Rgb = BLACK,
 ): Uint8Array {
-  const out = new Uint8Array(rect.widthPx * rect.heightPx * 3);
-  for (let j = 0; j < rect.heightPx; j++) {
-    for (let i = 0; i < rect.widthPx; i++) {
-      out.set(expectedPixel(name, level, rect.xPx + i, rect.yPx + j, outside), (j * rect.widthPx + i) * 3);
+  const out = new Uint8Array(rect.width * rect.height * 3);
+  for (let j = 0; j < rect.height; j++) {
+    for (let i = 0; i < rect.width; i++) {
+      out.set(expectedPixel(name, level, rect.x + i, rect.y + j, outside), (j * rect.width + i) * 3);
     }
   }
   return out;
@@ -112,16 +112,16 @@ function expectedRegion(
 
 /** The first pixel where two RGB buffers differ, described, or null when they are equal. */
 function firstDifference(actual: RgbFrame, expected: Uint8Array, rect: RectPx): string | null {
-  expect([actual.width, actual.height]).toEqual([rect.widthPx, rect.heightPx]);
+  expect([actual.width, actual.height]).toEqual([rect.width, rect.height]);
   for (let p = 0; p < expected.length; p += 3) {
     if (
       actual.data[p] !== expected[p] ||
       actual.data[p + 1] !== expected[p + 1] ||
       actual.data[p + 2] !== expected[p + 2]
     ) {
-      const i = (p / 3) % rect.widthPx;
-      const j = Math.floor(p / 3 / rect.widthPx);
-      return `at (${rect.xPx + i}, ${rect.yPx + j}): got ${[...actual.data.subarray(p, p + 3)]}, expected ${[...expected.subarray(p, p + 3)]}`;
+      const i = (p / 3) % rect.width;
+      const j = Math.floor(p / 3 / rect.width);
+      return `at (${rect.x + i}, ${rect.y + j}): got ${[...actual.data.subarray(p, p + 3)]}, expected ${[...expected.subarray(p, p + 3)]}`;
     }
   }
   return null;
@@ -141,13 +141,13 @@ function regionsOf(level: SlideLevel): RectPx[] {
   const { widthPx: w, heightPx: h, tileWidthPx: tw, tileHeightPx: th } = level;
   return [
     // across the first vertical and horizontal frame borders (clipped to small levels)
-    { xPx: Math.min(tw - 37, w - 60), yPx: Math.min(th - 29, h - 50), widthPx: 120, heightPx: 90 },
+    { x: Math.min(tw - 37, w - 60), y: Math.min(th - 29, h - 50), width: 120, height: 90 },
     // over the bottom-right corner: partial edge tiles, then padding
-    { xPx: w - 100, yPx: h - 60, widthPx: 224, heightPx: 224 },
+    { x: w - 100, y: h - 60, width: 224, height: 224 },
     // before the origin
-    { xPx: -30, yPx: -20, widthPx: 100, heightPx: 80 },
+    { x: -30, y: -20, width: 100, height: 80 },
     // the whole level and a border of padding around it
-    { xPx: -3, yPx: -2, widthPx: w + 6, heightPx: h + 4 },
+    { x: -3, y: -2, width: w + 6, height: h + 4 },
   ];
 }
 
@@ -167,7 +167,7 @@ describe.each(KINDS)('readRegion on the synthetic slides (%s source)', (kind) =>
       expect(slide.pyramid.levels.length).toBe(3);
       for (const level of slide.pyramid.levels) {
         for (const rect of regionsOf(level)) {
-          const got = await reader.readRegion(level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
+          const got = await reader.readRegion(level, rect.x, rect.y, rect.width, rect.height);
           expect(
             firstDifference(got, expectedRegion(name, level, rect), rect),
             `${name} level ${level.index}`,
@@ -180,7 +180,7 @@ describe.each(KINDS)('readRegion on the synthetic slides (%s source)', (kind) =>
   it('synthetic-jpeg: every level within JPEG error of the coordinates', async () => {
     const { slide, reader } = await openReader('synthetic-jpeg', kind);
     for (const level of slide.pyramid.levels) {
-      const rect = { xPx: 0, yPx: 0, widthPx: level.widthPx, heightPx: level.heightPx };
+      const rect = { x: 0, y: 0, width: level.widthPx, height: level.heightPx };
       const got = await reader.readRegion(level, 0, 0, level.widthPx, level.heightPx);
       // quality 95 with 4:2:0 chroma: measured 0.53-0.73 mean absolute error per level
       expect(pixelDiff(got.data, expectedRegion('synthetic-jpeg', level, rect)).mean).toBeLessThan(1.5);
@@ -193,14 +193,14 @@ describe('readRegion options (synthetic-sparse over DICOMweb)', () => {
     const { slide, reader } = await openReader('synthetic-sparse', 'dicomweb');
     const level1 = slide.level(1);
     // tile (1, 0) of level 1 is not stored; the region also reaches past the top edge
-    const rect = { xPx: 200, yPx: -16, widthPx: 120, heightPx: 100 };
+    const rect = { x: 200, y: -16, width: 120, height: 100 };
     const purple: Rgb = [120, 0, 90];
-    const got = await reader.readRegion(level1, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx, {
+    const got = await reader.readRegion(level1, rect.x, rect.y, rect.width, rect.height, {
       background: purple,
     });
     expect(firstDifference(got, expectedRegion('synthetic-sparse', level1, rect, purple), rect)).toBeNull();
     expect([...got.data.subarray(0, 3)]).toEqual([...purple]);
-    const insideMissing = ((16 + 10) * rect.widthPx + (300 - 200)) * 3; // (300, 10) lies in tile (1, 0)
+    const insideMissing = ((16 + 10) * rect.width + (300 - 200)) * 3; // (300, 10) lies in tile (1, 0)
     expect([...got.data.subarray(insideMissing, insideMissing + 3)]).toEqual([...WHITE]);
   });
 
@@ -218,19 +218,15 @@ describe('readRegion options (synthetic-sparse over DICOMweb)', () => {
     // at 0.75 µm/px the target grid is floor(1000 / 1.5) x floor(700 / 1.5) = 666 x 466
     const levels = slide.pyramid.levels;
     expect(
-      await errorCode(
-        reader.getPatch(levels, { xPx: 442, yPx: 242, widthPx: 224, heightPx: 224 }, 0.75, inside),
-      ),
+      await errorCode(reader.getPatch(levels, { x: 442, y: 242, width: 224, height: 224 }, 0.75, inside)),
     ).toBeUndefined();
     expect(
-      await errorCode(
-        reader.getPatch(levels, { xPx: 443, yPx: 0, widthPx: 224, heightPx: 224 }, 0.75, inside),
-      ),
+      await errorCode(reader.getPatch(levels, { x: 443, y: 0, width: 224, height: 224 }, 0.75, inside)),
     ).toBe('PATCH_OUTSIDE_IMAGE');
     expect(await errorCode(reader.readRegion(level0, 0, 0, 0, 10))).toBe('INVALID_ARGUMENT');
-    expect(
-      await errorCode(reader.getPatch(levels, { xPx: 0, yPx: 0, widthPx: 10, heightPx: 10 }, 0.25)),
-    ).toBe('NO_MATCHING_LEVEL');
+    expect(await errorCode(reader.getPatch(levels, { x: 0, y: 0, width: 10, height: 10 }, 0.25))).toBe(
+      'NO_MATCHING_LEVEL',
+    );
   });
 });
 
@@ -254,12 +250,12 @@ describe('getPatch / readScaled: area averaging from the finer level (synthetic-
     const level0 = slide.level(0);
     const choice: LevelScale = { level: level0, scale: 2 };
     // target (100..160) x (110..170) covers level-0 (200..320) x (220..340): the frame corner at 256
-    const rect = { xPx: 100, yPx: 110, widthPx: 60, heightPx: 60 };
+    const rect = { x: 100, y: 110, width: 60, height: 60 };
     const got = await reader.readScaled(choice, rect);
-    for (let j = 0; j < rect.heightPx; j++) {
-      for (let i = 0; i < rect.widthPx; i++) {
-        const X = 2 * (rect.xPx + i);
-        const Y = 2 * (rect.yPx + j);
+    for (let j = 0; j < rect.height; j++) {
+      for (let i = 0; i < rect.width; i++) {
+        const X = 2 * (rect.x + i);
+        const Y = 2 * (rect.y + j);
         const block = [
           encodeCoordinatePixel(X, Y),
           encodeCoordinatePixel(X + 1, Y),
@@ -268,7 +264,7 @@ describe('getPatch / readScaled: area averaging from the finer level (synthetic-
         ];
         for (let c = 0; c < 3; c++) {
           const mean = Math.round(block.reduce((s, p) => s + p[c], 0) / 4);
-          expect(got.data[(j * rect.widthPx + i) * 3 + c]).toBe(mean);
+          expect(got.data[(j * rect.width + i) * 3 + c]).toBe(mean);
         }
       }
     }
@@ -281,16 +277,16 @@ describe('getPatch / readScaled: area averaging from the finer level (synthetic-
     expect(choice.level.index).toBe(0);
     expect(choice.scale).toBeCloseTo(1.5, 12);
     for (const rect of [
-      { xPx: 150, yPx: 160, widthPx: 40, heightPx: 30 }, // across the frame corner at (256, 256) of level 0
-      { xPx: 640, yPx: 440, widthPx: 40, heightPx: 40 }, // past the bottom-right corner of the 666 x 466 grid
+      { x: 150, y: 160, width: 40, height: 30 }, // across the frame corner at (256, 256) of level 0
+      { x: 640, y: 440, width: 40, height: 40 }, // past the bottom-right corner of the 666 x 466 grid
     ]) {
       const got = await reader.getPatch(levels, rect, 0.75);
       let worst = 0;
-      for (let j = 0; j < rect.heightPx; j++) {
-        for (let i = 0; i < rect.widthPx; i++) {
+      for (let j = 0; j < rect.height; j++) {
+        for (let i = 0; i < rect.width; i++) {
           for (let c = 0; c < 3; c++) {
-            const exact = areaMean(choice.level, (rect.xPx + i) * 1.5, (rect.yPx + j) * 1.5, 1.5, c);
-            worst = Math.max(worst, Math.abs(got.data[(j * rect.widthPx + i) * 3 + c] - exact));
+            const exact = areaMean(choice.level, (rect.x + i) * 1.5, (rect.y + j) * 1.5, 1.5, c);
+            worst = Math.max(worst, Math.abs(got.data[(j * rect.width + i) * 3 + c] - exact));
           }
         }
       }
@@ -300,7 +296,7 @@ describe('getPatch / readScaled: area averaging from the finer level (synthetic-
 
   it('reads a level that matches the spacing as it is', async () => {
     const { slide, reader } = await openReader('synthetic-full', 'dicomweb');
-    const rect = { xPx: 230, yPx: 200, widthPx: 100, heightPx: 100 };
+    const rect = { x: 230, y: 200, width: 100, height: 100 };
     const got = await reader.getPatch(slide.pyramid.levels, rect, 1.0);
     expect(firstDifference(got, expectedRegion('synthetic-full', slide.level(1), rect), rect)).toBeNull();
   });
@@ -311,8 +307,7 @@ describe('frame cache over DICOMweb: batched requests', () => {
   const gridRects = (level: SlideLevel): RectPx[] => {
     const rects: RectPx[] = [];
     for (let y = 0; y + 224 <= level.heightPx; y += 224)
-      for (let x = 0; x + 224 <= level.widthPx; x += 224)
-        rects.push({ xPx: x, yPx: y, widthPx: 224, heightPx: 224 });
+      for (let x = 0; x + 224 <= level.widthPx; x += 224) rects.push({ x: x, y: y, width: 224, height: 224 });
     return rects;
   };
 
@@ -326,7 +321,7 @@ describe('frame cache over DICOMweb: batched requests', () => {
     expect(frames.length).toBe(12);
     const requestsBefore = source.stats.requests;
     const patches = await Promise.all(
-      rects.map((r) => reader.readRegion(level0, r.xPx, r.yPx, r.widthPx, r.heightPx)),
+      rects.map((r) => reader.readRegion(level0, r.x, r.y, r.width, r.height)),
     );
     expect(source.stats.requests - requestsBefore).toBeLessThanOrEqual(
       Math.ceil(frames.length / FRAMES_PER_REQUEST),
@@ -356,7 +351,7 @@ describe('frame cache over DICOMweb: batched requests', () => {
     expect(bound).toBeLessThanOrEqual(Math.ceil(frames.length / FRAMES_PER_REQUEST) + perInstance.size - 1);
     const afterPrefetch = source.stats.requests;
     for (const r of rects) {
-      const got = await reader.readRegion(level0, r.xPx, r.yPx, r.widthPx, r.heightPx);
+      const got = await reader.readRegion(level0, r.x, r.y, r.width, r.height);
       expect(firstDifference(got, expectedRegion('synthetic-concat', level0, r), r)).toBeNull();
     }
     expect(source.stats.requests).toBe(afterPrefetch);
@@ -374,10 +369,10 @@ async function svsRegion(rect: RectPx): Promise<Uint8Array> {
       'crop',
       CMU_SVS,
       png,
-      String(rect.xPx),
-      String(rect.yPx),
-      String(rect.widthPx),
-      String(rect.heightPx),
+      String(rect.x),
+      String(rect.y),
+      String(rect.width),
+      String(rect.height),
     ]);
     return new Uint8Array(await sharp(png).removeAlpha().raw().toBuffer());
   } finally {
@@ -387,14 +382,14 @@ async function svsRegion(rect: RectPx): Promise<Uint8Array> {
 
 describe('real slides over DICOMweb against their sources', () => {
   // tissue across tile borders (240 px tiles), glass, and a patch past the bottom-right corner
-  const TISSUE = { xPx: 700, yPx: 2600, widthPx: 224, heightPx: 224 };
-  const TISSUE2 = { xPx: 1000, yPx: 1000, widthPx: 224, heightPx: 224 };
-  const GLASS = { xPx: 1900, yPx: 200, widthPx: 224, heightPx: 224 };
+  const TISSUE = { x: 700, y: 2600, width: 224, height: 224 };
+  const TISSUE2 = { x: 1000, y: 1000, width: 224, height: 224 };
+  const GLASS = { x: 1900, y: 200, width: 224, height: 224 };
 
   it('cmu-raw (uncompressed) equals the SVS exactly', async () => {
     const { slide, reader } = await openReader('cmu-raw', 'dicomweb');
     for (const rect of [TISSUE, TISSUE2, GLASS]) {
-      const got = await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
+      const got = await reader.readRegion(slide.level(0), rect.x, rect.y, rect.width, rect.height);
       expect(pixelDiff(got.data, await svsRegion(rect)).mean).toBe(0);
     }
   });
@@ -402,12 +397,12 @@ describe('real slides over DICOMweb against their sources', () => {
   it('cmu-raw past the bottom-right corner: the image part equals the SVS, the rest is black', async () => {
     const { slide, reader } = await openReader('cmu-raw', 'dicomweb');
     const level0 = slide.level(0);
-    const rect = { xPx: level0.widthPx - 100, yPx: level0.heightPx - 50, widthPx: 224, heightPx: 224 };
-    const got = await reader.readRegion(level0, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
-    const inside = await svsRegion({ ...rect, widthPx: 100, heightPx: 50 });
-    for (let j = 0; j < rect.heightPx; j++) {
-      for (let i = 0; i < rect.widthPx; i++) {
-        const p = (j * rect.widthPx + i) * 3;
+    const rect = { x: level0.widthPx - 100, y: level0.heightPx - 50, width: 224, height: 224 };
+    const got = await reader.readRegion(level0, rect.x, rect.y, rect.width, rect.height);
+    const inside = await svsRegion({ ...rect, width: 100, height: 50 });
+    for (let j = 0; j < rect.height; j++) {
+      for (let i = 0; i < rect.width; i++) {
+        const p = (j * rect.width + i) * 3;
         const want =
           i < 100 && j < 50 ? [...inside.subarray((j * 100 + i) * 3, (j * 100 + i) * 3 + 3)] : [0, 0, 0];
         if (want.some((v, c) => v !== got.data[p + c]))
@@ -419,7 +414,7 @@ describe('real slides over DICOMweb against their sources', () => {
   it('cmu-jpeg2000 (lossless re-encoding of the decoded SVS) equals the SVS', async () => {
     const { slide, reader } = await openReader('cmu-jpeg2000', 'dicomweb');
     for (const rect of [TISSUE, GLASS]) {
-      const got = await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
+      const got = await reader.readRegion(slide.level(0), rect.x, rect.y, rect.width, rect.height);
       expect(pixelDiff(got.data, await svsRegion(rect)).mean).toBeLessThan(0.5);
     }
   });
@@ -430,7 +425,7 @@ describe('real slides over DICOMweb against their sources', () => {
     // chroma; DCMTK's decoder gives the same pixels as ours, so this is the file's own error:
     // about 6.5 in dense tissue (fine texture), under 1 on glass.
     const got = async (rect: RectPx) =>
-      (await reader.readRegion(slide.level(0), rect.xPx, rect.yPx, rect.widthPx, rect.heightPx)).data;
+      (await reader.readRegion(slide.level(0), rect.x, rect.y, rect.width, rect.height)).data;
     expect(pixelDiff(await got(TISSUE), await svsRegion(TISSUE)).mean).toBeLessThan(8);
     expect(pixelDiff(await got(TISSUE2), await svsRegion(TISSUE2)).mean).toBeLessThan(8);
     expect(pixelDiff(await got(GLASS), await svsRegion(GLASS)).mean).toBeLessThan(1.5);
@@ -439,13 +434,7 @@ describe('real slides over DICOMweb against their sources', () => {
   it('cmu-jpeg-concat (two-instance concatenation, 120 px tiles) reads like cmu-jpeg', async () => {
     const { slide, reader } = await openReader('cmu-jpeg-concat', 'dicomweb');
     expect(slide.level(0).instances.length).toBeGreaterThan(1);
-    const got = await reader.readRegion(
-      slide.level(0),
-      TISSUE.xPx,
-      TISSUE.yPx,
-      TISSUE.widthPx,
-      TISSUE.heightPx,
-    );
+    const got = await reader.readRegion(slide.level(0), TISSUE.x, TISSUE.y, TISSUE.width, TISSUE.height);
     expect(pixelDiff(got.data, await svsRegion(TISSUE)).mean).toBeLessThan(8);
   });
 
@@ -460,8 +449,8 @@ describe('real slides over DICOMweb against their sources', () => {
         path.join(fixture('camelyon').dir, 'camelyon.dcm'),
         path.join(dir, 'f'),
       ]);
-      const rect = { xPx: 200, yPx: 150, widthPx: 500, heightPx: 300 }; // frames (0..2, 0..1) of 256 px
-      const want = new Uint8Array(rect.widthPx * rect.heightPx * 3);
+      const rect = { x: 200, y: 150, width: 500, height: 300 }; // frames (0..2, 0..1) of 256 px
+      const want = new Uint8Array(rect.width * rect.height * 3);
       for (let n = 0; n < level.tilesAcross * level.tilesDown; n++) {
         const col = n % level.tilesAcross;
         const row = Math.floor(n / level.tilesAcross);
@@ -471,17 +460,17 @@ describe('real slides over DICOMweb against their sources', () => {
           .toBuffer({ resolveWithObject: true });
         for (let y = 0; y < info.height; y++) {
           for (let x = 0; x < info.width; x++) {
-            const i = col * level.tileWidthPx + x - rect.xPx;
-            const j = row * level.tileHeightPx + y - rect.yPx;
-            if (i < 0 || j < 0 || i >= rect.widthPx || j >= rect.heightPx) continue;
+            const i = col * level.tileWidthPx + x - rect.x;
+            const j = row * level.tileHeightPx + y - rect.y;
+            if (i < 0 || j < 0 || i >= rect.width || j >= rect.height) continue;
             want.set(
               data.subarray((y * info.width + x) * 3, (y * info.width + x) * 3 + 3),
-              (j * rect.widthPx + i) * 3,
+              (j * rect.width + i) * 3,
             );
           }
         }
       }
-      const got = await reader.readRegion(level, rect.xPx, rect.yPx, rect.widthPx, rect.heightPx);
+      const got = await reader.readRegion(level, rect.x, rect.y, rect.width, rect.height);
       expect(pixelDiff(got.data, want).mean).toBe(0);
     } finally {
       await fs.rm(dir, { recursive: true, force: true });

@@ -123,7 +123,7 @@ describe('pipeline over the harness Orthanc with the real model', () => {
           const p = plan.patches[i];
           const rgb = await reader.getPatch(
             slide.pyramid.levels,
-            { xPx: p.x, yPx: p.y, widthPx: 224, heightPx: 224 },
+            { x: p.x, y: p.y, width: 224, height: 224 },
             0.5,
           );
           return rgb.data;

@@ -62,7 +62,7 @@ describe('TissueMask on CMU-1-Small-Region (read by vips from the SVS)', () => {
 
   it('does not count glass as tissue and counts the epidermis as tissue', () => {
     const patch = (x: number, y: number) =>
-      mask.tissueFraction({ xPx: x, yPx: y, widthPx: 224, heightPx: 224 }, CMU.mppUm);
+      mask.tissueFraction({ x: x, y: y, width: 224, height: 224 }, CMU.mppUm);
     // glass: the right margin near the top and the left margin low down
     // (a speck of dust may touch one mask pixel: under 1 %)
     expect(patch(1900, 200)).toBeLessThan(0.01);
@@ -126,10 +126,10 @@ describe('TissueMask classification', () => {
     const data = new Uint8Array([0, 1, 0, 0, 0, 1, 0, 0]);
     const mask = new TissueMask(4, 2, 8, data, 20);
     // a 16 x 16 px rect at 1 µm/px from (4, 0): mask x 0.5..2.5 -> column 1 fully, halves of 0 and 2
-    expect(mask.tissueFraction({ xPx: 4, yPx: 0, widthPx: 16, heightPx: 16 }, 1)).toBeCloseTo(0.5, 12);
-    expect(mask.tissueFraction({ xPx: 8, yPx: 0, widthPx: 8, heightPx: 16 }, 1)).toBe(1);
+    expect(mask.tissueFraction({ x: 4, y: 0, width: 16, height: 16 }, 1)).toBeCloseTo(0.5, 12);
+    expect(mask.tissueFraction({ x: 8, y: 0, width: 8, height: 16 }, 1)).toBe(1);
     // beyond the mask: glass
-    expect(mask.tissueFraction({ xPx: 8, yPx: 8, widthPx: 8, heightPx: 16 }, 1)).toBeCloseTo(0.5, 12);
-    expect(mask.tissueFraction({ xPx: 100, yPx: 100, widthPx: 8, heightPx: 8 }, 1)).toBe(0);
+    expect(mask.tissueFraction({ x: 8, y: 8, width: 8, height: 16 }, 1)).toBeCloseTo(0.5, 12);
+    expect(mask.tissueFraction({ x: 100, y: 100, width: 8, height: 8 }, 1)).toBe(0);
   });
 });

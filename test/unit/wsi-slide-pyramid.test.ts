@@ -7,8 +7,9 @@ import { Tag } from '../../src/dicom-tags.js';
 import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { pixelSpacingUm, resolvePixelSpacing } from '../../src/wsi/pixel-spacing.js';
 import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';
+import { tilesOverlapping } from '../../src/wsi/region.js';
 import { associatedImage, buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
-import { levelFrameCount, tileFrame, tileRect, tilesInRegion } from '../../src/wsi/tile-index.js';
+import { levelFrameCount, tileFrame, tileRect } from '../../src/wsi/tile-index.js';
 
 function idc(name: string): { images: DicomJsonDataset[]; annotations?: DicomJsonDataset[] } {
   return JSON.parse(fs.readFileSync(path.join(IDC_METADATA, name), 'utf8'));
@@ -99,8 +100,8 @@ describe('buildSlidePyramid on IDC metadata', () => {
     expect(tileFrame(level0, 181, 0)).toBeUndefined();
     expect(tileFrame(level0, 0, 173)).toBeUndefined();
     expect(tileFrame(level0, -1, 0)).toBeUndefined();
-    expect(tileRect(level0, 180, 172)).toEqual({ x: 46080, y: 44032, widthPx: 256, heightPx: 256 });
-    expect(tilesInRegion(level0, { x: 250, y: 10, widthPx: 300, heightPx: 250 })).toEqual([
+    expect(tileRect(level0, 180, 172)).toEqual({ x: 46080, y: 44032, width: 256, height: 256 });
+    expect(tilesOverlapping(level0, { x: 250, y: 10, width: 300, height: 250 })).toEqual([
       { col: 0, row: 0 },
       { col: 1, row: 0 },
       { col: 2, row: 0 },
