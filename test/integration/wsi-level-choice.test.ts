@@ -3,11 +3,11 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { IDC_METADATA } from '../../scripts/dev-services/fixtures.js';
 import { loadConfig } from '../../src/config.js';
-import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { chooseLevel, MAX_DOWNSAMPLE } from '../../src/wsi/level-choice.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { openSlide } from '../../src/wsi/slide.js';
 import { buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
+import { thrownPathembedError } from '../helpers/errors.js';
 import { fixture } from '../helpers/services.js';
 
 // TCGA-05-4244: levels at 0.2325, 0.93 and 3.72 um/px.
@@ -16,16 +16,6 @@ const levels = buildSlidePyramid(
     .images,
 ).levels;
 const tolerance = loadConfig({}).PATHEMBED_LEVEL_TOLERANCE;
-
-function refusal(fn: () => unknown): PathembedError {
-  try {
-    fn();
-  } catch (err) {
-    if (isPathembedError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a PathembedError');
-}
 
 describe('chooseLevel', () => {
   it('uses the default tolerance of 10 %', () => {
@@ -61,7 +51,7 @@ describe('chooseLevel', () => {
     const eight = chooseLevel(levels, 8 * 3.72, { tolerance: 0 });
     expect(eight.level.index).toBe(2);
     expect(eight.scale).toBeCloseTo(8, 12);
-    const err = refusal(() => chooseLevel(levels, 40, { tolerance }));
+    const err = thrownPathembedError(() => chooseLevel(levels, 40, { tolerance }));
     expect(err.code).toBe('NO_MATCHING_LEVEL');
     expect(err.message).toBe(
       'No level serves 40 um/px: the nearest finer level 2 (3.720 um/px) would need 10.75x downsampling, more than the 8x allowed',
@@ -69,7 +59,7 @@ describe('chooseLevel', () => {
   });
 
   it('refuses a target finer than the finest level, naming the finest available', () => {
-    const err = refusal(() => chooseLevel(levels, 0.1, { tolerance }));
+    const err = thrownPathembedError(() => chooseLevel(levels, 0.1, { tolerance }));
     expect(err.code).toBe('NO_MATCHING_LEVEL');
     expect(err.message).toContain('the finest available is level 0 at 0.2325 um/px');
     expect(err.details).toMatchObject({ finestLevel: 0, finestSpacingUm: 0.2325 });
@@ -78,8 +68,10 @@ describe('chooseLevel', () => {
   });
 
   it('refuses a target that is not a positive number', () => {
-    expect(refusal(() => chooseLevel(levels, 0, { tolerance })).code).toBe('INVALID_ARGUMENT');
-    expect(refusal(() => chooseLevel(levels, Number.NaN, { tolerance })).code).toBe('INVALID_ARGUMENT');
+    expect(thrownPathembedError(() => chooseLevel(levels, 0, { tolerance })).code).toBe('INVALID_ARGUMENT');
+    expect(thrownPathembedError(() => chooseLevel(levels, Number.NaN, { tolerance })).code).toBe(
+      'INVALID_ARGUMENT',
+    );
   });
 
   it('is what the slide facade answers', async () => {

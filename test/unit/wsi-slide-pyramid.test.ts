@@ -4,12 +4,12 @@ import { describe, expect, it } from 'vitest';
 import { IDC_METADATA } from '../../scripts/dev-services/fixtures.js';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
 import { Tag } from '../../src/dicom-tags.js';
-import { isPathembedError, type PathembedError } from '../../src/errors.js';
 import { pixelSpacingUm, resolvePixelSpacing } from '../../src/wsi/pixel-spacing.js';
 import { pyramidFromJson, pyramidToJson } from '../../src/wsi/pyramid-json.js';
 import { tilesOverlapping } from '../../src/wsi/region.js';
 import { associatedImage, buildSlidePyramid } from '../../src/wsi/slide-pyramid.js';
 import { levelFrameCount, tileFrame, tileRect } from '../../src/wsi/tile-index.js';
+import { thrownPathembedError } from '../helpers/errors.js';
 
 function idc(name: string): { images: DicomJsonDataset[]; annotations?: DicomJsonDataset[] } {
   return JSON.parse(fs.readFileSync(path.join(IDC_METADATA, name), 'utf8'));
@@ -18,16 +18,6 @@ function idc(name: string): { images: DicomJsonDataset[]; annotations?: DicomJso
 const TCGA = 'TCGA-LUAD_TCGA-05-4244-01Z-00-DX1.json';
 const CPTAC = 'C3N-01016-22.json';
 const HTAN = 'HTA9_1_BA_L.json';
-
-function thrown(fn: () => unknown): PathembedError {
-  try {
-    fn();
-  } catch (err) {
-    if (isPathembedError(err)) return err;
-    throw err;
-  }
-  throw new Error('expected a PathembedError');
-}
 
 /** A deep copy of the metadata with `edit` applied to the instance whose matrix is `widthPx` wide. */
 function edited(
@@ -127,7 +117,7 @@ describe('buildSlidePyramid on IDC metadata', () => {
   });
 
   it('refuses the multiplexed fluorescence slide, saying why', () => {
-    const err = thrown(() => buildSlidePyramid(idc(HTAN).images));
+    const err = thrownPathembedError(() => buildSlidePyramid(idc(HTAN).images));
     expect(err.code).toBe('UNSUPPORTED_WSI');
     expect(err.message).toContain('Multiplexed fluorescence: 3 optical paths');
     expect(err.message).toContain('MONOCHROME2');
@@ -139,7 +129,7 @@ describe('buildSlidePyramid on IDC metadata', () => {
   it('refuses one channel of it as fluorescence', () => {
     const images = idc(HTAN).images;
     const seriesUid = images[0][Tag.SeriesInstanceUID].Value?.[0];
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(images.filter((ds) => ds[Tag.SeriesInstanceUID].Value?.[0] === seriesUid)),
     );
     expect(err.code).toBe('UNSUPPORTED_WSI');
@@ -153,7 +143,7 @@ describe('buildSlidePyramid refusals', () => {
   const images = () => idc(TCGA).images;
 
   it('DICOM_TILED_FULL_ERROR when a TILED_FULL frame count does not fill the grid', () => {
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(
         edited(images(), 46336, (ds) => {
           ds[Tag.NumberOfFrames] = { vr: 'IS', Value: [31312] };
@@ -167,7 +157,7 @@ describe('buildSlidePyramid refusals', () => {
   });
 
   it('UNSUPPORTED_WSI for several focal planes', () => {
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(
         edited(images(), 11584, (ds) => {
           ds[Tag.TotalPixelMatrixFocalPlanes] = { vr: 'UL', Value: [3] };
@@ -181,7 +171,7 @@ describe('buildSlidePyramid refusals', () => {
   });
 
   it('UNSUPPORTED_WSI for 16-bit samples', () => {
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(
         edited(images(), 2896, (ds) => {
           ds[Tag.BitsAllocated] = { vr: 'US', Value: [16] };
@@ -197,7 +187,7 @@ describe('buildSlidePyramid refusals', () => {
   });
 
   it('UNSUPPORTED_WSI for a colour model other than RGB/YBR/MONOCHROME2', () => {
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(
         edited(images(), 2896, (ds) => {
           ds[Tag.SamplesPerPixel] = { vr: 'US', Value: [1] };
@@ -210,7 +200,7 @@ describe('buildSlidePyramid refusals', () => {
   });
 
   it('UNSUPPORTED_WSI for several optical paths in one brightfield instance', () => {
-    const err = thrown(() =>
+    const err = thrownPathembedError(() =>
       buildSlidePyramid(
         edited(images(), 2896, (ds) => {
           ds[Tag.NumberOfOpticalPaths] = { vr: 'UL', Value: [2] };
@@ -223,12 +213,12 @@ describe('buildSlidePyramid refusals', () => {
 
   it('NOT_A_WSI for a series without a VOLUME image or without WSI instances', () => {
     const thumbnailOnly = images().filter((ds) => ds[Tag.ImageType].Value?.[2] === 'THUMBNAIL');
-    const err = thrown(() => buildSlidePyramid(thumbnailOnly));
+    const err = thrownPathembedError(() => buildSlidePyramid(thumbnailOnly));
     expect(err.code).toBe('NOT_A_WSI');
     expect(err.message).toBe('The series holds 1 whole-slide instances but no VOLUME image (only THUMBNAIL)');
     const annotations = idc(TCGA).annotations ?? [];
     expect(annotations.length).toBe(1);
-    const err2 = thrown(() => buildSlidePyramid(annotations));
+    const err2 = thrownPathembedError(() => buildSlidePyramid(annotations));
     expect(err2.code).toBe('NOT_A_WSI');
     expect(err2.message).toContain('1.2.840.10008.5.1.4.1.1.91.1');
   });
@@ -240,7 +230,7 @@ describe('buildSlidePyramid refusals', () => {
       ds[Tag.InConcatenationTotalNumber] = { vr: 'US', Value: [2] };
       ds[Tag.ConcatenationFrameOffsetNumber] = { vr: 'UL', Value: [0] };
     });
-    const err = thrown(() => buildSlidePyramid(copy));
+    const err = thrownPathembedError(() => buildSlidePyramid(copy));
     expect(err.code).toBe('INVALID_DICOM');
     expect(err.message).toContain('Concatenation 2.25.1 is incomplete: the series holds 1 of its 2 parts');
   });
@@ -339,10 +329,10 @@ describe('pyramid JSON', () => {
   });
 
   it('refuses JSON that is not a pyramid', () => {
-    expect(thrown(() => pyramidFromJson('{"format":1}')).code).toBe('INVALID_ARGUMENT');
-    expect(thrown(() => pyramidFromJson('not json')).code).toBe('INVALID_ARGUMENT');
+    expect(thrownPathembedError(() => pyramidFromJson('{"format":1}')).code).toBe('INVALID_ARGUMENT');
+    expect(thrownPathembedError(() => pyramidFromJson('not json')).code).toBe('INVALID_ARGUMENT');
     const p = JSON.parse(pyramidToJson(buildSlidePyramid(idc(TCGA).images)));
     p.format = 99;
-    expect(thrown(() => pyramidFromJson(p)).message).toContain('format');
+    expect(thrownPathembedError(() => pyramidFromJson(p)).message).toContain('format');
   });
 });
