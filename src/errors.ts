@@ -116,6 +116,32 @@ export const ERROR_CODES = {
     summary:
       'No level can serve the requested pixel spacing (needs more than 8x downsampling or upsampling).',
   },
+  RESIZE_DOWNSAMPLING_TOO_LARGE: {
+    httpStatus: 400,
+    retryable: false,
+    summary:
+      "A predict request asks to resize a DICOM level to dimensions that need more than 8x downsampling (Path Foundation's limit).",
+  },
+  IMAGE_DIMENSION_TOO_LARGE: {
+    httpStatus: 400,
+    retryable: false,
+    summary: "A predict request asks to resize an image beyond 10000 px on a side (Path Foundation's limit).",
+  },
+  INSTANCES_NOT_CONCATENATED: {
+    httpStatus: 400,
+    retryable: false,
+    summary: 'A predict request names instances of more than one pyramid level in one dicom_path.',
+  },
+  EZ_WSI_STATE_INVALID: {
+    httpStatus: 400,
+    retryable: false,
+    summary: 'The ez_wsi_state extension of a predict request is malformed.',
+  },
+  ICC_TRANSFORM_FAILED: {
+    httpStatus: 422,
+    retryable: false,
+    summary: "The slide's or image's ICC profile could not be read or transformed to the requested profile.",
+  },
   PATCH_OUTSIDE_IMAGE: {
     httpStatus: 400,
     retryable: false,

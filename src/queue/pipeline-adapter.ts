@@ -29,8 +29,10 @@ import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
 import { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
 import { PatchReader } from '../wsi/patch-reader.js';
+import { levelForResize, readResizedPatch } from '../wsi/resized-level.js';
 import { openSlide } from '../wsi/slide.js';
 import type {
+  DicomPatchOptions,
   JsonResultInfo,
   PipelinePort,
   PlannedSlide,
@@ -232,16 +234,26 @@ export class PipelineAdapter implements PipelinePort {
     patches: readonly PredictPatch[],
     requireInside: boolean,
     run: RunContext,
+    options: DicomPatchOptions = {},
   ): Promise<Uint8Array[]> {
     const slide = await openSlide(this.openSource(spec, run), run.signal);
     try {
       const levels = slide.pyramid.levels;
       const wanted = spec.instanceUids;
       // The coordinates refer to the level holding the named instances (Path Foundation's
-      // instance_uids); without them, to the finest level.
-      const level = wanted
-        ? levels.find((l) => l.instances.some((i) => wanted.includes(i.sopInstanceUid)))
-        : levels[0];
+      // instance_uids); without them, to the finest level. Instances of two levels name no one
+      // coordinate space, which Google refuses too.
+      const named = wanted
+        ? levels.filter((l) => l.instances.some((i) => wanted.includes(i.sopInstanceUid)))
+        : levels.slice(0, 1);
+      if (named.length > 1) {
+        throw new PathembedError(
+          'INSTANCES_NOT_CONCATENATED',
+          `The instances ${wanted?.join(', ')} belong to ${named.length} pyramid levels (${named.map((l) => l.index).join(', ')}) of ${slide.source.description}; name the instances of one level per dicom_path.`,
+          { instanceUids: wanted, levels: named.map((l) => l.index) },
+        );
+      }
+      const level = named[0];
       if (!level) {
         throw new PathembedError(
           'NO_MATCHING_LEVEL',
@@ -249,19 +261,41 @@ export class PipelineAdapter implements PipelinePort {
           { instanceUids: wanted },
         );
       }
-      const cache = new FrameCache(slide.source, this.#decoder, {
-        maxBytes: this.config.PATHEMBED_FRAME_CACHE_BYTES,
-      });
-      const reader = new PatchReader(cache, { levelTolerance: this.config.PATHEMBED_LEVEL_TOLERANCE });
-      const out: Uint8Array[] = [];
-      for (const p of patches) {
-        const rgb = await reader.readRegion(level, p.x, p.y, p.width, p.height, {
-          requireInside,
-          signal: run.signal,
-        });
-        out.push(rgb.data);
+      const size = options.resize
+        ? { widthPx: options.resize.width, heightPx: options.resize.height }
+        : undefined;
+      // The resize may need a finer level than the named one, which the source restricted to the
+      // named instances does not hold: then the whole series is opened.
+      let readFrom = level;
+      let reading = slide;
+      if (size) {
+        const needsFiner = size.widthPx > level.widthPx || size.heightPx > level.heightPx;
+        if (needsFiner && wanted) {
+          const { instanceUids: _named, ...series } = spec;
+          reading = await openSlide(this.openSource(series, run), run.signal);
+        }
+        readFrom = levelForResize(reading.pyramid.levels, level, size);
       }
-      return out;
+      try {
+        const cache = new FrameCache(reading.source, this.#decoder, {
+          maxBytes: this.config.PATHEMBED_FRAME_CACHE_BYTES,
+        });
+        const reader = new PatchReader(cache, { levelTolerance: this.config.PATHEMBED_LEVEL_TOLERANCE });
+        const out: Uint8Array[] = [];
+        for (const p of patches) {
+          const rect = { xPx: p.x, yPx: p.y, widthPx: p.width, heightPx: p.height };
+          const rgb = size
+            ? await readResizedPatch(reader, readFrom, size, rect, { requireInside, signal: run.signal })
+            : await reader.readRegion(level, p.x, p.y, p.width, p.height, {
+                requireInside,
+                signal: run.signal,
+              });
+          out.push(rgb.data);
+        }
+        return out;
+      } finally {
+        if (reading !== slide) await reading.close();
+      }
     } finally {
       await slide.close();
     }

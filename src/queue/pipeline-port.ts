@@ -68,6 +68,11 @@ export interface SrWritten {
   readonly sopInstanceUid: string;
 }
 
+export interface DicomPatchOptions {
+  /** Path Foundation's image_dimensions: coordinates are in the level resized to this size. */
+  readonly resize?: { readonly width: number; readonly height: number };
+}
+
 export interface PipelinePort {
   /** The manifest of the model this process embeds with. */
   readonly manifest: ModelManifest;
@@ -99,12 +104,16 @@ export interface PipelinePort {
     info: SrInfo,
     run: RunContext,
   ): Promise<SrWritten>;
-  /** RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level. */
+  /**
+   * RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level, or of
+   * that level resized to `options.resize`.
+   */
   readDicomPatches(
     source: DicomWebSourceSpec,
     patches: readonly PredictPatch[],
     requireInside: boolean,
     run: RunContext,
+    options?: DicomPatchOptions,
   ): Promise<Uint8Array[]>;
   /** Embeds RGB patches (224x224x3 each), in order. */
   embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]>;

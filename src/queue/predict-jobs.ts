@@ -27,6 +27,11 @@ export interface DicomPredictItem extends PredictItemBase {
   /** The series, restricted to the instances of the level the coordinates refer to (if given). */
   readonly source: DicomWebSourceSpec;
   readonly hasToken: boolean;
+  /**
+   * Path Foundation's image_dimensions: the patch coordinates are pixels of the named level resized
+   * to this size (wsi/resized-level.ts).
+   */
+  readonly resize?: { readonly width: number; readonly height: number };
 }
 
 export interface ImagePredictItem extends PredictItemBase {
@@ -37,7 +42,18 @@ export interface ImagePredictItem extends PredictItemBase {
   readonly resize?: { readonly width: number; readonly height: number };
 }
 
-export type PredictItem = DicomPredictItem | ImagePredictItem;
+/**
+ * Patches the client cut itself (EZ-WSI's ez_wsi_state `patches`): one base64 PNG or JPEG per
+ * patch, in patch order, each embedded as it is.
+ */
+export interface PatchImagesPredictItem extends PredictItemBase {
+  readonly kind: 'patch-images';
+  readonly patchImagesBase64: readonly string[];
+  /** The size of the image the patches were cut from, when the client said (for requireInside). */
+  readonly sourceSize?: { readonly width: number; readonly height: number };
+}
+
+export type PredictItem = DicomPredictItem | ImagePredictItem | PatchImagesPredictItem;
 
 export interface PredictJobData {
   readonly requestId: string;
