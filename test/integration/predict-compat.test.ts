@@ -351,3 +351,37 @@ describe('in-memory images as EZ-WSI sends them', () => {
     ]);
   });
 });
+
+describe('bearer_token', () => {
+  it('is no token when empty, and is refused with a clear message where PATHEMBED_TOKEN_KEY is unset', async () => {
+    // A second API on the same queue, without the key: tokens cannot be sealed, so none is taken.
+    const keyless = await createApi(Object.freeze({ ...config, PATHEMBED_TOKEN_KEY: undefined }), logger);
+    const l = await listen(keyless.app, '127.0.0.1', 0);
+    try {
+      const instance = (token: string) => ({
+        dicom_path: { series_path: fixture('synthetic-full').seriesUrl },
+        patch_coordinates: [coord(10, 20)],
+        bearer_token: token,
+      });
+      const res = await fetch(`${l.url}/v1/predict`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ instances: [instance(''), instance('ya29.secret')] }),
+      });
+      expect(res.status).toBe(200);
+      const { predictions } = (await res.json()) as {
+        predictions: Array<{
+          result?: { patch_embeddings: unknown[] };
+          error?: { code: string; description: string };
+        }>;
+      };
+      expect(predictions[0].result?.patch_embeddings).toHaveLength(1);
+      expect(predictions[1].error?.code).toBe('INVALID_REQUEST_FIELD_ERROR');
+      expect(predictions[1].error?.description).toMatch(/bearer_token.*PATHEMBED_TOKEN_KEY is not set/);
+      expect(predictions[1].error?.description).not.toMatch(/ya29/);
+    } finally {
+      await l.close();
+      await keyless.close();
+    }
+  });
+});
