@@ -190,6 +190,11 @@ export const CONFIG_VARIABLES = {
     '300000',
     'How long /v1/predict waits for its work on the workers.',
   ),
+  PATHEMBED_ICC_PROFILE_DIR: v(
+    z.string().min(1),
+    '/usr/share/color/icc/colord',
+    'Folder of the ADOBERGB (AdobeRGB1998.icc) and ROMMRGB (ProPhotoRGB.icc) target profiles for transform_imaging_to_icc_profile; Debian package colord-data. SRGB and DISPLAYP3 come with libvips.',
+  ),
   PATHEMBED_WORKER_CONCURRENCY: v(int(1, 64), '1', 'Chunk jobs one worker process runs at once.'),
   PATHEMBED_LOCK_DURATION_MS: v(
     int(1000),

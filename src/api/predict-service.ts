@@ -21,6 +21,7 @@ import {
 } from '../queue/predict-jobs.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { JOB_NAMES, PREDICT_PRIORITY } from '../queue/queue-jobs.js';
+import { ICC_PROFILE_NAMES, type IccProfileName, isIccProfileName } from '../wsi/icc-transform.js';
 import { type PredictError, predictError, toPredictError } from './predict-errors.js';
 import {
   asInt,
@@ -117,7 +118,7 @@ export class PredictService {
     const patches = inst.patches;
     if (inst.kind === 'bytes') {
       const resize = imageDimensionsOf(ext, MAX_IMAGE_DIMENSION_PX);
-      this.#checkIcc(ext);
+      const icc = this.#checkIcc(ext);
       return {
         item: {
           kind: 'image',
@@ -125,13 +126,14 @@ export class PredictService {
           patches,
           requireInside,
           ...(resize ? { resize } : {}),
+          ...(icc ? { icc } : {}),
         },
       };
     }
     if (inst.kind === 'file-uri') return this.#checkFileUri(inst, requireInside);
     const resize = imageDimensionsOf(ext);
     ezWsiStateOf(ext); // contents unused: pathembed reads the series' metadata itself
-    this.#checkIcc(ext);
+    const icc = this.#checkIcc(ext);
     const token = this.#token(inst.bearerToken);
     const ref = parseSeriesReference(inst.seriesPath);
     // Before anything leaves the service: an unapproved store is never contacted.
@@ -151,6 +153,7 @@ export class PredictService {
         requireInside,
         hasToken: token !== undefined,
         ...(resize ? { resize } : {}),
+        ...(icc ? { icc } : {}),
       },
       token,
     };
@@ -188,9 +191,19 @@ export class PredictService {
             'IMAGE_ERROR',
             'Invalid image JSON metadata: ez_wsi_state.image is not base64',
           );
-        this.#checkIcc(ext);
+        const icc = this.#checkIcc(ext);
+        const clientTransformed = this.#clientIcc(state, icc);
         // The client sends the image at the size it wants: no resize here, as in Google's server.
-        return { item: { kind: 'image', imageBase64: image, patches, requireInside } };
+        return {
+          item: {
+            kind: 'image',
+            imageBase64: image,
+            patches,
+            requireInside,
+            ...(icc ? { icc } : {}),
+            ...(clientTransformed ? { clientTransformed } : {}),
+          },
+        };
       }
       if (patchImages.length > 0) {
         if (patchImages.length !== patches.length) {
@@ -229,14 +242,38 @@ export class PredictService {
     );
   }
 
-  /** Refuses what Google refuses; the named transform itself happens on the worker. */
-  #checkIcc(ext: Readonly<Record<string, unknown>>): void {
+  /** The target profile (undefined for NONE); the transform itself happens on the worker. */
+  #checkIcc(ext: Readonly<Record<string, unknown>>): IccProfileName | undefined {
     const name = iccProfileNameOf(ext);
-    if (name === ICC_NONE) return;
+    if (name === ICC_NONE) return undefined;
+    if (isIccProfileName(name)) return name;
     throw new InstanceRefused(
       'INVALID_ICC_PROFILE_TRANSFORM_ERROR',
-      `transform_imaging_to_icc_profile ${JSON.stringify(name)} is not supported; this service embeds pixels as stored (NONE)`,
+      `transform_imaging_to_icc_profile ${JSON.stringify(name)} is not valid; expecting: ${ICC_PROFILE_NAMES.join(', ')}, or NONE`,
     );
+  }
+
+  /**
+   * EZ-WSI says in icc_profile_metadata_normalization which profile it already transformed the
+   * pixels to; another target than the request's is a client bug Google refuses.
+   */
+  #clientIcc(state: Readonly<Record<string, unknown>>, target: IccProfileName | undefined): boolean {
+    const raw = state.icc_profile_metadata_normalization ?? '';
+    if (typeof raw !== 'string') {
+      throw new InstanceRefused(
+        'EZ_WSI_STATE_ERROR',
+        'Invalid ICC profile metadata parameter (icc_profile_metadata_normalization)',
+      );
+    }
+    const client = raw.toUpperCase();
+    if (client === '' || client === ICC_NONE) return false;
+    if (client !== (target ?? ICC_NONE)) {
+      throw new InstanceRefused(
+        'EZ_WSI_STATE_ERROR',
+        `Different ICC profile transformations defined by client (${client}) and server (${target ?? ICC_NONE})`,
+      );
+    }
+    return true;
   }
 
   /** '' is no token (Google's default); a token needs PATHEMBED_TOKEN_KEY to be kept encrypted. */

@@ -5,7 +5,7 @@
  */
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
-import type { DicomJsonDataset } from '../dicom-json.js';
+import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -28,9 +28,17 @@ import { stowSr } from '../results/sr/store-sr.js';
 import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
 import { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
+import {
+  type IccProfileName,
+  IccTransforms,
+  iccProfileOf,
+  type RgbTransform,
+  transformingDecoder,
+} from '../wsi/icc-transform.js';
 import { PatchReader } from '../wsi/patch-reader.js';
 import { levelForResize, readResizedPatch } from '../wsi/resized-level.js';
-import { openSlide } from '../wsi/slide.js';
+import { openSlide, type Slide } from '../wsi/slide.js';
+import type { SlideLevel } from '../wsi/slide-level.js';
 import type {
   DicomPatchOptions,
   JsonResultInfo,
@@ -72,6 +80,7 @@ export interface PipelineAdapterOptions {
 export class PipelineAdapter implements PipelinePort {
   readonly #decoder: FrameDecoder;
   readonly #deps: PipelineDeps;
+  readonly #icc: IccTransforms;
 
   constructor(
     private readonly config: Config,
@@ -81,6 +90,7 @@ export class PipelineAdapter implements PipelinePort {
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
     this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+    this.#icc = new IccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
     this.#deps = {
       config,
       logger,
@@ -277,7 +287,11 @@ export class PipelineAdapter implements PipelinePort {
         readFrom = levelForResize(reading.pyramid.levels, level, size);
       }
       try {
-        const cache = new FrameCache(reading.source, this.#decoder, {
+        const transform = options.icc
+          ? await this.#slideIccTransform(reading, readFrom, options.icc, run.signal)
+          : undefined;
+        const decoder = transform ? transformingDecoder(this.#decoder, transform) : this.#decoder;
+        const cache = new FrameCache(reading.source, decoder, {
           maxBytes: this.config.PATHEMBED_FRAME_CACHE_BYTES,
         });
         const reader = new PatchReader(cache, { levelTolerance: this.config.PATHEMBED_LEVEL_TOLERANCE });
@@ -299,6 +313,37 @@ export class PipelineAdapter implements PipelinePort {
     } finally {
       await slide.close();
     }
+  }
+
+  /**
+   * The transform from the ICC profile of `level`'s instance to `target`, or undefined when the
+   * slide has none (its pixels are then embedded as stored, as Google's server does).
+   */
+  async #slideIccTransform(
+    slide: Slide,
+    level: SlideLevel,
+    target: IccProfileName,
+    signal: AbortSignal,
+  ): Promise<RgbTransform | undefined> {
+    const uid = level.instances[0]?.sopInstanceUid;
+    const ds = (await slide.source.seriesMetadata(signal)).find((d) => str(d, SOP_INSTANCE_UID_TAG) === uid);
+    const where = ds ? iccProfileOf(ds) : undefined;
+    if (!where) return undefined;
+    let profile: Uint8Array;
+    if ('inline' in where) profile = where.inline;
+    else if (slide.source.fetchBulkData)
+      profile = await slide.source.fetchBulkData(where.bulkDataUri, signal);
+    else
+      throw new PathembedError(
+        'ICC_TRANSFORM_FAILED',
+        `${slide.source.description} cannot fetch its ICC profile`,
+      );
+    return this.#icc.transform(profile, target);
+  }
+
+  /** Transforms RGB pixels from `profile` (ICC bytes) to `target`. */
+  iccTransform(profile: Uint8Array, target: IccProfileName): Promise<RgbTransform> {
+    return this.#icc.transform(profile, target);
   }
 
   embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]> {

@@ -8,6 +8,7 @@
 import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
+import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { PredictPatch } from './predict-jobs.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
@@ -71,6 +72,8 @@ export interface SrWritten {
 export interface DicomPatchOptions {
   /** Path Foundation's image_dimensions: coordinates are in the level resized to this size. */
   readonly resize?: { readonly width: number; readonly height: number };
+  /** Transform from the slide's ICC profile to this one (none when the slide has no profile). */
+  readonly icc?: IccProfileName;
 }
 
 export interface PipelinePort {
@@ -115,6 +118,8 @@ export interface PipelinePort {
     run: RunContext,
     options?: DicomPatchOptions,
   ): Promise<Uint8Array[]>;
+  /** A transform of RGB pixels from `profile` (ICC bytes) to `target` (LittleCMS, cached). */
+  iccTransform(profile: Uint8Array, target: IccProfileName): Promise<(rgb: Uint8Array) => Uint8Array>;
   /** Embeds RGB patches (224x224x3 each), in order. */
   embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]>;
   close(): Promise<void>;

@@ -5,6 +5,7 @@
  * into its event stream. Tokens are in the vault under `predictTokenOwner(requestId, position)`.
  */
 import type { ErrorCode } from '../errors.js';
+import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 
 export interface PredictPatch {
@@ -20,6 +21,8 @@ interface PredictItemBase {
   readonly patches: readonly PredictPatch[];
   /** Path Foundation's require_patches_fully_in_source_image (default true). */
   readonly requireInside: boolean;
+  /** transform_imaging_to_icc_profile: transform from the source's own ICC profile to this one. */
+  readonly icc?: IccProfileName;
 }
 
 export interface DicomPredictItem extends PredictItemBase {
@@ -40,6 +43,11 @@ export interface ImagePredictItem extends PredictItemBase {
   readonly imageBase64: string;
   /** Resize the decoded image to this size before cutting patches. */
   readonly resize?: { readonly width: number; readonly height: number };
+  /**
+   * EZ-WSI already transformed the pixels to `icc` (ez_wsi_state icc_profile_metadata_normalization):
+   * an image that still carries a profile is then refused as a second transform, as Google does.
+   */
+  readonly clientTransformed?: boolean;
 }
 
 /**

@@ -53,6 +53,8 @@ interface DecodedRgb {
   readonly data: Uint8Array;
   readonly width: number;
   readonly height: number;
+  /** The image's embedded ICC profile, if any. */
+  readonly icc?: Uint8Array;
 }
 
 /** Decodes a base64 PNG or JPEG to RGB (greyscale broadcast, alpha dropped), optionally resized. */
@@ -81,7 +83,9 @@ async function decodeRgb(
   if (resize) image = image.resize(resize.width, resize.height, { fit: 'fill' });
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    decoded = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    // The stored values, not converted through an embedded profile: Google's server (Pillow) reads
+    // them so, and transforms only when transform_imaging_to_icc_profile asks for it.
+    decoded = await image.removeAlpha().keepIccProfile().raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
     throw new PathembedError('FRAME_DECODE_ERROR', `${what} could not be decoded: ${(err as Error).message}`);
   }
@@ -93,15 +97,31 @@ async function decodeRgb(
       rgb.fill(data[i * info.channels], i * CHANNELS, i * CHANNELS + CHANNELS);
     data = rgb;
   }
-  return { data, width: info.width, height: info.height };
+  return {
+    data,
+    width: info.width,
+    height: info.height,
+    ...(meta.icc ? { icc: new Uint8Array(meta.icc) } : {}),
+  };
 }
 
-async function imagePatches(item: ImagePredictItem): Promise<Uint8Array[]> {
-  const { data, width, height } = await decodeRgb(item.imageBase64, 'raw_image_bytes', item.resize);
+async function imagePatches(w: WorkerContext, item: ImagePredictItem): Promise<Uint8Array[]> {
+  const { data, width, height, icc } = await decodeRgb(item.imageBase64, 'raw_image_bytes', item.resize);
+  let transform: ((rgb: Uint8Array) => Uint8Array) | undefined;
+  if (item.icc && icc) {
+    if (item.clientTransformed) {
+      throw new PathembedError(
+        'EZ_WSI_STATE_INVALID',
+        `Duplicate ICC profile transformations: the client transformed the image to ${item.icc} and it still carries an ICC profile`,
+      );
+    }
+    transform = await w.pipeline.iccTransform(icc, item.icc);
+  }
   return item.patches.map((p) => {
     const inside = p.x >= 0 && p.y >= 0 && p.x + p.width <= width && p.y + p.height <= height;
     if (!inside && item.requireInside) throw outsideError(p, width, height);
-    return cutPatch(data, width, height, p);
+    const patch = cutPatch(data, width, height, p);
+    return transform ? transform(patch) : patch;
   });
 }
 
@@ -132,7 +152,7 @@ async function itemPatches(
   item: PredictItem,
   signal: AbortSignal,
 ): Promise<Uint8Array[]> {
-  if (item.kind === 'image') return imagePatches(item);
+  if (item.kind === 'image') return imagePatches(w, item);
   if (item.kind === 'patch-images') return patchImages(item);
   const token = await jobToken(w, predictTokenOwner(requestId, item.position), item.hasToken);
   return w.pipeline.readDicomPatches(
@@ -140,7 +160,7 @@ async function itemPatches(
     item.patches,
     item.requireInside,
     { token, signal },
-    item.resize ? { resize: item.resize } : {},
+    { ...(item.resize ? { resize: item.resize } : {}), ...(item.icc ? { icc: item.icc } : {}) },
   );
 }
 

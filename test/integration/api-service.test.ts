@@ -316,7 +316,8 @@ describe('POST /v1/predict (Path Foundation format)', () => {
     expect(p[4].result.patch_embeddings).toHaveLength(1);
     expect(p[5].error.code).toBe('DICOM_PATH_ERROR');
     expect(p[6].error.code).toBe('IMAGE_ERROR');
-    expect(p[7].error.code).toBe('INVALID_ICC_PROFILE_TRANSFORM_ERROR');
+    // An image without an ICC profile is embedded as stored whatever profile is asked for (Google too).
+    expect(p[7].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
     // Unknown keys are ignored, as Google ignores them.
     expect(p[8].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
     for (const e of p.filter((x: { error?: unknown }) => x.error))

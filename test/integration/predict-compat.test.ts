@@ -385,3 +385,116 @@ describe('bearer_token', () => {
     }
   });
 });
+
+describe('transform_imaging_to_icc_profile', () => {
+  /** synthetic-full's level-0 patch at (x, y), from the coordinate pattern it was written with. */
+  function level0Patch(x: number, y: number): Uint8Array {
+    const out = new Uint8Array(224 * 224 * 3);
+    for (let j = 0; j < 224; j++)
+      for (let i = 0; i < 224; i++) out.set(encodeCoordinatePixel(x + i, y + j), (j * 224 + i) * 3);
+    return out;
+  }
+
+  /** libvips' conversion of sRGB pixels into a profile, as a PNG without a profile (values as stored). */
+  async function convertedPng(rgb: Uint8Array, profile: string): Promise<string> {
+    const tagged = await sharp(Buffer.from(rgb), { raw: { width: 224, height: 224, channels: 3 } })
+      .withIccProfile(profile)
+      .png()
+      .toBuffer();
+    return pngOf(new Uint8Array(await sharp(tagged).keepIccProfile().raw().toBuffer()), 224, 224);
+  }
+
+  it('transforms DICOM patches from the slide profile (fetched as bulk data) and leaves profile-less slides alone', async () => {
+    const synthetic = fixture('synthetic-full').seriesUrl;
+    const camelyon = fixture('camelyon').seriesUrl;
+    const dicom = (series: string, icc: string, x = 10, y = 20) => ({
+      dicom_path: { series_path: series },
+      patch_coordinates: [coord(x, y)],
+      extensions: { transform_imaging_to_icc_profile: icc },
+    });
+    const adobeReference = await convertedPng(
+      level0Patch(10, 20),
+      '/usr/share/color/icc/colord/AdobeRGB1998.icc',
+    );
+    const res = await predict({
+      instances: [
+        dicom(synthetic, 'NONE'),
+        dicom(synthetic, 'SRGB'),
+        dicom(synthetic, 'ADOBERGB'),
+        { raw_image_bytes: adobeReference, patch_coordinates: [coord(0, 0)] },
+        dicom(camelyon, 'NONE', 100, 100),
+        dicom(camelyon, 'ADOBERGB', 100, 100),
+        dicom(synthetic, 'ROMMRGB'),
+        dicom(synthetic, 'DISPLAYP3'),
+      ],
+    });
+    expect(res.status).toBe(200);
+    const [none, srgb, adobe, reference, camNone, camAdobe, romm, p3] = res.body.predictions.map((p: never) =>
+      vector(p),
+    );
+    // The slide's own profile is sRGB: to sRGB is the identity.
+    expect(maxAbsDiff(srgb, none)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(adobe, reference)).toBeLessThan(1e-3);
+    expect(maxAbsDiff(adobe, none)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(romm, none)).toBeGreaterThan(1e-3);
+    expect(maxAbsDiff(p3, none)).toBeGreaterThan(1e-3);
+    // Camelyon has no ICC profile: embedded as stored, whatever the request asks.
+    expect(camAdobe).toEqual(camNone);
+  });
+
+  it('transforms images from their embedded profile, and refuses what Google refuses in ez_wsi_state', async () => {
+    const stored = level0Patch(300, 100);
+    const plain = await pngOf(stored, 224, 224);
+    // libvips' conversion of those Adobe RGB values into sRGB: what SRGB must embed.
+    const taggedPng = await sharp(Buffer.from(stored), { raw: { width: 224, height: 224, channels: 3 } })
+      .withIccProfile('/usr/share/color/icc/colord/AdobeRGB1998.icc')
+      .png()
+      .toBuffer();
+    const storedInTagged = new Uint8Array(await sharp(taggedPng).keepIccProfile().raw().toBuffer());
+    const toSrgb = new Uint8Array(await sharp(taggedPng).toColourspace('srgb').raw().toBuffer());
+    const res = await predict({
+      instances: [
+        { raw_image_bytes: taggedPng.toString('base64'), patch_coordinates: [coord(0, 0)] },
+        { raw_image_bytes: await pngOf(storedInTagged, 224, 224), patch_coordinates: [coord(0, 0)] },
+        {
+          raw_image_bytes: taggedPng.toString('base64'),
+          patch_coordinates: [coord(0, 0)],
+          extensions: { transform_imaging_to_icc_profile: 'SRGB' },
+        },
+        { raw_image_bytes: await pngOf(toSrgb, 224, 224), patch_coordinates: [coord(0, 0)] },
+        {
+          image_file_uri: 'gs:///placeholder.png',
+          patch_coordinates: [coord(0, 0)],
+          extensions: {
+            transform_imaging_to_icc_profile: 'SRGB',
+            ez_wsi_state: { image: plain, icc_profile_metadata_normalization: 'ADOBERGB' },
+          },
+        },
+        {
+          image_file_uri: 'gs:///placeholder.png',
+          patch_coordinates: [coord(0, 0)],
+          extensions: {
+            transform_imaging_to_icc_profile: 'SRGB',
+            ez_wsi_state: { image: taggedPng.toString('base64'), icc_profile_metadata_normalization: 'SRGB' },
+          },
+        },
+        {
+          raw_image_bytes: plain,
+          patch_coordinates: [coord(0, 0)],
+          extensions: { transform_imaging_to_icc_profile: 'PROPHOTO' },
+        },
+      ],
+    });
+    expect(res.status).toBe(200);
+    const p = res.body.predictions;
+    // NONE embeds the stored values, not a conversion through the embedded profile.
+    expect(vector(p[0])).toEqual(vector(p[1]));
+    expect(maxAbsDiff(vector(p[2]), vector(p[3]))).toBeLessThan(1e-3);
+    expect(maxAbsDiff(vector(p[2]), vector(p[0]))).toBeGreaterThan(1e-3);
+    expect(p.slice(4).map((x: { error: { code: string } }) => x.error.code)).toEqual([
+      'EZ_WSI_STATE_ERROR',
+      'EZ_WSI_STATE_ERROR',
+      'INVALID_ICC_PROFILE_TRANSFORM_ERROR',
+    ]);
+  });
+});
