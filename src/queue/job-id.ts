@@ -29,6 +29,7 @@ export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOpt
           stridePx: options.stridePx ?? config.PATHEMBED_STRIDE_PX,
           minTissue: options.minTissue ?? config.PATHEMBED_MIN_TISSUE,
         }),
+    ...(options.iccProfile ? { iccProfile: options.iccProfile } : {}),
   };
 }
 

@@ -174,3 +174,15 @@ export function transformingDecoder(decoder: RgbDecoder, transform: RgbTransform
     },
   };
 }
+
+const shared = new Map<string, IccTransforms>();
+
+/** One IccTransforms per profile folder for the process, so transforms are built once. */
+export function sharedIccTransforms(profileDir: string): IccTransforms {
+  let found = shared.get(profileDir);
+  if (!found) {
+    found = new IccTransforms(profileDir);
+    shared.set(profileDir, found);
+  }
+  return found;
+}

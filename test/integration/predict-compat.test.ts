@@ -498,3 +498,80 @@ describe('transform_imaging_to_icc_profile', () => {
     ]);
   });
 });
+
+describe('jobs: ICC transform and magnification options', () => {
+  async function call(method: string, route: string, body?: unknown) {
+    const res = await fetch(`${server.url}${route}`, {
+      method,
+      headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    });
+    // biome-ignore lint/suspicious/noExplicitAny: response bodies are checked field by field
+    return { status: res.status, body: (await res.json()) as any };
+  }
+
+  async function finished(id: string) {
+    const deadline = Date.now() + 100_000;
+    while (Date.now() < deadline) {
+      const res = await call('GET', `/v1/jobs/${id}`);
+      if (['completed', 'failed', 'cancelled'].includes(res.body.state)) return res.body;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    throw new Error(`job ${id} did not finish`);
+  }
+
+  function embeddingOf(patch: { embedding: number[] | string }): number[] {
+    if (Array.isArray(patch.embedding)) return patch.embedding;
+    const b = Buffer.from(patch.embedding, 'base64');
+    return Array.from(new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4));
+  }
+
+  it('embeds a job in the asked ICC profile, as /v1/predict does, and takes "20X" as 0.5 um/px', async () => {
+    const series = fixture('synthetic-full').seriesUrl;
+    const submitted = await call('POST', '/v1/jobs', {
+      sources: [series],
+      options: { patches: [{ x: 10, y: 20 }], iccProfile: 'ADOBERGB', magnification: '20X' },
+    });
+    expect(submitted.status).toBe(202);
+    const job = await finished(submitted.body.jobs[0].id);
+    expect(job.state).toBe('completed');
+    const result = await call('GET', job.results.json);
+    const fromJob = embeddingOf(result.body.patches[0]);
+
+    const predicted = await predict({
+      instances: [
+        {
+          dicom_path: { series_path: series },
+          patch_coordinates: [coord(10, 20)],
+          extensions: { transform_imaging_to_icc_profile: 'ADOBERGB' },
+        },
+        { dicom_path: { series_path: series }, patch_coordinates: [coord(10, 20)] },
+      ],
+    });
+    const [adobe, none] = predicted.body.predictions.map((p: never) => vector(p));
+    expect(maxAbsDiff(fromJob, adobe)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(fromJob, none)).toBeGreaterThan(1e-3);
+
+    // "20X" is 0.5 um/px: the same job as asking for the spacing, so the repeat finds it.
+    const same = await call('POST', '/v1/jobs', {
+      sources: [series],
+      options: { patches: [{ x: 10, y: 20 }], iccProfile: 'ADOBERGB', pixelSpacingUm: 0.5 },
+    });
+    expect(same.body.jobs[0]).toMatchObject({ id: job.id, existing: true });
+    // "10X" (1 um/px) reads synthetic-full's 2x level.
+    const tenX = await call('POST', '/v1/jobs', {
+      sources: [series],
+      options: { patches: [{ x: 0, y: 0 }], magnification: '10x' },
+    });
+    const tenXJob = await finished(tenX.body.jobs[0].id);
+    const tenXResult = await call('GET', tenXJob.results.json);
+    expect(tenXResult.body.level.index).toBe(1);
+    const bad = await call('POST', '/v1/jobs', { sources: [series], options: { magnification: '15X' } });
+    expect(bad.status).toBe(400);
+    const both = await call('POST', '/v1/jobs', {
+      sources: [series],
+      options: { magnification: '20X', pixelSpacingUm: 0.5 },
+    });
+    expect(both.status).toBe(400);
+  });
+});
