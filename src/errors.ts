@@ -137,6 +137,22 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'The ez_wsi_state extension of a predict request is malformed.',
   },
+  GCS_READ_FAILED: {
+    httpStatus: 502,
+    retryable: true,
+    summary: 'Cloud Storage did not return the image_file_uri object (missing object, store error, timeout).',
+  },
+  GCS_UNAUTHORIZED: {
+    httpStatus: 401,
+    retryable: false,
+    summary:
+      "Cloud Storage refused the credentials (the request's bearer_token, or the service's ADC) for image_file_uri.",
+  },
+  UNAPPROVED_GCS_BUCKET: {
+    httpStatus: 403,
+    retryable: false,
+    summary: 'The image_file_uri is not under an approved Cloud Storage prefix (PATHEMBED_ALLOWED_GCS).',
+  },
   ICC_TRANSFORM_FAILED: {
     httpStatus: 422,
     retryable: false,

@@ -22,6 +22,7 @@ import {
 import type { QueueContext } from '../queue/queue-context.js';
 import { JOB_NAMES, PREDICT_PRIORITY } from '../queue/queue-jobs.js';
 import { ICC_PROFILE_NAMES, type IccProfileName, isIccProfileName } from '../wsi/icc-transform.js';
+import { parseGcsUri, readGcsObject } from './gcs-image.js';
 import { type PredictError, predictError, toPredictError } from './predict-errors.js';
 import {
   asInt,
@@ -54,8 +55,6 @@ const KEEP_PREDICT_JOBS_S = 300;
 const ICC_NONE = 'NONE';
 /** The service cannot answer now; clients retry (EZ-WSI retries 429 and 503). */
 const STATUS_UNAVAILABLE = 503;
-/** gs://bucket/object, as Google's server accepts it. */
-const GCS_URI = /^gs:\/\/[^/]+\/.+/;
 
 /** Omit over each member of a union (plain Omit would merge the members). */
 type ItemDraft = PredictItem extends infer T ? (T extends PredictItem ? Omit<T, 'position'> : never) : never;
@@ -80,14 +79,16 @@ export class PredictService {
   async predict(body: unknown): Promise<{ predictions: Prediction[] }> {
     const { config } = this.deps;
     const instances = readPredictRequest(body, config.PATHEMBED_MAX_PREDICT_PATCHES);
-    const checked = instances.map((inst) => {
+    // One instance at a time: a Cloud Storage read is awaited here, and reads should not pile up.
+    const checked: Checked[] = [];
+    for (const inst of instances) {
       try {
-        return this.#check(inst);
+        checked.push(await this.#check(inst));
       } catch (err) {
-        if (err instanceof InstanceRefused) return { error: predictError(err.code, err.message) };
-        return { error: toPredictError(err) };
+        if (err instanceof InstanceRefused) checked.push({ error: predictError(err.code, err.message) });
+        else checked.push({ error: toPredictError(err) });
       }
-    });
+    }
     const predictions: Array<Prediction | undefined> = checked.map((c) =>
       'error' in c ? { error: c.error } : undefined,
     );
@@ -112,7 +113,7 @@ export class PredictService {
    * One instance, its extensions read in the order Google's predictor reads them, so the first
    * problem found is the one Google reports. Throws InstanceRefused or a registry error.
    */
-  #check(inst: RequestInstance): Checked {
+  async #check(inst: RequestInstance): Promise<Checked> {
     const ext = inst.extensions;
     const requireInside = requireInsideOf(ext);
     const patches = inst.patches;
@@ -160,9 +161,9 @@ export class PredictService {
   }
 
   /** EZ-WSI's in-memory images (ez_wsi_state `image` or `patches`), or a Cloud Storage object. */
-  #checkFileUri(inst: FileUriInstance, requireInside: boolean): Checked {
+  async #checkFileUri(inst: FileUriInstance, requireInside: boolean): Promise<Checked> {
     const ext = inst.extensions;
-    imageDimensionsOf(ext, MAX_IMAGE_DIMENSION_PX);
+    const resize = imageDimensionsOf(ext, MAX_IMAGE_DIMENSION_PX);
     const state = ezWsiStateOf(ext);
     const patches = inst.patches;
     if (Object.keys(state).length > 0) {
@@ -230,16 +231,30 @@ export class PredictService {
         };
       }
     }
-    if (!GCS_URI.test(inst.uri)) {
+    if (!parseGcsUri(inst.uri)) {
       throw new InstanceRefused(
         'GCS_IMAGE_PATH_FORMAT_ERROR',
         `Invalid GCS URI: ${inst.uri}; expecting gs://bucket/object`,
       );
     }
-    throw new InstanceRefused(
-      'INVALID_REQUEST_FIELD_ERROR',
-      `image_file_uri ${inst.uri}: reading Cloud Storage objects is not supported by this service yet; send the image as raw_image_bytes or in ez_wsi_state`,
-    );
+    const { config } = this.deps;
+    // Read here, with the caller's token if any (never stored), else the service's ADC.
+    const bytes = await readGcsObject(inst.uri, {
+      allowed: config.PATHEMBED_ALLOWED_GCS ?? [],
+      ...(config.PATHEMBED_GCS_ENDPOINT ? { apiEndpoint: config.PATHEMBED_GCS_ENDPOINT } : {}),
+      ...(inst.bearerToken !== '' ? { token: inst.bearerToken } : {}),
+    });
+    const icc = this.#checkIcc(ext);
+    return {
+      item: {
+        kind: 'image',
+        imageBase64: bytes.toString('base64'),
+        patches,
+        requireInside,
+        ...(resize ? { resize } : {}),
+        ...(icc ? { icc } : {}),
+      },
+    };
   }
 
   /** The target profile (undefined for NONE); the transform itself happens on the worker. */

@@ -23,6 +23,7 @@ import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
+import { startGcsFakeServer } from '../helpers/gcs-fake-server.js';
 import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
 
@@ -573,5 +574,74 @@ describe('jobs: ICC transform and magnification options', () => {
       options: { magnification: '20X', pixelSpacingUm: 0.5 },
     });
     expect(both.status).toBe(400);
+  });
+});
+
+describe('image_file_uri on Cloud Storage', () => {
+  it('reads gs://bucket/object with the bearer token, refuses unapproved buckets, maps errors to Google codes', async () => {
+    const gcs = await startGcsFakeServer();
+    const withGcs = await createApi(
+      Object.freeze({
+        ...config,
+        PATHEMBED_ALLOWED_GCS: ['gs://slides-bucket/'],
+        PATHEMBED_GCS_ENDPOINT: gcs.url,
+      }),
+      logger,
+    );
+    const l = await listen(withGcs.app, '127.0.0.1', 0);
+    try {
+      const rgb = new Uint8Array(400 * 300 * 3);
+      for (let i = 0; i < rgb.length; i++) rgb[i] = (i * 29 + (i >> 9)) % 253;
+      const png = await pngOf(rgb, 400, 300);
+      gcs.put('slides-bucket', 'cases/a b.png', {
+        bytes: Buffer.from(png, 'base64'),
+        contentType: 'image/png',
+        token: 'tok-1',
+      });
+      gcs.put('slides-bucket', 'public.png', { bytes: Buffer.from(png, 'base64'), contentType: 'image/png' });
+      const at = (uri: string, extra: Record<string, unknown> = {}) => ({
+        image_file_uri: uri,
+        patch_coordinates: [coord(30, 40)],
+        ...extra,
+      });
+      const resize = { extensions: { image_dimensions: { width_px: 350, height_px: 270 } } };
+      const res = await fetch(`${l.url}/v1/predict`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' },
+        body: JSON.stringify({
+          instances: [
+            at('gs://slides-bucket/cases/a b.png', { bearer_token: 'tok-1' }),
+            { raw_image_bytes: png, patch_coordinates: [coord(30, 40)] },
+            at('gs://slides-bucket/public.png', resize),
+            { raw_image_bytes: png, patch_coordinates: [coord(30, 40)], ...resize },
+            at('gs://slides-bucket/cases/a b.png', { bearer_token: 'wrong' }),
+            at('gs://slides-bucket/cases/a b.png'),
+            at('gs://slides-bucket/missing.png'),
+            at('gs://other-bucket/x.png', { bearer_token: 'tok-1' }),
+            at('gs:/bad'),
+          ],
+        }),
+      });
+      expect(res.status).toBe(200);
+      const p = ((await res.json()) as { predictions: never[] }).predictions;
+      expect(vector(p[0])).toEqual(vector(p[1]));
+      expect(vector(p[2])).toEqual(vector(p[3]));
+      expect(p.slice(4).map((x: { error: { code: string } }) => x.error.code)).toEqual([
+        'INVALID_CREDENTIALS_ERROR',
+        'INVALID_CREDENTIALS_ERROR',
+        'HTTP_ERROR',
+        'UNAPPROVED_GCS_BUCKET_ERROR',
+        'GCS_IMAGE_PATH_FORMAT_ERROR',
+      ]);
+      // The token went to the storage endpoint as a bearer header, and nothing asked for other-bucket.
+      expect(
+        gcs.requests.some((r) => r.authorization === 'Bearer tok-1' && r.path.includes('alt=media')),
+      ).toBe(true);
+      expect(gcs.requests.some((r) => r.path.includes('other-bucket'))).toBe(false);
+    } finally {
+      await l.close();
+      await withGcs.close();
+      await gcs.close();
+    }
   });
 });
