@@ -8,6 +8,7 @@
 import type { Job } from 'bullmq';
 import sharp from 'sharp';
 import { PathembedError, toPathembedError } from '../errors.js';
+import { areaResample } from '../wsi/resample.js';
 import { encodeChunk } from './chunk-file.js';
 import {
   type ImagePredictItem,
@@ -80,7 +81,15 @@ async function decodeRgb(
       `${what} is ${meta.format ?? 'unknown'}; send a PNG or JPEG`,
     );
   }
-  if (resize) image = image.resize(resize.width, resize.height, { fit: 'fill' });
+  // Shrinking is area averaging, as Google's server does it (OpenCV INTER_AREA), after decoding;
+  // enlarging stays libvips' interpolation (Google: bicubic), see docs/predict-compat.md.
+  const shrink =
+    resize !== undefined &&
+    meta.width !== undefined &&
+    meta.height !== undefined &&
+    resize.width <= meta.width &&
+    resize.height <= meta.height;
+  if (resize && !shrink) image = image.resize(resize.width, resize.height, { fit: 'fill' });
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     // The stored values, not converted through an embedded profile: Google's server (Pillow) reads
@@ -97,12 +106,22 @@ async function decodeRgb(
       rgb.fill(data[i * info.channels], i * CHANNELS, i * CHANNELS + CHANNELS);
     data = rgb;
   }
-  return {
-    data,
-    width: info.width,
-    height: info.height,
-    ...(meta.icc ? { icc: new Uint8Array(meta.icc) } : {}),
-  };
+  const icc = meta.icc ? { icc: new Uint8Array(meta.icc) } : {};
+  if (shrink && resize && (resize.width !== info.width || resize.height !== info.height)) {
+    const shrunk = areaResample(
+      { width: info.width, height: info.height, data },
+      {
+        srcXPx: 0,
+        srcYPx: 0,
+        scaleX: info.width / resize.width,
+        scaleY: info.height / resize.height,
+        widthPx: resize.width,
+        heightPx: resize.height,
+      },
+    );
+    return { data: shrunk.data, width: shrunk.width, height: shrunk.height, ...icc };
+  }
+  return { data, width: info.width, height: info.height, ...icc };
 }
 
 async function imagePatches(w: WorkerContext, item: ImagePredictItem): Promise<Uint8Array[]> {
