@@ -13,7 +13,7 @@ const LAYERS = {
   sample: ['wsi'],
   pipeline: ['wsi', 'codecs', 'embed', 'results'],
   queue: ['pipeline', 'wsi', 'codecs', 'embed', 'results'],
-  api: ['queue', 'dicomweb'],
+  api: ['queue', 'wsi', 'dicomweb'],
   cli: ['api', 'queue', 'pipeline', 'wsi', 'codecs', 'embed', 'results', 'sample', 'dicomweb'],
 };
 

@@ -190,6 +190,21 @@ export const CONFIG_VARIABLES = {
     '300000',
     'How long /v1/predict waits for its work on the workers.',
   ),
+  PATHEMBED_ALLOWED_GCS: v(
+    list.optional(),
+    undefined,
+    "Comma-separated gs:// prefixes /v1/predict may read image_file_uri objects from (e.g. gs://my-bucket/slides/); unset: none, since the service's own credentials would read them.",
+  ),
+  PATHEMBED_GCS_ENDPOINT: v(
+    z.string().url().optional(),
+    undefined,
+    "Cloud Storage JSON API endpoint for image_file_uri reads; unset: Google's. Point it at a local emulator for tests.",
+  ),
+  PATHEMBED_ICC_PROFILE_DIR: v(
+    z.string().min(1),
+    '/usr/share/color/icc/colord',
+    'Folder of the ADOBERGB (AdobeRGB1998.icc) and ROMMRGB (ProPhotoRGB.icc) target profiles for transform_imaging_to_icc_profile; Debian package colord-data. SRGB and DISPLAYP3 come with libvips.',
+  ),
   PATHEMBED_WORKER_CONCURRENCY: v(int(1, 64), '1', 'Chunk jobs one worker process runs at once.'),
   PATHEMBED_LOCK_DURATION_MS: v(
     int(1000),

@@ -121,6 +121,7 @@ export function pipelineOptions(config: Config): PipelineOptions {
     tissueSpacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
     maxPatchesPerJob: config.PATHEMBED_MAX_PATCHES_PER_JOB,
     srMaxPatches: config.PATHEMBED_SR_MAX_PATCHES,
+    iccProfileDir: config.PATHEMBED_ICC_PROFILE_DIR,
     ...(config.PATHEMBED_SR_DESTINATION ? { srDestination: config.PATHEMBED_SR_DESTINATION } : {}),
   };
 }

@@ -116,6 +116,48 @@ export const ERROR_CODES = {
     summary:
       'No level can serve the requested pixel spacing (needs more than 8x downsampling or upsampling).',
   },
+  RESIZE_DOWNSAMPLING_TOO_LARGE: {
+    httpStatus: 400,
+    retryable: false,
+    summary:
+      "A predict request asks to resize a DICOM level to dimensions that need more than 8x downsampling (Path Foundation's limit).",
+  },
+  IMAGE_DIMENSION_TOO_LARGE: {
+    httpStatus: 400,
+    retryable: false,
+    summary: "A predict request asks to resize an image beyond 10000 px on a side (Path Foundation's limit).",
+  },
+  INSTANCES_NOT_CONCATENATED: {
+    httpStatus: 400,
+    retryable: false,
+    summary: 'A predict request names instances of more than one pyramid level in one dicom_path.',
+  },
+  EZ_WSI_STATE_INVALID: {
+    httpStatus: 400,
+    retryable: false,
+    summary: 'The ez_wsi_state extension of a predict request is malformed.',
+  },
+  GCS_READ_FAILED: {
+    httpStatus: 502,
+    retryable: true,
+    summary: 'Cloud Storage did not return the image_file_uri object (missing object, store error, timeout).',
+  },
+  GCS_UNAUTHORIZED: {
+    httpStatus: 401,
+    retryable: false,
+    summary:
+      "Cloud Storage refused the credentials (the request's bearer_token, or the service's ADC) for image_file_uri.",
+  },
+  UNAPPROVED_GCS_BUCKET: {
+    httpStatus: 403,
+    retryable: false,
+    summary: 'The image_file_uri is not under an approved Cloud Storage prefix (PATHEMBED_ALLOWED_GCS).',
+  },
+  ICC_TRANSFORM_FAILED: {
+    httpStatus: 422,
+    retryable: false,
+    summary: "The slide's or image's ICC profile could not be read or transformed to the requested profile.",
+  },
   PATCH_OUTSIDE_IMAGE: {
     httpStatus: 400,
     retryable: false,

@@ -66,7 +66,7 @@ export function createApp(deps: AppDeps): Express {
   const v1 = express.Router();
   v1.use(auth);
   v1.use(jobsRouter({ config, ctx, submitter, allowList }));
-  v1.use(predictRouter(predictor));
+  v1.use(predictRouter(predictor, logger));
   app.use('/v1', v1);
 
   app.use((req, _res, next) => {

@@ -4,6 +4,7 @@
  * allow-list here, before anything is queued, so an unapproved store is refused with
  * UNAPPROVED_DICOM_STORE without a single request leaving the service.
  */
+
 import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import type { Config } from '../config.js';
@@ -18,6 +19,7 @@ import type { JobSubmitter } from '../queue/job-submitter.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import type { DicomWebSourceSpec } from '../queue/queue-jobs.js';
 import { resultKeys } from '../queue/result-store.js';
+import { magnificationSpacingUm } from '../wsi/magnification.js';
 import { jobPaths, jobStatus } from './job-view.js';
 import { createJobsRequestSchema, listJobsQuerySchema } from './schemas.js';
 import { parseOrThrow } from './validation.js';
@@ -61,6 +63,9 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         throw atField(err, 'srDestination');
       }
     }
+    // A magnification is its nominal spacing: one level-choice rule, one job key for both spellings.
+    const { magnification, ...rest } = body.options;
+    const options = magnification ? { ...rest, pixelSpacingUm: magnificationSpacingUm(magnification) } : rest;
     const explicit = body.options.patches?.length ?? 0;
     if (explicit > config.PATHEMBED_MAX_PATCHES_PER_JOB) {
       throw new PathembedError(
@@ -85,7 +90,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       const submitted = await submitter.submit(
         {
           source,
-          options: body.options,
+          options,
           outputs: body.outputs,
           srDestination: wantsSr ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined,
           token: body.bearerToken,

@@ -21,15 +21,22 @@ import {
 } from '../queue/predict-jobs.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { JOB_NAMES, PREDICT_PRIORITY } from '../queue/queue-jobs.js';
-import { type PredictError, type PredictErrorCode, predictError, toPredictError } from './predict-errors.js';
+import { ICC_PROFILE_NAMES, type IccProfileName, isIccProfileName } from '../wsi/icc-transform.js';
+import { parseGcsUri, readGcsObject } from './gcs-image.js';
+import { type PredictError, predictError, toPredictError } from './predict-errors.js';
 import {
-  PREDICT_PATCH_SIZE_PX,
-  type PredictInstance,
-  type Prediction,
-  predictEnvelopeSchema,
-  predictInstanceSchema,
-} from './predict-schema.js';
-import { fieldIssues } from './validation.js';
+  asInt,
+  ezWsiStateOf,
+  type FileUriInstance,
+  InstanceRefused,
+  iccProfileNameOf,
+  imageDimensionsOf,
+  isStrictBase64,
+  type RequestInstance,
+  readPredictRequest,
+  requireInsideOf,
+} from './predict-request.js';
+import { MAX_IMAGE_DIMENSION_PX, type Prediction } from './predict-schema.js';
 
 /** A request-level failure, answered in Path Foundation's error shape with this HTTP status. */
 export class PredictRequestError extends Error {
@@ -45,14 +52,9 @@ export class PredictRequestError extends Error {
 const PREDICT_ATTEMPTS = 2;
 const PREDICT_BACKOFF_MS = 500;
 const KEEP_PREDICT_JOBS_S = 300;
-const STATUS_BAD_REQUEST = 400;
-const STATUS_TOO_LARGE = 413;
-const ICC_NONE = new Set(['', 'NONE']);
-
-function asBool(v: boolean | string | undefined, fallback: boolean): boolean {
-  if (v === undefined) return fallback;
-  return typeof v === 'boolean' ? v : v.toUpperCase() === 'TRUE';
-}
+const ICC_NONE = 'NONE';
+/** The service cannot answer now; clients retry (EZ-WSI retries 429 and 503). */
+const STATUS_UNAVAILABLE = 503;
 
 /** Omit over each member of a union (plain Omit would merge the members). */
 type ItemDraft = PredictItem extends infer T ? (T extends PredictItem ? Omit<T, 'position'> : never) : never;
@@ -69,35 +71,24 @@ export interface PredictServiceDeps {
 export class PredictService {
   constructor(private readonly deps: PredictServiceDeps) {}
 
+  /**
+   * Answers a request in Path Foundation's format. Throws PredictRequestRefused for what Google
+   * refuses as a whole (answered 200 `{"error": "CODE"}`) and PredictRequestError when the service
+   * cannot answer now (429/503, which EZ-WSI retries).
+   */
   async predict(body: unknown): Promise<{ predictions: Prediction[] }> {
     const { config } = this.deps;
-    const envelope = predictEnvelopeSchema.safeParse(body);
-    if (!envelope.success) {
-      const issues = fieldIssues(envelope.error.issues);
-      throw new PredictRequestError(
-        STATUS_BAD_REQUEST,
-        predictError(
-          'INVALID_REQUEST_FIELD_ERROR',
-          issues.map((i) => `${i.path || 'body'}: ${i.reason}`).join('; '),
-        ),
-      );
+    const instances = readPredictRequest(body, config.PATHEMBED_MAX_PREDICT_PATCHES);
+    // One instance at a time: a Cloud Storage read is awaited here, and reads should not pile up.
+    const checked: Checked[] = [];
+    for (const inst of instances) {
+      try {
+        checked.push(await this.#check(inst));
+      } catch (err) {
+        if (err instanceof InstanceRefused) checked.push({ error: predictError(err.code, err.message) });
+        else checked.push({ error: toPredictError(err) });
+      }
     }
-    const instances = envelope.data.instances;
-    const patchCount = instances.reduce<number>((n, inst) => {
-      const coords = (inst as { patch_coordinates?: unknown } | null)?.patch_coordinates;
-      return n + (Array.isArray(coords) ? coords.length : 0);
-    }, 0);
-    if (patchCount > config.PATHEMBED_MAX_PREDICT_PATCHES) {
-      throw new PredictRequestError(
-        STATUS_TOO_LARGE,
-        predictError(
-          'TOO_MANY_PATCHES_ERROR',
-          `The request asks for ${patchCount} patch embeddings; the endpoint allows ${config.PATHEMBED_MAX_PREDICT_PATCHES}. Reduce the total number of patches in the request.`,
-        ),
-      );
-    }
-
-    const checked = instances.map((inst) => this.#check(inst));
     const predictions: Array<Prediction | undefined> = checked.map((c) =>
       'error' in c ? { error: c.error } : undefined,
     );
@@ -118,96 +109,198 @@ export class PredictService {
     };
   }
 
-  /** Validates one instance; every problem is that instance's error, never the request's. */
-  #check(raw: unknown): Checked {
-    const parsed = predictInstanceSchema.safeParse(raw);
-    if (!parsed.success) {
-      const issues = fieldIssues(parsed.error.issues);
+  /**
+   * One instance, its extensions read in the order Google's predictor reads them, so the first
+   * problem found is the one Google reports. Throws InstanceRefused or a registry error.
+   */
+  async #check(inst: RequestInstance): Promise<Checked> {
+    const ext = inst.extensions;
+    const requireInside = requireInsideOf(ext);
+    const patches = inst.patches;
+    if (inst.kind === 'bytes') {
+      const resize = imageDimensionsOf(ext, MAX_IMAGE_DIMENSION_PX);
+      const icc = this.#checkIcc(ext);
       return {
-        error: predictError(
-          'INVALID_REQUEST_FIELD_ERROR',
-          issues.map((i) => `${i.path || 'instance'}: ${i.reason}`).join('; '),
-        ),
+        item: {
+          kind: 'image',
+          imageBase64: inst.imageBase64,
+          patches,
+          requireInside,
+          ...(resize ? { resize } : {}),
+          ...(icc ? { icc } : {}),
+        },
       };
     }
-    const inst: PredictInstance = parsed.data;
-    const fail = (code: PredictErrorCode, description: string): Checked => ({
-      error: predictError(code, description),
-    });
-    const sources = [inst.dicom_path, inst.raw_image_bytes, inst.image_file_uri].filter(
-      (s) => s !== undefined,
-    );
-    if (inst.image_file_uri !== undefined) {
-      return fail(
-        'INVALID_REQUEST_FIELD_ERROR',
-        'image_file_uri (Cloud Storage images) is not supported by this service; send dicom_path or raw_image_bytes',
-      );
-    }
-    if (sources.length !== 1) {
-      return fail(
-        'INVALID_REQUEST_FIELD_ERROR',
-        'An instance needs exactly one of dicom_path or raw_image_bytes',
-      );
-    }
-    const wrong = inst.patch_coordinates.find(
-      (p) => p.width !== PREDICT_PATCH_SIZE_PX || p.height !== PREDICT_PATCH_SIZE_PX,
-    );
-    if (wrong) {
-      return fail(
-        'PATCH_DIMENSIONS_DO_NOT_MATCH_ENDPOINT_INPUT_DIMENSIONS_ERROR',
-        `Patch ${wrong.width}x${wrong.height} at (${wrong.x_origin}, ${wrong.y_origin}): this endpoint embeds ${PREDICT_PATCH_SIZE_PX}x${PREDICT_PATCH_SIZE_PX} patches only`,
-      );
-    }
-    const ext = inst.extensions ?? {};
-    const icc = (ext.transform_imaging_to_icc_profile ?? '').toUpperCase();
-    if (!ICC_NONE.has(icc)) {
-      return fail(
-        'INVALID_ICC_PROFILE_TRANSFORM_ERROR',
-        `transform_imaging_to_icc_profile ${JSON.stringify(ext.transform_imaging_to_icc_profile)} is not supported; this service embeds pixels as stored (NONE)`,
-      );
-    }
-    const patches = inst.patch_coordinates.map((p) => ({
-      x: p.x_origin,
-      y: p.y_origin,
-      width: p.width,
-      height: p.height,
-    }));
-    const requireInside = asBool(ext.require_patches_fully_in_source_image, true);
-    if (inst.bearer_token !== undefined && !this.deps.ctx.vault.enabled) {
-      return fail(
-        'INVALID_REQUEST_FIELD_ERROR',
-        'bearer_token: this service does not accept per-request tokens because PATHEMBED_TOKEN_KEY is not set',
-      );
-    }
-    if (inst.dicom_path) {
-      try {
-        const ref = parseSeriesReference(inst.dicom_path.series_path);
-        // Before anything leaves the service: an unapproved store is never contacted.
-        assertApprovedStore(ref.baseUrl, this.deps.allowList);
-        const instanceUids = inst.dicom_path.instance_uids ?? ref.instanceUids;
-        const source = { kind: 'dicomweb' as const, ...ref, ...(instanceUids ? { instanceUids } : {}) };
-        if (instanceUids) parseSeriesReference({ ...ref, instanceUids }); // validates the UIDs
+    if (inst.kind === 'file-uri') return this.#checkFileUri(inst, requireInside);
+    const resize = imageDimensionsOf(ext);
+    ezWsiStateOf(ext); // contents unused: pathembed reads the series' metadata itself
+    const icc = this.#checkIcc(ext);
+    const token = this.#token(inst.bearerToken);
+    const ref = parseSeriesReference(inst.seriesPath);
+    // Before anything leaves the service: an unapproved store is never contacted.
+    assertApprovedStore(ref.baseUrl, this.deps.allowList);
+    const instanceUids = inst.instanceUids ?? ref.instanceUids;
+    if (instanceUids) parseSeriesReference({ ...ref, instanceUids }); // validates the UIDs
+    const source = {
+      kind: 'dicomweb' as const,
+      ...ref,
+      ...(instanceUids ? { instanceUids: [...instanceUids] } : {}),
+    };
+    return {
+      item: {
+        kind: 'dicom',
+        source,
+        patches,
+        requireInside,
+        hasToken: token !== undefined,
+        ...(resize ? { resize } : {}),
+        ...(icc ? { icc } : {}),
+      },
+      token,
+    };
+  }
+
+  /** EZ-WSI's in-memory images (ez_wsi_state `image` or `patches`), or a Cloud Storage object. */
+  async #checkFileUri(inst: FileUriInstance, requireInside: boolean): Promise<Checked> {
+    const ext = inst.extensions;
+    const resize = imageDimensionsOf(ext, MAX_IMAGE_DIMENSION_PX);
+    const state = ezWsiStateOf(ext);
+    const patches = inst.patches;
+    if (Object.keys(state).length > 0) {
+      const stateDims = imageDimensionsOf(state);
+      const patchImages = state.patches ?? [];
+      if (!Array.isArray(patchImages) || !patchImages.every((p) => typeof p === 'string' && p.length > 0)) {
+        throw new InstanceRefused('EZ_WSI_STATE_ERROR', 'Invalid patch JSON metadata (ez_wsi_state.patches)');
+      }
+      const image = state.image ?? '';
+      if (typeof image !== 'string') {
+        throw new InstanceRefused('EZ_WSI_STATE_ERROR', 'Invalid image JSON metadata (ez_wsi_state.image)');
+      }
+      const srcWidth = asInt(state.source_image_width_px ?? 0);
+      const srcHeight = asInt(state.source_image_height_px ?? 0);
+      if (srcWidth === undefined || srcHeight === undefined) {
+        throw new InstanceRefused(
+          'INVALID_REQUEST_FIELD_ERROR',
+          'Invalid patch dimensions (width and/or height)',
+        );
+      }
+      const sourceSize =
+        stateDims ?? (srcWidth > 0 && srcHeight > 0 ? { width: srcWidth, height: srcHeight } : undefined);
+      if (image) {
+        if (!isStrictBase64(image))
+          throw new InstanceRefused(
+            'IMAGE_ERROR',
+            'Invalid image JSON metadata: ez_wsi_state.image is not base64',
+          );
+        const icc = this.#checkIcc(ext);
+        const clientTransformed = this.#clientIcc(state, icc);
+        // The client sends the image at the size it wants: no resize here, as in Google's server.
         return {
-          item: { kind: 'dicom', source, patches, requireInside, hasToken: inst.bearer_token !== undefined },
-          token: inst.bearer_token,
+          item: {
+            kind: 'image',
+            imageBase64: image,
+            patches,
+            requireInside,
+            ...(icc ? { icc } : {}),
+            ...(clientTransformed ? { clientTransformed } : {}),
+          },
         };
-      } catch (err) {
-        return { error: toPredictError(err) };
+      }
+      if (patchImages.length > 0) {
+        if (patchImages.length !== patches.length) {
+          throw new InstanceRefused(
+            'EZ_WSI_STATE_ERROR',
+            `Length of per-patch and patch coordinates data do not match (${patchImages.length} patches, ${patches.length} coordinates)`,
+          );
+        }
+        const bad = patchImages.findIndex((p) => !isStrictBase64(p as string));
+        if (bad >= 0)
+          throw new InstanceRefused(
+            'IMAGE_ERROR',
+            `Error decoding image bytes of ez_wsi_state.patches[${bad}]`,
+          );
+        this.#checkIcc(ext);
+        return {
+          item: {
+            kind: 'patch-images',
+            patchImagesBase64: patchImages as string[],
+            patches,
+            requireInside,
+            ...(sourceSize ? { sourceSize } : {}),
+          },
+        };
       }
     }
-    const bytes = (inst.raw_image_bytes as { input_bytes: string }).input_bytes;
-    if (!/^[A-Za-z0-9+/_-]+={0,2}$/.test(bytes.replace(/\s+/g, ''))) {
-      return fail('IMAGE_ERROR', 'raw_image_bytes.input_bytes is not base64');
+    if (!parseGcsUri(inst.uri)) {
+      throw new InstanceRefused(
+        'GCS_IMAGE_PATH_FORMAT_ERROR',
+        `Invalid GCS URI: ${inst.uri}; expecting gs://bucket/object`,
+      );
     }
-    const dims = ext.image_dimensions;
-    const resize = dims
-      ? 'width_px' in dims
-        ? { width: dims.width_px, height: dims.height_px }
-        : dims
-      : undefined;
+    const { config } = this.deps;
+    // Read here, with the caller's token if any (never stored), else the service's ADC.
+    const bytes = await readGcsObject(inst.uri, {
+      allowed: config.PATHEMBED_ALLOWED_GCS ?? [],
+      ...(config.PATHEMBED_GCS_ENDPOINT ? { apiEndpoint: config.PATHEMBED_GCS_ENDPOINT } : {}),
+      ...(inst.bearerToken !== '' ? { token: inst.bearerToken } : {}),
+    });
+    const icc = this.#checkIcc(ext);
     return {
-      item: { kind: 'image', imageBase64: bytes, patches, requireInside, ...(resize ? { resize } : {}) },
+      item: {
+        kind: 'image',
+        imageBase64: bytes.toString('base64'),
+        patches,
+        requireInside,
+        ...(resize ? { resize } : {}),
+        ...(icc ? { icc } : {}),
+      },
     };
+  }
+
+  /** The target profile (undefined for NONE); the transform itself happens on the worker. */
+  #checkIcc(ext: Readonly<Record<string, unknown>>): IccProfileName | undefined {
+    const name = iccProfileNameOf(ext);
+    if (name === ICC_NONE) return undefined;
+    if (isIccProfileName(name)) return name;
+    throw new InstanceRefused(
+      'INVALID_ICC_PROFILE_TRANSFORM_ERROR',
+      `transform_imaging_to_icc_profile ${JSON.stringify(name)} is not valid; expecting: ${ICC_PROFILE_NAMES.join(', ')}, or NONE`,
+    );
+  }
+
+  /**
+   * EZ-WSI says in icc_profile_metadata_normalization which profile it already transformed the
+   * pixels to; another target than the request's is a client bug Google refuses.
+   */
+  #clientIcc(state: Readonly<Record<string, unknown>>, target: IccProfileName | undefined): boolean {
+    const raw = state.icc_profile_metadata_normalization ?? '';
+    if (typeof raw !== 'string') {
+      throw new InstanceRefused(
+        'EZ_WSI_STATE_ERROR',
+        'Invalid ICC profile metadata parameter (icc_profile_metadata_normalization)',
+      );
+    }
+    const client = raw.toUpperCase();
+    if (client === '' || client === ICC_NONE) return false;
+    if (client !== (target ?? ICC_NONE)) {
+      throw new InstanceRefused(
+        'EZ_WSI_STATE_ERROR',
+        `Different ICC profile transformations defined by client (${client}) and server (${target ?? ICC_NONE})`,
+      );
+    }
+    return true;
+  }
+
+  /** '' is no token (Google's default); a token needs PATHEMBED_TOKEN_KEY to be kept encrypted. */
+  #token(bearerToken: string): string | undefined {
+    if (bearerToken === '') return undefined;
+    if (!this.deps.ctx.vault.enabled) {
+      throw new InstanceRefused(
+        'INVALID_REQUEST_FIELD_ERROR',
+        'bearer_token: this service does not accept per-request tokens because PATHEMBED_TOKEN_KEY is not set (tokens are only ever kept encrypted). Set PATHEMBED_TOKEN_KEY (64 hex characters) on the API and the workers, or send the request without bearer_token.',
+      );
+    }
+    return bearerToken;
   }
 
   async #run(
@@ -238,16 +331,14 @@ export class PredictService {
         )) as PredictJobResult;
       } catch (err) {
         const timedOut = /timed out|ttl/i.test((err as Error).message);
-        if (timedOut) await requestCancel(ctx.redis, ctx.keys, requestId);
-        // Path Foundation has no timeout code: PREDICT_TIMEOUT maps to INTERNAL_ERROR, so the
-        // description names the timeout and what to do about it.
-        const error = timedOut
-          ? new PathembedError(
-              'PREDICT_TIMEOUT',
-              `PREDICT_TIMEOUT: the workers did not answer within ${config.PATHEMBED_PREDICT_TIMEOUT_MS} ms (PATHEMBED_PREDICT_TIMEOUT_MS). Check that a worker is running (GET /readyz) and retry; send fewer patches per request if the workers are busy.`,
-              { timeoutMs: config.PATHEMBED_PREDICT_TIMEOUT_MS },
-            )
-          : new PathembedError('INTERNAL', `The predict job failed: ${(err as Error).message}`);
+        if (timedOut) {
+          await requestCancel(ctx.redis, ctx.keys, requestId);
+          // 503, not a 200 with INTERNAL_ERROR: EZ-WSI and other clients retry 429 and 503.
+          const message = `PREDICT_TIMEOUT: the workers did not answer within ${config.PATHEMBED_PREDICT_TIMEOUT_MS} ms (PATHEMBED_PREDICT_TIMEOUT_MS). Check that a worker is running (GET /readyz) and retry; send fewer patches per request if the workers are busy.`;
+          logger.warn({ requestId, timedOut, code: 'PREDICT_TIMEOUT' }, message);
+          throw new PredictRequestError(STATUS_UNAVAILABLE, predictError('INTERNAL_ERROR', message));
+        }
+        const error = new PathembedError('INTERNAL', `The predict job failed: ${(err as Error).message}`);
         logger.warn({ requestId, timedOut, code: error.code }, error.message);
         const prediction = { error: toPredictError(error) };
         for (const item of items) out.set(item.position, prediction);

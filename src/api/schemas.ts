@@ -12,6 +12,8 @@ import {
   MIN_REQUEST_PRIORITY,
   OUTPUT_KINDS,
 } from '../queue/queue-jobs.js';
+import { ICC_PROFILE_NAMES } from '../wsi/icc-transform.js';
+import { MAGNIFICATIONS } from '../wsi/magnification.js';
 
 /** Most sources one POST /v1/jobs may name. */
 export const MAX_SOURCES_PER_REQUEST = 100;
@@ -20,6 +22,12 @@ export const MAX_TOKEN_CHARS = 16_384;
 /** Longest series reference string accepted. */
 const MAX_REFERENCE_CHARS = 2048;
 const MAX_UID_CHARS = 64;
+/** A magnification string as EZ-WSI writes it, any case ("20X", "2.5x"). */
+const MAGNIFICATION_PATTERN = new RegExp(
+  `^(${MAGNIFICATIONS.map((m) => m.replaceAll('.', '\\.')).join('|')})$`,
+  'i',
+);
+
 /** Most explicit patches in one job's options (PATHEMBED_MAX_PATCHES_PER_JOB is checked too). */
 const MAX_EXPLICIT_PATCHES = 1_000_000;
 
@@ -63,6 +71,19 @@ export const embedOptionsSchema = z
       .max(1000)
       .optional()
       .describe('Target pixel spacing, µm/px (default 0.5)'),
+    magnification: z
+      .string()
+      .regex(MAGNIFICATION_PATTERN, `one of ${MAGNIFICATIONS.join(', ')}`)
+      .optional()
+      .describe(
+        'Target magnification as EZ-WSI names it ("20X" = 0.5 µm/px, "10X" = 1 µm/px); instead of pixelSpacingUm',
+      ),
+    iccProfile: z
+      .enum(ICC_PROFILE_NAMES)
+      .optional()
+      .describe(
+        "Transform patch pixels from the slide's ICC profile to this one before embedding (none: as stored)",
+      ),
     stridePx: z.number().int().min(1).max(100_000).optional().describe('Grid stride at the target spacing'),
     minTissue: z.number().min(0).max(1).optional().describe('Least tissue fraction of a grid patch'),
     patches: z
@@ -79,6 +100,10 @@ export const embedOptionsSchema = z
       .describe(
         'Refuse explicit patches reaching outside the image (PATCH_OUTSIDE_IMAGE) instead of padding',
       ),
+  })
+  .refine((o) => o.magnification === undefined || o.pixelSpacingUm === undefined, {
+    message: 'give pixelSpacingUm or magnification, not both',
+    path: ['magnification'],
   })
   .describe('How the slide is cut into patches');
 

@@ -40,6 +40,8 @@ import { hex4, parseStowResponse, type StowResult } from './stow-response.js';
  * Accept for frames: any transfer syntax, as stored. Asking for a specific one (or none, which
  * means Explicit VR Little Endian) makes Orthanc transcode every frame, about 1.6 s each.
  */
+/** Bulk data as one octet-stream part (PS3.18 §8.7.3.5); some stores also send it bare. */
+const BULK_DATA_ACCEPT = 'multipart/related; type="application/octet-stream"';
 export const FRAMES_ACCEPT = 'multipart/related; type="application/octet-stream"; transfer-syntax=*';
 export const DICOM_JSON = 'application/dicom+json';
 const STOW_ACCEPT = `${DICOM_JSON}, application/json;q=0.9`;
@@ -264,6 +266,54 @@ export class DicomWebClient {
       );
     }
     return kept;
+  }
+
+  /**
+   * One bulk data element (WADO-RS BulkDataURI from the metadata), such as an ICC profile. The URI
+   * may be relative to the series; it must stay on the store's origin, so the store's credentials
+   * never go to another host.
+   */
+  async fetchBulkData(
+    input: SeriesReferenceInput,
+    uri: string,
+    options: RequestOptions = {},
+  ): Promise<Uint8Array> {
+    const ref = parseSeriesReference(input);
+    const seriesUrl = formatSeriesUrl(ref);
+    const url = new URL(uri, `${seriesUrl}/`);
+    if (url.origin !== new URL(seriesUrl).origin) {
+      throw new PathembedError(
+        'DICOMWEB_BAD_RESPONSE',
+        `The metadata of ${seriesUrl} points its bulk data to another host (${url.origin}); it is not fetched.`,
+        { origin: url.origin },
+      );
+    }
+    const context = `WADO-RS bulk data ${safeUrlForMessage(url.href)}`;
+    return this.#requester.request({
+      method: 'GET',
+      url: url.href,
+      accept: BULK_DATA_ACCEPT,
+      what: context,
+      notFoundHint: 'The store lists bulk data it does not serve.',
+      signal: options.signal,
+      consume: async (res) => {
+        const contentType = res.headers.get('content-type') ?? undefined;
+        const mediaType = contentType === undefined ? undefined : parseContentType(contentType).mediaType;
+        if (mediaType === undefined || !mediaType.startsWith('multipart/') || !res.body) {
+          return new Uint8Array(await res.arrayBuffer());
+        }
+        for await (const part of readMultipart(res.body, multipartBoundary(contentType, context), {
+          context,
+        })) {
+          return part.data;
+        }
+        throw new PathembedError(
+          'DICOMWEB_BAD_RESPONSE',
+          `${context}: the multipart answer has no part.`,
+          {},
+        );
+      },
+    });
   }
 
   /**

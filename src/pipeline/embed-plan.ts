@@ -15,6 +15,7 @@
  */
 import { setMaxListeners } from 'node:events';
 import { isPathembedError, PathembedError } from '../errors.js';
+import { sharedIccTransforms } from '../wsi/icc-transform.js';
 import type { LevelScale } from '../wsi/patch-reader.js';
 import { cancelledError, throwIfCancelled } from './cancellation.js';
 import type { PatchEmbedding, PlannedPatch, SlidePlan } from './job-types.js';
@@ -100,6 +101,14 @@ export async function* embedOnSession(
   ctx.signal?.addEventListener('abort', onAbort, { once: true });
   if (ctx.signal?.aborted) onAbort();
 
+  // The plan's ICC transform, applied to each patch as read (after any downsampling).
+  const transform =
+    plan.iccProfile && plan.sourceIccProfileBase64
+      ? await sharedIccTransforms(deps.options.iccProfileDir).transform(
+          new Uint8Array(Buffer.from(plan.sourceIccProfileBase64, 'base64')),
+          plan.iccProfile,
+        )
+      : undefined;
   const readPatch = async (patch: PlannedPatch): Promise<Uint8Array> => {
     try {
       const rgb = await session.reader.readScaled(choice, patch, {
@@ -112,7 +121,7 @@ export async function* embedOnSession(
           `Patch ${patch.index} read as ${rgb.width}x${rgb.height}, not ${plan.patchSizePx}x${plan.patchSizePx}`,
         );
       }
-      return rgb.data;
+      return transform ? transform(rgb.data) : rgb.data;
     } catch (err) {
       throw aboutPatch(err, patch);
     }

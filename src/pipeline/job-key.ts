@@ -38,6 +38,8 @@ export function jobKeyFor(plan: SlidePlan, modelSha256: string): string {
         ...(plan.patchSelection === 'explicit'
           ? { patches: plan.patches.map((p) => [p.x, p.y]), requireInside: plan.requirePatchesInside }
           : { stridePx: plan.stridePx, minTissue: plan.minTissue }),
+        // Only when asked, so the keys of jobs without a transform stay what they were.
+        ...(plan.iccProfile ? { iccProfile: plan.iccProfile } : {}),
         model: modelSha256,
       }),
     )

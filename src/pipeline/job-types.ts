@@ -3,9 +3,11 @@
  * (a slide source), how (options), what it plans (a SlidePlan, plain JSON so the API or a parent job
  * can hand it to chunk workers), and what it produces (patch embeddings in patch order).
  */
+
 import type { ModelManifest } from '../embed/index.js';
 import type { PlannedPatch, RectPx } from '../geometry.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
+import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { SlideLevel } from '../wsi/slide-level.js';
 
 /** Patches are rectangles in the pixel grid of the target spacing (the plan's `pixelSpacingUm`). */
@@ -22,6 +24,8 @@ export interface EmbedOptions {
   readonly patches?: readonly Pick<RectPx, 'x' | 'y'>[];
   /** Require explicit patches to lie fully inside the image (else padded). */
   readonly requirePatchesInside?: boolean;
+  /** Transform patch pixels from the slide's ICC profile to this one (a slide without: as stored). */
+  readonly iccProfile?: IccProfileName;
 }
 
 /** Level 0 of the slide: full-resolution geometry, and the image SR regions are drawn on. */
@@ -57,6 +61,10 @@ export interface SlidePlan {
   readonly heightPx: number;
   readonly patches: readonly PlannedPatch[];
   readonly tissue: { readonly method: string; readonly spacingUm: number; readonly fraction: number } | null;
+  /** The requested ICC target (EmbedOptions.iccProfile). */
+  readonly iccProfile?: IccProfileName;
+  /** The slide's own ICC profile (base64), read at planning; absent when the slide has none. */
+  readonly sourceIccProfileBase64?: string;
 }
 
 export interface PatchEmbedding {

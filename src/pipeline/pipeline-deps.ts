@@ -29,6 +29,8 @@ export interface PipelineOptions {
   readonly maxPatchesPerJob: number;
   /** Most per-patch groups in an SR; above it the SR carries slide-level content only. */
   readonly srMaxPatches: number;
+  /** Folder of the ICC profiles patches may be transformed to (a job's iccProfile). */
+  readonly iccProfileDir: string;
   /** Where SRs are stored when a job names no destination; default: the slide's own store. */
   readonly srDestination?: string;
 }

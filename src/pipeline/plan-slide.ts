@@ -5,8 +5,9 @@
  * patches without asking the store for metadata again.
  */
 
-import type { DicomJsonDataset } from '../dicom-json.js';
+import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { PathembedError } from '../errors.js';
+import { type IccProfileName, iccProfileOf } from '../wsi/icc-transform.js';
 import { chooseLevel } from '../wsi/level-choice.js';
 import { buildPatchGrid, explicitPatches } from '../wsi/patch-grid.js';
 import { targetGridSize } from '../wsi/patch-reader.js';
@@ -24,6 +25,8 @@ export type PlanningDeps = Pick<PipelineDeps, 'options' | 'slides' | 'logger'> &
 
 import { openReadingSession, type ReadingSession } from './reading-session.js';
 
+const SOP_INSTANCE_UID = '00080018';
+
 /** Options with the configuration's defaults filled in, checked, naming the bad one. */
 export interface ResolvedOptions {
   readonly pixelSpacingUm: number;
@@ -31,6 +34,7 @@ export interface ResolvedOptions {
   readonly minTissue: number;
   readonly patches?: readonly { readonly x: number; readonly y: number }[];
   readonly requirePatchesInside: boolean;
+  readonly iccProfile?: IccProfileName;
 }
 
 function invalid(option: string, problem: string, value: unknown): PathembedError {
@@ -58,7 +62,28 @@ export function resolveOptions(options: EmbedOptions, defaults: EmbedDefaults): 
     minTissue,
     ...(options.patches ? { patches: options.patches } : {}),
     requirePatchesInside: options.requirePatchesInside ?? false,
+    ...(options.iccProfile ? { iccProfile: options.iccProfile } : {}),
   };
+}
+
+/** The ICC profile of the level's first instance (base64), fetched when it is bulk data. */
+async function levelIccProfile(
+  session: ReadingSession,
+  metadata: readonly DicomJsonDataset[],
+  instanceUid: string,
+  signal: AbortSignal | undefined,
+): Promise<string | undefined> {
+  const ds = metadata.find((d) => str(d, SOP_INSTANCE_UID) === instanceUid);
+  const where = ds ? iccProfileOf(ds) : undefined;
+  if (!where) return undefined;
+  if ('inline' in where) return Buffer.from(where.inline).toString('base64');
+  if (!session.source.fetchBulkData) {
+    throw new PathembedError(
+      'ICC_TRANSFORM_FAILED',
+      `${session.source.description} cannot fetch its ICC profile`,
+    );
+  }
+  return Buffer.from(await session.source.fetchBulkData(where.bulkDataUri, signal)).toString('base64');
 }
 
 function baseLevelOf(pyramid: SlidePyramid): PlanBaseLevel {
@@ -129,6 +154,9 @@ export async function planOnSession(
       );
     }
     const size = targetGridSize(choice);
+    const sourceIccProfileBase64 = resolved.iccProfile
+      ? await levelIccProfile(session, metadata, choice.level.instances[0].sopInstanceUid, ctx.signal)
+      : undefined;
     const plan: SlidePlan = {
       version: 1,
       source: spec,
@@ -148,6 +176,8 @@ export async function planOnSession(
       heightPx: size.heightPx,
       patches,
       tissue,
+      ...(resolved.iccProfile ? { iccProfile: resolved.iccProfile } : {}),
+      ...(sourceIccProfileBase64 ? { sourceIccProfileBase64 } : {}),
     };
     deps.logger.info(
       {

@@ -31,6 +31,7 @@ export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOpt
     ...(resolved.patches
       ? { patches: resolved.patches, requirePatchesInside: resolved.requirePatchesInside }
       : { stridePx: resolved.stridePx, minTissue: resolved.minTissue }),
+    ...(resolved.iccProfile ? { iccProfile: resolved.iccProfile } : {}),
   };
 }
 

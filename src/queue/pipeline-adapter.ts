@@ -5,7 +5,7 @@
  */
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
-import type { DicomJsonDataset } from '../dicom-json.js';
+import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
 import { pipelineDeps, slideOpener } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
@@ -28,8 +28,19 @@ import {
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
 import type { FrameSource } from '../wsi/frame-source.js';
+import {
+  type IccProfileName,
+  IccTransforms,
+  iccProfileOf,
+  type RgbTransform,
+  transformingDecoder,
+} from '../wsi/icc-transform.js';
+import { levelForResize, readResizedPatch } from '../wsi/resized-level.js';
+import type { Slide } from '../wsi/slide.js';
+import type { SlideLevel } from '../wsi/slide-level.js';
 import type { SlideOpener } from '../wsi/slide-opener.js';
 import type {
+  DicomPatchOptions,
   JsonResultInfo,
   PipelinePort,
   PlannedSlide,
@@ -67,6 +78,7 @@ export class PipelineAdapter implements PipelinePort {
   readonly #decoder: FrameDecoder;
   readonly #deps: PipelineDeps;
   readonly #slides: SlideOpener;
+  readonly #icc: IccTransforms;
 
   constructor(
     readonly config: Config,
@@ -76,6 +88,7 @@ export class PipelineAdapter implements PipelinePort {
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
     this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+    this.#icc = new IccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
     const { frames } = options;
     this.#slides = slideOpener(config, {
       logger,
@@ -205,16 +218,26 @@ export class PipelineAdapter implements PipelinePort {
     patches: readonly RectPx[],
     requireInside: boolean,
     run: RunContext,
+    options: DicomPatchOptions = {},
   ): Promise<Uint8Array[]> {
-    const { slide, reader, close } = await this.#slides.openSlideReader(spec, run);
+    const slide = await this.#slides.openSlide(spec, run);
     try {
       const levels = slide.pyramid.levels;
       const wanted = spec.instanceUids;
       // The coordinates refer to the level holding the named instances (Path Foundation's
-      // instance_uids); without them, to the finest level.
-      const level = wanted
-        ? levels.find((l) => l.instances.some((i) => wanted.includes(i.sopInstanceUid)))
-        : levels[0];
+      // instance_uids); without them, to the finest level. Instances of two levels name no one
+      // coordinate space, which Google refuses too.
+      const named = wanted
+        ? levels.filter((l) => l.instances.some((i) => wanted.includes(i.sopInstanceUid)))
+        : levels.slice(0, 1);
+      if (named.length > 1) {
+        throw new PathembedError(
+          'INSTANCES_NOT_CONCATENATED',
+          `The instances ${wanted?.join(', ')} belong to ${named.length} pyramid levels (${named.map((l) => l.index).join(', ')}) of ${slide.source.description}; name the instances of one level per dicom_path.`,
+          { instanceUids: wanted, levels: named.map((l) => l.index) },
+        );
+      }
+      const level = named[0];
       if (!level) {
         throw new PathembedError(
           'NO_MATCHING_LEVEL',
@@ -222,18 +245,77 @@ export class PipelineAdapter implements PipelinePort {
           { instanceUids: wanted },
         );
       }
-      const out: Uint8Array[] = [];
-      for (const p of patches) {
-        const rgb = await reader.readRegion(level, p.x, p.y, p.width, p.height, {
-          requireInside,
-          signal: run.signal,
-        });
-        out.push(rgb.data);
+      const size = options.resize
+        ? { widthPx: options.resize.width, heightPx: options.resize.height }
+        : undefined;
+      // The resize may need a finer level than the named one, which the source restricted to the
+      // named instances does not hold: then the whole series is opened.
+      let readFrom = level;
+      let reading = slide;
+      if (size) {
+        const needsFiner = size.widthPx > level.widthPx || size.heightPx > level.heightPx;
+        if (needsFiner && wanted) {
+          const { instanceUids: _named, ...series } = spec;
+          reading = await this.#slides.openSlide(series, run);
+        }
+        readFrom = levelForResize(reading.pyramid.levels, level, size);
       }
-      return out;
+      try {
+        const transform = options.icc
+          ? await this.#slideIccTransform(reading, readFrom, options.icc, run.signal)
+          : undefined;
+        // The reader's source is the slide's: the slides below close it.
+        const { reader } = this.#slides.readerOver(reading.source, {
+          ...(transform ? { decoder: (decoder) => transformingDecoder(decoder, transform) } : {}),
+        });
+        const out: Uint8Array[] = [];
+        for (const p of patches) {
+          const rgb = size
+            ? await readResizedPatch(reader, readFrom, size, p, { requireInside, signal: run.signal })
+            : await reader.readRegion(level, p.x, p.y, p.width, p.height, {
+                requireInside,
+                signal: run.signal,
+              });
+          out.push(rgb.data);
+        }
+        return out;
+      } finally {
+        if (reading !== slide) await reading.close();
+      }
     } finally {
-      await close();
+      await slide.close();
     }
+  }
+
+  /**
+   * The transform from the ICC profile of `level`'s instance to `target`, or undefined when the
+   * slide has none (its pixels are then embedded as stored, as Google's server does).
+   */
+  async #slideIccTransform(
+    slide: Slide,
+    level: SlideLevel,
+    target: IccProfileName,
+    signal: AbortSignal,
+  ): Promise<RgbTransform | undefined> {
+    const uid = level.instances[0]?.sopInstanceUid;
+    const ds = (await slide.source.seriesMetadata(signal)).find((d) => str(d, Tag.SOPInstanceUID) === uid);
+    const where = ds ? iccProfileOf(ds) : undefined;
+    if (!where) return undefined;
+    let profile: Uint8Array;
+    if ('inline' in where) profile = where.inline;
+    else if (slide.source.fetchBulkData)
+      profile = await slide.source.fetchBulkData(where.bulkDataUri, signal);
+    else
+      throw new PathembedError(
+        'ICC_TRANSFORM_FAILED',
+        `${slide.source.description} cannot fetch its ICC profile`,
+      );
+    return this.#icc.transform(profile, target);
+  }
+
+  /** Transforms RGB pixels from `profile` (ICC bytes) to `target`. */
+  iccTransform(profile: Uint8Array, target: IccProfileName): Promise<RgbTransform> {
+    return this.#icc.transform(profile, target);
   }
 
   embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]> {

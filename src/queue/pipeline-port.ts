@@ -9,6 +9,7 @@ import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { RectPx } from '../geometry.js';
 import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
+import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
 
@@ -68,6 +69,13 @@ export interface SrWritten {
   readonly sopInstanceUid: string;
 }
 
+export interface DicomPatchOptions {
+  /** Path Foundation's image_dimensions: coordinates are in the level resized to this size. */
+  readonly resize?: { readonly width: number; readonly height: number };
+  /** Transform from the slide's ICC profile to this one (none when the slide has no profile). */
+  readonly icc?: IccProfileName;
+}
+
 export interface PipelinePort {
   /** The manifest of the model this process embeds with. */
   readonly manifest: ModelManifest;
@@ -99,13 +107,19 @@ export interface PipelinePort {
     info: SrInfo,
     run: RunContext,
   ): Promise<SrWritten>;
-  /** RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level. */
+  /**
+   * RGB patches (224x224x3) of a DICOM series at the native spacing of its (given) level, or of
+   * that level resized to `options.resize`.
+   */
   readDicomPatches(
     source: DicomWebSourceSpec,
     patches: readonly RectPx[],
     requireInside: boolean,
     run: RunContext,
+    options?: DicomPatchOptions,
   ): Promise<Uint8Array[]>;
+  /** A transform of RGB pixels from `profile` (ICC bytes) to `target` (LittleCMS, cached). */
+  iccTransform(profile: Uint8Array, target: IccProfileName): Promise<(rgb: Uint8Array) => Uint8Array>;
   /** Embeds RGB patches (224x224x3 each), in order. */
   embedPixels(patches: readonly Uint8Array[]): Promise<Float32Array[]>;
   close(): Promise<void>;

@@ -6,6 +6,7 @@
  */
 import type { ErrorCode } from '../errors.js';
 import type { RectPx } from '../geometry.js';
+import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 
 interface PredictItemBase {
@@ -14,6 +15,8 @@ interface PredictItemBase {
   readonly patches: readonly RectPx[];
   /** Path Foundation's require_patches_fully_in_source_image (default true). */
   readonly requireInside: boolean;
+  /** transform_imaging_to_icc_profile: transform from the source's own ICC profile to this one. */
+  readonly icc?: IccProfileName;
 }
 
 export interface DicomPredictItem extends PredictItemBase {
@@ -21,6 +24,11 @@ export interface DicomPredictItem extends PredictItemBase {
   /** The series, restricted to the instances of the level the coordinates refer to (if given). */
   readonly source: DicomWebSourceSpec;
   readonly hasToken: boolean;
+  /**
+   * Path Foundation's image_dimensions: the patch coordinates are pixels of the named level resized
+   * to this size (wsi/resized-level.ts).
+   */
+  readonly resize?: { readonly width: number; readonly height: number };
 }
 
 export interface ImagePredictItem extends PredictItemBase {
@@ -29,9 +37,25 @@ export interface ImagePredictItem extends PredictItemBase {
   readonly imageBase64: string;
   /** Resize the decoded image to this size before cutting patches. */
   readonly resize?: { readonly width: number; readonly height: number };
+  /**
+   * EZ-WSI already transformed the pixels to `icc` (ez_wsi_state icc_profile_metadata_normalization):
+   * an image that still carries a profile is then refused as a second transform, as Google does.
+   */
+  readonly clientTransformed?: boolean;
 }
 
-export type PredictItem = DicomPredictItem | ImagePredictItem;
+/**
+ * Patches the client cut itself (EZ-WSI's ez_wsi_state `patches`): one base64 PNG or JPEG per
+ * patch, in patch order, each embedded as it is.
+ */
+export interface PatchImagesPredictItem extends PredictItemBase {
+  readonly kind: 'patch-images';
+  readonly patchImagesBase64: readonly string[];
+  /** The size of the image the patches were cut from, when the client said (for requireInside). */
+  readonly sourceSize?: { readonly width: number; readonly height: number };
+}
+
+export type PredictItem = DicomPredictItem | ImagePredictItem | PatchImagesPredictItem;
 
 export interface PredictJobData {
   readonly requestId: string;

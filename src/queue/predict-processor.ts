@@ -9,9 +9,11 @@ import type { Job } from 'bullmq';
 import sharp from 'sharp';
 import { PathembedError, toPathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
+import { areaResample } from '../wsi/resample.js';
 import { encodeChunk } from './chunk-file.js';
 import {
   type ImagePredictItem,
+  type PatchImagesPredictItem,
   type PredictItem,
   type PredictItemResult,
   type PredictJobData,
@@ -48,8 +50,21 @@ export function cutPatch(rgb: Uint8Array, width: number, height: number, p: Rect
   return out;
 }
 
-async function imagePatches(item: ImagePredictItem): Promise<Uint8Array[]> {
-  const bytes = Buffer.from(item.imageBase64, 'base64');
+interface DecodedRgb {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+  /** The image's embedded ICC profile, if any. */
+  readonly icc?: Uint8Array;
+}
+
+/** Decodes a base64 PNG or JPEG to RGB (greyscale broadcast, alpha dropped), optionally resized. */
+async function decodeRgb(
+  base64: string,
+  what: string,
+  resize?: { readonly width: number; readonly height: number },
+): Promise<DecodedRgb> {
+  const bytes = Buffer.from(base64, 'base64');
   let image = sharp(bytes, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' });
   let meta: Awaited<ReturnType<typeof image.metadata>>;
   try {
@@ -57,24 +72,31 @@ async function imagePatches(item: ImagePredictItem): Promise<Uint8Array[]> {
   } catch (err) {
     throw new PathembedError(
       'FRAME_DECODE_ERROR',
-      `raw_image_bytes is not a readable image: ${(err as Error).message}`,
+      `${what} is not a readable image: ${(err as Error).message}`,
     );
   }
   if (meta.format !== 'png' && meta.format !== 'jpeg') {
     throw new PathembedError(
       'FRAME_DECODE_ERROR',
-      `raw_image_bytes is ${meta.format ?? 'unknown'}; send a PNG or JPEG`,
+      `${what} is ${meta.format ?? 'unknown'}; send a PNG or JPEG`,
     );
   }
-  if (item.resize) image = image.resize(item.resize.width, item.resize.height, { fit: 'fill' });
+  // Shrinking is area averaging, as Google's server does it (OpenCV INTER_AREA), after decoding;
+  // enlarging stays libvips' interpolation (Google: bicubic), see docs/predict-compat.md.
+  const shrink =
+    resize !== undefined &&
+    meta.width !== undefined &&
+    meta.height !== undefined &&
+    resize.width <= meta.width &&
+    resize.height <= meta.height;
+  if (resize && !shrink) image = image.resize(resize.width, resize.height, { fit: 'fill' });
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
-    decoded = await image.removeAlpha().toColourspace('srgb').raw().toBuffer({ resolveWithObject: true });
+    // The stored values, not converted through an embedded profile: Google's server (Pillow) reads
+    // them so, and transforms only when transform_imaging_to_icc_profile asks for it.
+    decoded = await image.removeAlpha().keepIccProfile().raw().toBuffer({ resolveWithObject: true });
   } catch (err) {
-    throw new PathembedError(
-      'FRAME_DECODE_ERROR',
-      `raw_image_bytes could not be decoded: ${(err as Error).message}`,
-    );
+    throw new PathembedError('FRAME_DECODE_ERROR', `${what} could not be decoded: ${(err as Error).message}`);
   }
   let { data, info } = decoded;
   if (info.channels !== CHANNELS) {
@@ -84,11 +106,63 @@ async function imagePatches(item: ImagePredictItem): Promise<Uint8Array[]> {
       rgb.fill(data[i * info.channels], i * CHANNELS, i * CHANNELS + CHANNELS);
     data = rgb;
   }
+  const icc = meta.icc ? { icc: new Uint8Array(meta.icc) } : {};
+  if (shrink && resize && (resize.width !== info.width || resize.height !== info.height)) {
+    const shrunk = areaResample(
+      { width: info.width, height: info.height, data },
+      {
+        srcXPx: 0,
+        srcYPx: 0,
+        scaleX: info.width / resize.width,
+        scaleY: info.height / resize.height,
+        widthPx: resize.width,
+        heightPx: resize.height,
+      },
+    );
+    return { data: shrunk.data, width: shrunk.width, height: shrunk.height, ...icc };
+  }
+  return { data, width: info.width, height: info.height, ...icc };
+}
+
+async function imagePatches(w: WorkerContext, item: ImagePredictItem): Promise<Uint8Array[]> {
+  const { data, width, height, icc } = await decodeRgb(item.imageBase64, 'raw_image_bytes', item.resize);
+  let transform: ((rgb: Uint8Array) => Uint8Array) | undefined;
+  if (item.icc && icc) {
+    if (item.clientTransformed) {
+      throw new PathembedError(
+        'EZ_WSI_STATE_INVALID',
+        `Duplicate ICC profile transformations: the client transformed the image to ${item.icc} and it still carries an ICC profile`,
+      );
+    }
+    transform = await w.pipeline.iccTransform(icc, item.icc);
+  }
   return item.patches.map((p) => {
-    const inside = p.x >= 0 && p.y >= 0 && p.x + p.width <= info.width && p.y + p.height <= info.height;
-    if (!inside && item.requireInside) throw outsideError(p, info.width, info.height);
-    return cutPatch(data, info.width, info.height, p);
+    const inside = p.x >= 0 && p.y >= 0 && p.x + p.width <= width && p.y + p.height <= height;
+    if (!inside && item.requireInside) throw outsideError(p, width, height);
+    const patch = cutPatch(data, width, height, p);
+    return transform ? transform(patch) : patch;
   });
+}
+
+/** Patches the client cut and encoded itself, each checked to be the size its coordinate says. */
+async function patchImages(item: PatchImagesPredictItem): Promise<Uint8Array[]> {
+  const out: Uint8Array[] = [];
+  for (const [i, p] of item.patches.entries()) {
+    const rgb = await decodeRgb(item.patchImagesBase64[i], `ez_wsi_state.patches[${i}]`);
+    if (rgb.width !== p.width || rgb.height !== p.height) {
+      throw new PathembedError(
+        'FRAME_DECODE_ERROR',
+        `ez_wsi_state.patches[${i}] is ${rgb.width}x${rgb.height}; its patch coordinate says ${p.width}x${p.height}`,
+      );
+    }
+    // As Google checks it: the patch's size against the source image's, its position unknown.
+    const src = item.sourceSize;
+    if (item.requireInside && src && (p.width > src.width || p.height > src.height)) {
+      throw outsideError(p, src.width, src.height);
+    }
+    out.push(rgb.data);
+  }
+  return out;
 }
 
 async function itemPatches(
@@ -97,9 +171,16 @@ async function itemPatches(
   item: PredictItem,
   signal: AbortSignal,
 ): Promise<Uint8Array[]> {
-  if (item.kind === 'image') return imagePatches(item);
+  if (item.kind === 'image') return imagePatches(w, item);
+  if (item.kind === 'patch-images') return patchImages(item);
   const token = await jobToken(w, predictTokenOwner(requestId, item.position), item.hasToken);
-  return w.pipeline.readDicomPatches(item.source, item.patches, item.requireInside, { token, signal });
+  return w.pipeline.readDicomPatches(
+    item.source,
+    item.patches,
+    item.requireInside,
+    { token, signal },
+    { ...(item.resize ? { resize: item.resize } : {}), ...(item.icc ? { icc: item.icc } : {}) },
+  );
 }
 
 export async function processPredict(

@@ -36,6 +36,11 @@ export class DicomWebFrameSource implements FrameSource {
     return this.#client.searchInstances(this.reference, { signal });
   }
 
+  /** A BulkDataURI of this series' metadata (an ICC profile, say). */
+  fetchBulkData(uri: string, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.#client.fetchBulkData(this.reference, uri, { signal });
+  }
+
   fetchFrames(
     instanceUid: string,
     frameIndices: readonly number[],

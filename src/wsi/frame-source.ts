@@ -23,6 +23,8 @@ export interface FrameSource {
     frameIndices: readonly number[],
     signal?: AbortSignal,
   ): Promise<EncodedFrame[]>;
+  /** A BulkDataURI the metadata gave (an ICC profile); sources whose metadata is inline lack it. */
+  fetchBulkData?(uri: string, signal?: AbortSignal): Promise<Uint8Array>;
   readonly stats: FrameSourceStats;
   close?(): Promise<void>;
 }
@@ -52,6 +54,13 @@ export class ForwardingFrameSource implements FrameSource {
     signal?: AbortSignal,
   ): Promise<EncodedFrame[]> {
     return this.inner.fetchFrames(instanceUid, frameIndices, signal);
+  }
+
+  fetchBulkData(uri: string, signal?: AbortSignal): Promise<Uint8Array> {
+    if (!this.inner.fetchBulkData) {
+      return Promise.reject(new Error(`${this.inner.description} serves no bulk data by URI`));
+    }
+    return this.inner.fetchBulkData(uri, signal);
   }
 
   async close(): Promise<void> {

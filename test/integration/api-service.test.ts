@@ -282,26 +282,26 @@ describe('POST /v1/predict (Path Foundation format)', () => {
     const series = fixture('synthetic-full').seriesUrl;
     const res = await call('POST', '/v1/predict', {
       instances: [
-        { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0), patch(100, 50)] },
-        { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0, 256)] },
+        { raw_image_bytes: image, patch_coordinates: [patch(0, 0), patch(100, 50)] },
+        { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0)] },
         { dicom_path: { series_path: series }, patch_coordinates: [patch(10, 20)] },
-        { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(300, 200)] },
+        { raw_image_bytes: image, patch_coordinates: [patch(300, 200)] },
         {
-          raw_image_bytes: { input_bytes: image },
+          raw_image_bytes: image,
           patch_coordinates: [patch(300, 200)],
           extensions: { require_patches_fully_in_source_image: false },
         },
         { dicom_path: { series_path: 'not a path' }, patch_coordinates: [patch(0, 0)] },
         {
-          raw_image_bytes: { input_bytes: Buffer.from('not an image').toString('base64') },
+          raw_image_bytes: Buffer.from('not an image').toString('base64'),
           patch_coordinates: [patch(0, 0)],
         },
         {
-          raw_image_bytes: { input_bytes: image },
+          raw_image_bytes: image,
           patch_coordinates: [patch(0, 0)],
           extensions: { transform_imaging_to_icc_profile: 'SRGB' },
         },
-        { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0)], unknown_field: 1 },
+        { raw_image_bytes: image, patch_coordinates: [patch(0, 0)], unknown_field: 1 },
       ],
     });
     expect(res.status).toBe(200);
@@ -312,14 +312,17 @@ describe('POST /v1/predict (Path Foundation format)', () => {
     expect(embeddings[0].embedding_vector).toHaveLength(384);
     expect(embeddings[1].patch_coordinate).toEqual(patch(100, 50));
     expect(embeddings[0].embedding_vector).not.toEqual(embeddings[1].embedding_vector);
-    expect(p[1].error.code).toBe('PATCH_DIMENSIONS_DO_NOT_MATCH_ENDPOINT_INPUT_DIMENSIONS_ERROR');
+    // pathembed's older {input_bytes} form reads the same image.
+    expect(p[1].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
     expect(p[2].result.patch_embeddings[0].embedding_vector).toHaveLength(384);
     expect(p[3].error.code).toBe('PATCH_OUTSIDE_OF_IMAGE_DIMENSIONS_ERROR');
     expect(p[4].result.patch_embeddings).toHaveLength(1);
     expect(p[5].error.code).toBe('DICOM_PATH_ERROR');
     expect(p[6].error.code).toBe('IMAGE_ERROR');
-    expect(p[7].error.code).toBe('INVALID_ICC_PROFILE_TRANSFORM_ERROR');
-    expect(p[8].error.code).toBe('INVALID_REQUEST_FIELD_ERROR');
+    // An image without an ICC profile is embedded as stored whatever profile is asked for (Google too).
+    expect(p[7].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
+    // Unknown keys are ignored, as Google ignores them.
+    expect(p[8].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
     for (const e of p.filter((x: { error?: unknown }) => x.error))
       expect(e.error.description).toEqual(expect.any(String));
   });
@@ -342,7 +345,7 @@ describe('POST /v1/predict (Path Foundation format)', () => {
           dicom_path: { series_path: fixture('synthetic-full').seriesUrl },
           patch_coordinates: [patch(10, 20)],
         },
-        { raw_image_bytes: { input_bytes: png }, patch_coordinates: [patch(0, 0)] },
+        { raw_image_bytes: png, patch_coordinates: [patch(0, 0)] },
       ],
     });
     const [fromDicom, fromPng] = res.body.predictions.map(
@@ -357,13 +360,14 @@ describe('POST /v1/predict (Path Foundation format)', () => {
     const image = await pngBase64(300, 300);
     const coords = Array.from({ length: MAX_PREDICT_PATCHES + 1 }, () => patch(0, 0));
     const res = await call('POST', '/v1/predict', {
-      instances: [{ raw_image_bytes: { input_bytes: image }, patch_coordinates: coords }],
+      instances: [{ raw_image_bytes: image, patch_coordinates: coords }],
     });
-    expect(res.status).toBe(413);
-    expect(res.body.error.code).toBe('TOO_MANY_PATCHES_ERROR');
+    // Google's shape for a request refused as a whole: HTTP 200 and a bare code.
+    expect(res.status).toBe(200);
+    expect(res.body).toEqual({ error: 'TOO_MANY_PATCHES_ERROR' });
     const malformed = await call('POST', '/v1/predict', { instance: [] });
-    expect(malformed.status).toBe(400);
-    expect(malformed.body.error.code).toBe('INVALID_REQUEST_FIELD_ERROR');
+    expect(malformed.status).toBe(200);
+    expect(malformed.body).toEqual({ error: 'INVALID_REQUEST_FIELD_ERROR' });
   });
 });
 
@@ -580,7 +584,7 @@ describe('per-job bearer tokens', () => {
 });
 
 describe('a service no worker serves', () => {
-  it('answers 503 SERVICE_UNAVAILABLE to jobs, and names the timeout in each predict error', async () => {
+  it('answers 503 to jobs and to predict (which clients retry), naming the timeout', async () => {
     // A second service on its own prefix where no worker ever published a model or takes jobs.
     const prefix = `${PREFIX}-noworker`;
     const unready: Config = Object.freeze({
@@ -609,17 +613,17 @@ describe('a service no worker serves', () => {
       const started = Date.now();
       const predict = await post('/v1/predict', {
         instances: [
-          { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(0, 0)] },
-          { raw_image_bytes: { input_bytes: image }, patch_coordinates: [patch(50, 50)] },
+          { raw_image_bytes: image, patch_coordinates: [patch(0, 0)] },
+          { raw_image_bytes: image, patch_coordinates: [patch(50, 50)] },
         ],
       });
       expect(Date.now() - started).toBeLessThan(10_000);
-      expect(predict.status).toBe(200);
-      expect(predict.body.predictions).toHaveLength(2);
-      for (const p of predict.body.predictions) {
-        expect(p.error.code).toBe('INTERNAL_ERROR');
-        expect(p.error.description).toMatch(/^PREDICT_TIMEOUT: .*1000 ms.*PATHEMBED_PREDICT_TIMEOUT_MS/);
-      }
+      // Not 200 with INTERNAL_ERROR: EZ-WSI retries 429 and 503 only.
+      expect(predict.status).toBe(503);
+      expect(predict.body.error.code).toBe('INTERNAL_ERROR');
+      expect(predict.body.error.description).toMatch(
+        /^PREDICT_TIMEOUT: .*1000 ms.*PATHEMBED_PREDICT_TIMEOUT_MS/,
+      );
     } finally {
       await l.close();
       await other.close();

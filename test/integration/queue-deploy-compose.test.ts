@@ -32,6 +32,26 @@ describe('docker-compose.yml', () => {
     expect(stderr).not.toMatch(/error/i);
   });
 
+  it('refuses to start without PATHEMBED_TOKEN_KEY, naming it, so a deployment accepts store tokens', async () => {
+    const binary = requireBinary('docker-compose');
+    const { PATHEMBED_TOKEN_KEY: _unset, ...env } = process.env;
+    const failed = await run(binary, ['-f', COMPOSE_FILE, 'config', '-q'], {
+      cwd: REPO_ROOT,
+      env: { ...env, PATHEMBED_API_KEYS: 'k' },
+    }).then(
+      () => undefined,
+      (err: { stderr?: string }) => err,
+    );
+    expect(failed?.stderr).toMatch(/PATHEMBED_TOKEN_KEY/);
+    // Kubernetes: the key is read from the Secret without `optional`, so a Secret without it stops the pod.
+    for (const file of ['api.yaml', 'worker-gpu.yaml']) {
+      const manifest = await fs.readFile(path.join(REPO_ROOT, 'deploy', 'k8s', file), 'utf8');
+      expect(manifest).toMatch(
+        /name: PATHEMBED_TOKEN_KEY\n\s+valueFrom: \{ secretKeyRef: \{ name: pathembed, key: PATHEMBED_TOKEN_KEY, optional: false \} \}/,
+      );
+    }
+  });
+
   it('runs Redis as a queue needs it and reserves a GPU for the worker', async () => {
     const text = await fs.readFile(COMPOSE_FILE, 'utf8');
     expect(text).toMatch(/--appendonly", "yes"/);

@@ -36,6 +36,7 @@ describe('domain options from the configuration', () => {
       tissueSpacingUm: 16,
       maxPatchesPerJob: 99,
       srMaxPatches: 7,
+      iccProfileDir: config.PATHEMBED_ICC_PROFILE_DIR,
     });
     expect(slideReadingOptions(config)).toEqual({
       frameCacheBytes: 1024,
