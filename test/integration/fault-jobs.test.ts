@@ -22,6 +22,9 @@ const REQUEST_ATTEMPTS = 3;
 /** A request slower than this is a timeout (PATHEMBED_REQUEST_TIMEOUT_MS). */
 const REQUEST_TIMEOUT_MS = 1500;
 const CONCURRENT_SUBMITS = 50;
+const BODY_LIMIT_KB = 64;
+/** Above the 12 patches of the jobs here, below the 60-odd of a 100 px stride. */
+const MAX_PATCHES_PER_JOB = 30;
 
 let faults: FaultServer;
 let h: Harness;
@@ -34,6 +37,8 @@ beforeAll(async () => {
       PATHEMBED_ALLOWED_STORES: `${new URL(services().dicomWebUrl).origin},${faults.url}`,
       PATHEMBED_RETRY_MAX_ATTEMPTS: String(REQUEST_ATTEMPTS),
       PATHEMBED_REQUEST_TIMEOUT_MS: String(REQUEST_TIMEOUT_MS),
+      PATHEMBED_BODY_LIMIT: `${BODY_LIMIT_KB}kb`,
+      PATHEMBED_MAX_PATCHES_PER_JOB: String(MAX_PATCHES_PER_JOB),
     },
   });
 });
@@ -294,6 +299,40 @@ describe('store faults that end the job with the right code', () => {
     expect(['DICOMWEB_NOT_FOUND', 'NOT_A_WSI']).toContain(end.error?.code);
     await expectFailedClean(id, end, end.error?.code as string);
     expect(requests).toBeLessThanOrEqual(2);
+  });
+});
+
+describe('bad requests', () => {
+  async function post(body: string) {
+    const res = await fetch(`${h.url}/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body,
+    });
+    return { status: res.status, code: ((await res.json()) as { error?: { code: string } }).error?.code };
+  }
+
+  it('answers malformed JSON with 400 INVALID_ARGUMENT', async () => {
+    expect(await post('{"sources": [')).toEqual({ status: 400, code: 'INVALID_ARGUMENT' });
+  });
+
+  it('answers a body over PATHEMBED_BODY_LIMIT with 413 PAYLOAD_TOO_LARGE', async () => {
+    const sources = Array.from({ length: 2000 }, () => viaProxy());
+    expect(JSON.stringify({ sources }).length).toBeGreaterThan(BODY_LIMIT_KB * 1024);
+    expect(await post(JSON.stringify({ sources }))).toEqual({ status: 413, code: 'PAYLOAD_TOO_LARGE' });
+  });
+
+  it('answers a negative stride and a string priority with 400 INVALID_ARGUMENT', async () => {
+    const body = { sources: [viaProxy()], options: { stridePx: -5 }, priority: 'high' };
+    expect(await post(JSON.stringify(body))).toEqual({ status: 400, code: 'INVALID_ARGUMENT' });
+  });
+
+  it('fails a slide that plans more than PATHEMBED_MAX_PATCHES_PER_JOB patches with PAYLOAD_TOO_LARGE', async () => {
+    faults.reset();
+    const id = await h.submit(viaProxy(), { options: { minTissue: 0, stridePx: 100 } });
+    const end = await h.final(id);
+    await expectFailedClean(id, end, 'PAYLOAD_TOO_LARGE');
+    expect(end.error?.message).toMatch(/PATHEMBED_MAX_PATCHES_PER_JOB/);
   });
 });
 
