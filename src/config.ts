@@ -219,7 +219,7 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: v(
     int(100),
-    '1500',
+    '2000',
     'Redis commands on the API request path fail after this long (and at once while Redis is down), so requests answer 503 instead of hanging.',
   ),
 } as const;

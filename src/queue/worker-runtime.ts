@@ -186,14 +186,15 @@ export class WorkerRuntime {
     if (job.name === JOB_NAMES.predict) return;
     const jobId = (job.data as { jobId: string }).jobId;
     const { ctx } = this.#w;
-    const ended = await ctx.records.finish(jobId, 'failed', { error: { code, message } });
-    if (ended) await ctx.vault.delete(jobId);
     // A failed or cancelled job keeps nothing on disk (plan, metadata, chunks, partial results):
-    // the record holds the error, and a resubmission plans again under a new id.
-    const state = await ctx.records.state(jobId);
-    if (state === 'failed' || state === 'cancelled') {
+    // the record holds the error, and a resubmission plans again under a new id. Removed before
+    // the record says failed, so whoever sees the failure sees no files; never for a completed
+    // job (a stale part failing late).
+    if ((await ctx.records.state(jobId)) !== 'completed') {
       await ctx.results.deleteTree(resultKeys.jobRoot(jobId));
     }
+    const ended = await ctx.records.finish(jobId, 'failed', { error: { code, message } });
+    if (ended) await ctx.vault.delete(jobId);
   }
 
   /** Failures that never reached the processor's catch (a job that stalled too often). */

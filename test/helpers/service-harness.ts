@@ -117,6 +117,10 @@ export async function startHarness(options: HarnessOptions): Promise<Harness> {
     PATHEMBED_RETRY_MAX_DELAY_MS: '100',
     PATHEMBED_RETRY_MAX_TOTAL_MS: '10000',
     PATHEMBED_STORE_RATE_LIMIT_MS: '1000',
+    // The API shares this process with a worker whose inference blocks the event loop for a
+    // whole batch, which a short command timeout would count against Redis. Redis being down
+    // still fails at once (no offline queue), which is what fault-redis checks.
+    PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: '30000',
     LOG_LEVEL: 'silent',
     ...options.env,
   };

@@ -11,8 +11,9 @@ import { everyIndex, type Harness, startHarness, until } from '../helpers/servic
 import { fixture } from '../helpers/services.js';
 
 /**
- * A request that has not answered after this long is hanging: several times the API's own
- * Redis command timeout (PATHEMBED_REDIS_COMMAND_TIMEOUT_MS, 1500 ms by default).
+ * A request that has not answered after this long is hanging. With Redis down the API's
+ * connections have no offline queue, so a request fails at once, whatever the command timeout
+ * (PATHEMBED_REDIS_COMMAND_TIMEOUT_MS, for a Redis that hangs instead).
  */
 const HANG_MS = 5000;
 /** How long Redis stays down: longer than a lock renewal, shorter than the lock. */

@@ -61,6 +61,9 @@ beforeAll(async () => {
     PATHEMBED_RETRY_MAX_ATTEMPTS: '2',
     PATHEMBED_RETRY_BASE_DELAY_MS: '10',
     PATHEMBED_RETRY_MAX_TOTAL_MS: '5000',
+    // In-process inference blocks this process's event loop for a batch; the API's Redis command
+    // timeout must not count that against Redis.
+    PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: '30000',
     LOG_LEVEL: 'info',
   };
   config = loadConfig(env);
