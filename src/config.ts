@@ -216,6 +216,27 @@ export const CONFIG_VARIABLES = {
     '10000',
     'How long the queue pauses after a store answers 429.',
   ),
+  PATHEMBED_JOB_ATTEMPTS: v(
+    int(1, 100),
+    '5',
+    'Attempts of one queue job (slide, chunk, assemble), the first included, for failures request-level retries cannot absorb (a result write, a lost lock); a store error whose request retries ran out is final.',
+  ),
+  PATHEMBED_JOB_BACKOFF_MS: v(int(0), '2000', 'First backoff between job attempts; doubles each attempt.'),
+  PATHEMBED_RECONCILE_INTERVAL_MS: v(
+    int(1000),
+    '30000',
+    'How often the API and each worker look for unfinished jobs that lost their queue job (a crash mid-submit) and re-enqueue or fail them.',
+  ),
+  PATHEMBED_RECONCILE_GRACE_MS: v(
+    int(0),
+    '10000',
+    'A job record younger than this is never reconciled: its submitter may still be adding its queue job.',
+  ),
+  PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: v(
+    int(100),
+    '2000',
+    'Redis commands on the API request path fail after this long (and at once while Redis is down), so requests answer 503 instead of hanging.',
+  ),
 } as const;
 
 type Vars = typeof CONFIG_VARIABLES;

@@ -224,7 +224,12 @@ export const ERROR_CODES = {
 
   // Pipeline and jobs
   JOB_CANCELLED: { httpStatus: 409, retryable: false, summary: 'The job was cancelled.' },
-  RESULT_WRITE_FAILED: { httpStatus: 500, retryable: true, summary: 'The JSON result could not be written.' },
+  RESULT_WRITE_FAILED: {
+    httpStatus: 500,
+    retryable: true,
+    summary:
+      'A result (JSON, SR, plan or chunk file) could not be written, e.g. the results disk is full; its temporary file is removed.',
+  },
   INTERNAL: { httpStatus: 500, retryable: false, summary: 'An unexpected error; the message says where.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -10,6 +10,7 @@ import type { Config } from '../config.js';
 import { type AllowedStore, parseAllowList } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { JobReconciler } from '../queue/job-reconciler.js';
 import { JobSubmitter } from '../queue/job-submitter.js';
 import { QueueContext } from '../queue/queue-context.js';
 import { QUEUE_NAME } from '../queue/queue-jobs.js';
@@ -78,17 +79,21 @@ export function createApp(deps: AppDeps): Express {
 
 /** Opens the queue connections and builds the app; `close` releases them. */
 export async function createApi(config: Config, logger: Logger): Promise<Api> {
-  const ctx = new QueueContext(config);
+  const ctx = new QueueContext(config, { failFast: true });
   const events = new QueueEvents(QUEUE_NAME, {
     connection: ctx.connection(),
     prefix: config.PATHEMBED_QUEUE_PREFIX,
   });
   await events.waitUntilReady();
   const app = createApp({ config, logger, ctx, events });
+  // Repairs jobs a crashed API left without a queue job (and any other record whose job died).
+  const reconciler = new JobReconciler(ctx, logger);
+  reconciler.start();
   return {
     app,
     ctx,
     async close() {
+      await reconciler.stop();
       await events.close();
       await ctx.close();
     },

@@ -7,6 +7,7 @@
 import type { ErrorRequestHandler } from 'express';
 import { ERROR_CODES, isPathembedError, PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { isRedisUnavailable, redisUnavailableError } from '../queue/redis-errors.js';
 import type { ApiMetrics } from './api-metrics.js';
 
 /** Shape of the errors body-parser raises (http-errors). */
@@ -37,8 +38,12 @@ function fromExpress(err: HttpLikeError): PathembedError | undefined {
   }
 }
 
+/** Seconds a client is asked to wait (Retry-After) after SERVICE_UNAVAILABLE. */
+const RETRY_AFTER_S = 5;
+
 export function toApiError(err: unknown): PathembedError {
   if (isPathembedError(err)) return err;
+  if (isRedisUnavailable(err)) return redisUnavailableError(err);
   const translated = err && typeof err === 'object' ? fromExpress(err as HttpLikeError) : undefined;
   if (translated) return translated;
   return new PathembedError('INTERNAL', 'Internal error', {}, { cause: err });
@@ -61,6 +66,7 @@ export function errorMiddleware(logger: Logger, metrics?: ApiMetrics): ErrorRequ
     } else {
       logger.debug({ code: apiError.code, method: req.method, path: req.path }, apiError.message);
     }
+    if (apiError.code === 'SERVICE_UNAVAILABLE') res.set('Retry-After', String(RETRY_AFTER_S));
     res.status(status).json({ error: apiError.toJSON() });
   };
 }

@@ -13,25 +13,39 @@ import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
 import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
 
 /**
- * libjpeg reports benign oddities of real scanners' streams (extraneous bytes before a marker) as
- * warnings; a truncated or unreadable stream is an error and still fails.
+ * libjpeg reports corrupt entropy-coded data (a bad Huffman code, a segment ending early) only as
+ * warnings, after which it fills the rest of the frame with guesses: such a frame must fail, so
+ * decoding stops at the first warning. One warning is benign and common in real scanners'
+ * streams (Aperio): extraneous bytes before a marker, which libjpeg raises only once the scan is
+ * fully decoded. A frame whose first warning is that one is decoded again, ignoring warnings.
  */
-const FAIL_ON = 'error';
+const FAIL_ON = 'warning';
+const FAIL_ON_BENIGN = 'error';
+const BENIGN_WARNING = /extraneous bytes before marker/i;
 
 /** Decodes any JPEG stream sharp reads to its 8-bit samples, after libjpeg's own colour handling. */
 export async function decodeWithSharp(
   encoded: Uint8Array,
   header: JpegHeader = readJpegHeader(encoded),
 ): Promise<DecodedSamples> {
-  let pipeline = sharp(encoded, { failOn: FAIL_ON, ignoreIcc: true });
-  // sharp would hand a one-component stream back as three equal sRGB channels, hiding that it is
-  // grey (MONOCHROME1 must then be inverted), so grey stays grey until samplesToRgb.
-  if (header.components === GREY_SAMPLES) pipeline = pipeline.toColourspace('b-w');
-  const { data, info } = await pipeline
-    .raw({ depth: 'uchar' })
-    // toBuffer, not toUint8Array: sharp 0.35's toUint8Array never frees the decoded frame (~192 KiB
-    // a 256 px tile; 4000 decodes grew RSS by 768 MiB against 26 MiB with toBuffer).
-    .toBuffer({ resolveWithObject: true })
+  const decode = (failOn: typeof FAIL_ON | typeof FAIL_ON_BENIGN) => {
+    let pipeline = sharp(encoded, { failOn, ignoreIcc: true });
+    // sharp would hand a one-component stream back as three equal sRGB channels, hiding that it
+    // is grey (MONOCHROME1 must then be inverted), so grey stays grey until samplesToRgb.
+    if (header.components === GREY_SAMPLES) pipeline = pipeline.toColourspace('b-w');
+    return (
+      pipeline
+        .raw({ depth: 'uchar' })
+        // toBuffer, not toUint8Array: sharp 0.35's toUint8Array never frees the decoded frame
+        // (~192 KiB a 256 px tile; 4000 decodes grew RSS by 768 MiB against 26 MiB with toBuffer).
+        .toBuffer({ resolveWithObject: true })
+    );
+  };
+  const { data, info } = await decode(FAIL_ON)
+    .catch((err: unknown) => {
+      if (err instanceof Error && BENIGN_WARNING.test(err.message)) return decode(FAIL_ON_BENIGN);
+      throw err;
+    })
     .catch((err: unknown) => {
       const reason = err instanceof Error ? err.message : String(err);
       throw new PathembedError(

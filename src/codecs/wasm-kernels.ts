@@ -163,8 +163,10 @@ async function decodeJpeg2000(encoded: Uint8Array): Promise<WasmDecodedSamples> 
       throw new KernelError(`JPEG 2000 decode failed: ${describeThrown(module, err)}`);
     }
     const info = decoder.getFrameInfo();
-    if (info.width === 0 || info.height === 0) {
-      const errors = openJpegLog.filter((line) => line.includes('[ERROR]')).slice(0, MAX_LOG_LINES);
+    // OpenJPEG may report an error and still hand back an image (a tile it gave up on, left
+    // blank): any reported error fails the frame.
+    const errors = openJpegLog.filter((line) => line.includes('[ERROR]')).slice(0, MAX_LOG_LINES);
+    if (info.width === 0 || info.height === 0 || errors.length > 0) {
       throw new KernelError(`JPEG 2000 decode failed: ${errors.join(' ').trim() || 'no image decoded'}`);
     }
     checkFormat('JPEG 2000', info);

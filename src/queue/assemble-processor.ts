@@ -118,6 +118,14 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
     }
     const ended = await ctx.records.finish(d.jobId, 'completed', { result: { json, ...(sr ? { sr } : {}) } });
     if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
+  } catch (err) {
+    // A job that is not completed presents no result: a JSON written before the SR failed goes
+    // too (a retry writes both again).
+    await Promise.all([
+      ctx.results.delete(resultKeys.json(d.jobId)),
+      ctx.results.delete(resultKeys.sr(d.jobId)),
+    ]).catch(() => undefined);
+    throw err;
   } finally {
     watch.release();
   }

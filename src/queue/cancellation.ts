@@ -37,6 +37,8 @@ export class CancelWatcher {
   ) {
     // A connection in subscriber mode can run nothing else, hence its own.
     this.#subscriber = redis.duplicate();
+    // It reconnects (and resubscribes) by itself; an unhandled 'error' event would only be noise.
+    this.#subscriber.on('error', () => undefined);
     this.#subscriber.on('message', (_channel: string, jobId: string) => this.#abort(jobId));
     this.#ready = this.#subscriber.subscribe(keys.cancelChannel());
   }

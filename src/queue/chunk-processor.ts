@@ -72,6 +72,13 @@ export async function processChunk(
       `Chunk ${d.chunkIndex} of job ${d.jobId} produced ${embeddings.length} embeddings for ${d.end - d.start} patches`,
     );
   }
+  // A job that failed or was cancelled meanwhile has had its files removed; writing now would
+  // leave a chunk behind that nothing reads.
+  const now = await ctx.records.state(d.jobId);
+  if (now === undefined || now === 'cancelled') throw cancelledError(d.jobId);
+  if (now === 'failed') {
+    throw new PathembedError('INTERNAL', `Job ${d.jobId} failed while chunk ${d.chunkIndex} ran`);
+  }
   await ctx.results.put(key, encodeChunk(d.start, embeddings, stageMs));
   await ctx.records.chunkDone(d.jobId, d.chunkIndex, embeddings.length);
   await Promise.all([

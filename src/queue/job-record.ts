@@ -97,6 +97,34 @@ redis.call('HSET', KEYS[1], 'state', unpack(ARGV))
 return 1
 `;
 
+/**
+ * Submission in one step: reads the alias of a request fingerprint; when it names a live job (not
+ * failed, not cancelled) and no recompute is asked for, returns it; otherwise creates the new
+ * record (with its indexes and in-flight entry) and points the alias at it. Being one script, two
+ * identical requests can never both create a job, and a crash leaves either nothing or a whole
+ * record (which the reconciler then enqueues). KEYS: alias, index, index of the key, in-flight set.
+ * ARGV: job key root, recompute ('1'/'0'), plain id, fresh id, createdAt, then the record's fields.
+ * Returns {id, state, existing (1/0)}.
+ */
+const CLAIM_SCRIPT = `
+local root = ARGV[1]
+local current = redis.call('GET', KEYS[1])
+if current and ARGV[2] == '0' then
+  local state = redis.call('HGET', root .. current, 'state')
+  if state and state ~= 'failed' and state ~= 'cancelled' then return {current, state, 1} end
+end
+local id = ARGV[4]
+if ARGV[2] == '0' and not current then id = ARGV[3] end
+local job = root .. id
+redis.call('DEL', job, job .. ':chunks')
+redis.call('HSET', job, 'id', id, 'state', 'queued', unpack(ARGV, 6))
+redis.call('ZADD', KEYS[2], ARGV[5], id)
+redis.call('ZADD', KEYS[3], ARGV[5], id)
+redis.call('SADD', KEYS[4], id)
+redis.call('SET', KEYS[1], id)
+return {id, 'queued', 0}
+`;
+
 function encodeFields(fields: Record<string, unknown>): string[] {
   const out: string[] = [];
   for (const [name, value] of Object.entries(fields)) {
@@ -139,6 +167,46 @@ export class JobRecordStore {
       .zadd(this.keys.jobIndexOfKey(record.keyId), record.createdAt, record.id)
       .sadd(this.keys.inFlight(record.keyId), record.id)
       .exec();
+  }
+
+  /**
+   * Returns the live job of `aliasKey`, or creates `record` atomically (CLAIM_SCRIPT). The new id
+   * is `plainId` for a first run, `freshId` when recomputing or replacing a failed or expired run.
+   */
+  async claim(
+    aliasKey: string,
+    ids: { readonly plainId: string; readonly freshId: string },
+    recompute: boolean,
+    record: Omit<NewRecord, 'id'>,
+  ): Promise<{ id: string; state: JobState; existing: boolean }> {
+    const fields = encodeFields({ ...record });
+    const [id, state, existing] = (await this.redis.eval(
+      CLAIM_SCRIPT,
+      4,
+      aliasKey,
+      this.keys.jobIndex(),
+      this.keys.jobIndexOfKey(record.keyId),
+      this.keys.inFlight(record.keyId),
+      this.keys.job(''),
+      recompute ? '1' : '0',
+      ids.plainId,
+      ids.freshId,
+      String(record.createdAt),
+      ...fields,
+    )) as [string, JobState, number];
+    return { id, state, existing: existing === 1 };
+  }
+
+  /** Ids of unfinished jobs (every API key's in-flight set), for the reconciler. */
+  async inFlightIds(): Promise<string[]> {
+    const ids = new Set<string>();
+    let cursor = '0';
+    do {
+      const [next, keys] = await this.redis.scan(cursor, 'MATCH', this.keys.inFlight('*'), 'COUNT', 500);
+      cursor = next;
+      for (const key of keys) for (const id of await this.redis.smembers(key)) ids.add(id);
+    } while (cursor !== '0');
+    return [...ids];
   }
 
   async get(jobId: string): Promise<JobRecord | undefined> {

@@ -20,7 +20,7 @@ import {
   type OutputKind,
   type SlideJobData,
 } from './queue-jobs.js';
-import { retryOptions } from './retry-policy.js';
+import { jobRetryOptions } from './retry-policy.js';
 import { readPublishedModel } from './worker-registry.js';
 
 export interface SubmitRequest {
@@ -43,6 +43,21 @@ export interface Submitted {
 
 /** Finished BullMQ jobs are kept this long for inspection; the job record is the source of truth. */
 const KEEP_FINISHED_S = 24 * 3600;
+
+/**
+ * Adds a job's slide job under its deterministic BullMQ id: adding it again while it exists (a
+ * retried submit, the reconciler) is a no-op, so a slide is never planned twice.
+ */
+export async function enqueueSlide(ctx: QueueContext, data: SlideJobData): Promise<void> {
+  const opts: JobsOptions = {
+    jobId: bullJobIds.slide(data.jobId),
+    priority: bullPriority(data.priority),
+    ...jobRetryOptions(ctx.config),
+    removeOnComplete: { age: KEEP_FINISHED_S },
+    removeOnFail: { age: KEEP_FINISHED_S },
+  };
+  await ctx.queue.add(JOB_NAMES.slide, data, opts);
+}
 
 export class JobSubmitter {
   constructor(
@@ -86,6 +101,7 @@ export class JobSubmitter {
     const aliasKey = ctx.keys.alias(fingerprint);
 
     if (!request.recompute) {
+      // The common repeat: answered without counting in-flight jobs or touching the queue.
       const existing = await this.#reusable(aliasKey);
       if (existing) return { jobId: existing.id, state: existing.state, existing: true };
     }
@@ -98,33 +114,31 @@ export class JobSubmitter {
       );
     }
 
-    // The plain fingerprint id for the first run; a fresh id when recomputing or replacing a
-    // failed run, so the old job's record and results stay as they were.
-    const previous = await ctx.redis.get(aliasKey);
-    const jobId = jobIdFor(fingerprint, request.recompute || previous !== null);
-    if (!request.recompute && previous === null) {
-      // Two identical requests racing: only the one that claims the alias creates the job.
-      const claimed = await ctx.redis.set(aliasKey, jobId, 'NX');
-      if (claimed === null) {
-        const existing = await this.#reusable(aliasKey);
-        if (existing) return { jobId: existing.id, state: existing.state, existing: true };
-      }
-    }
-
+    // Alias and record in one script: of identical requests racing, exactly one creates the job
+    // and the others get it back. The plain fingerprint id for a first run; a fresh one when
+    // recomputing or replacing a failed run, so the old job's record and results stay as they were.
+    const claimed = await ctx.records.claim(
+      aliasKey,
+      { plainId: jobIdFor(fingerprint), freshId: jobIdFor(fingerprint, true) },
+      request.recompute,
+      {
+        createdAt: Date.now(),
+        source: request.source,
+        options,
+        outputs: request.outputs,
+        srDestination: request.srDestination,
+        priority: request.priority,
+        keyId: request.keyId,
+        hasToken: request.token !== undefined,
+        modelSha256,
+      },
+    );
+    if (claimed.existing) return { jobId: claimed.id, state: claimed.state, existing: true };
+    const jobId = claimed.id;
     if (request.token !== undefined) await ctx.vault.put(jobId, request.token);
-    await ctx.records.create({
-      id: jobId,
-      createdAt: Date.now(),
-      source: request.source,
-      options,
-      outputs: request.outputs,
-      srDestination: request.srDestination,
-      priority: request.priority,
-      keyId: request.keyId,
-      hasToken: request.token !== undefined,
-      modelSha256,
-    });
-    const data: SlideJobData = {
+    // A crash before this line leaves a queued record without a queue job: the reconciler
+    // enqueues it (same deterministic BullMQ id, so doing it twice adds one job).
+    await enqueueSlide(ctx, {
       jobId,
       source: request.source,
       options,
@@ -132,18 +146,9 @@ export class JobSubmitter {
       srDestination: request.srDestination,
       hasToken: request.token !== undefined,
       priority: request.priority,
-    };
-    const opts: JobsOptions = {
-      jobId: bullJobIds.slide(jobId),
-      priority: bullPriority(request.priority),
-      ...retryOptions(),
-      removeOnComplete: { age: KEEP_FINISHED_S },
-      removeOnFail: { age: KEEP_FINISHED_S },
-    };
-    await ctx.queue.add(JOB_NAMES.slide, data, opts);
-    await ctx.redis.set(aliasKey, jobId);
+    });
     this.logger.info(
-      { jobId, keyId: request.keyId, hasToken: data.hasToken, priority: request.priority },
+      { jobId, keyId: request.keyId, hasToken: request.token !== undefined, priority: request.priority },
       'embedding job queued',
     );
     return { jobId, state: 'queued', existing: false };

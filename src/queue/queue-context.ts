@@ -15,9 +15,24 @@ import { TokenVault } from './token-vault.js';
 export interface QueueContextOptions {
   /** Result store; default: the local folder PATHEMBED_RESULTS_DIR. */
   readonly results?: ResultStore;
+  /**
+   * Commands fail at once while Redis is down, and after PATHEMBED_REDIS_COMMAND_TIMEOUT_MS when
+   * it hangs, instead of waiting for it to return: for request paths (the API), which must answer
+   * 503 promptly. Default false: workers wait, so a Redis restart delays work without failing it.
+   */
+  readonly failFast?: boolean;
+}
+
+/** ioredis options of one kind of connection (see QueueContextOptions.failFast). */
+export interface RedisConnectionOptions {
+  readonly url: string;
+  readonly maxRetriesPerRequest: number | null;
+  readonly enableOfflineQueue?: boolean;
+  readonly commandTimeout?: number;
 }
 
 export class QueueContext {
+  readonly #own: RedisConnectionOptions;
   readonly keys: ServiceKeys;
   readonly redis: Redis;
   readonly queue: Queue;
@@ -30,10 +45,20 @@ export class QueueContext {
     options: QueueContextOptions = {},
   ) {
     this.keys = new ServiceKeys(config.PATHEMBED_QUEUE_PREFIX);
-    // maxRetriesPerRequest null: a Redis restart delays commands instead of failing jobs midway.
-    this.redis = new Redis(config.REDIS_URL, { maxRetriesPerRequest: null });
+    const own = options.failFast
+      ? {
+          maxRetriesPerRequest: 0,
+          enableOfflineQueue: false,
+          commandTimeout: config.PATHEMBED_REDIS_COMMAND_TIMEOUT_MS,
+        }
+      : // maxRetriesPerRequest null: a Redis restart delays commands instead of failing jobs midway.
+        { maxRetriesPerRequest: null };
+    this.#own = { url: config.REDIS_URL, ...own };
+    this.redis = new Redis(config.REDIS_URL, own);
+    // Reconnection is ioredis's own business; an unhandled 'error' event would only be noise.
+    this.redis.on('error', () => undefined);
     this.queue = new Queue(QUEUE_NAME, {
-      connection: this.connection(),
+      connection: { ...this.#own },
       prefix: config.PATHEMBED_QUEUE_PREFIX,
     });
     this.records = new JobRecordStore(this.redis, this.keys);

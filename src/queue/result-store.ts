@@ -32,6 +32,8 @@ export interface ResultStore {
   size(key: string): Promise<number | undefined>;
   openRead(key: string): Promise<Readable | undefined>;
   openWrite(key: string): Promise<ResultUpload>;
+  /** Removes one value (nothing when it does not exist). */
+  delete(key: string): Promise<void>;
   /** Removes every value whose key starts with `prefix` + '/'. */
   deleteTree(prefix: string): Promise<void>;
   /** A local file path for the key when the store is a file system (SR writers that need one). */
@@ -41,6 +43,22 @@ export interface ResultStore {
 /** Keys are relative paths of plain segments; this refuses traversal (`..`) and odd characters. */
 const KEY_PATTERN = /^[A-Za-z0-9_-][A-Za-z0-9._-]*(\/[A-Za-z0-9_-][A-Za-z0-9._-]*)*$/;
 const TEMP_SUFFIX_BYTES = 6;
+
+/**
+ * A failed write as the registry's RESULT_WRITE_FAILED (retryable: a full disk or a lost volume
+ * may be fixed before the next attempt), naming the value and the system's reason.
+ */
+export function resultWriteError(key: string, where: string, err: unknown): PathembedError {
+  if (err instanceof PathembedError) return err;
+  const errno = (err as NodeJS.ErrnoException).code;
+  const reason = errno === 'ENOSPC' ? 'no space left on the device' : (err as Error).message;
+  return new PathembedError(
+    'RESULT_WRITE_FAILED',
+    `Could not write ${key} to ${where}: ${reason}${errno ? ` (${errno})` : ''}. Free space on the results volume (PATHEMBED_RESULTS_DIR) and retry.`,
+    { key, ...(errno ? { errno } : {}) },
+    { cause: err },
+  );
+}
 
 function checkKey(key: string): void {
   if (!KEY_PATTERN.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
@@ -89,7 +107,7 @@ export class LocalResultStore implements ResultStore {
       await upload.commit();
     } catch (err) {
       await upload.abort();
-      throw err;
+      throw resultWriteError(key, this.root, err);
     }
   }
 
@@ -122,26 +140,45 @@ export class LocalResultStore implements ResultStore {
 
   async openWrite(key: string): Promise<ResultUpload> {
     const file = this.localPath(key);
-    await mkdir(path.dirname(file), { recursive: true });
+    try {
+      await mkdir(path.dirname(file), { recursive: true });
+    } catch (err) {
+      throw resultWriteError(key, this.root, err);
+    }
     const temp = this.#tempPath(file);
     const stream = createWriteStream(temp);
+    // A write error (ENOSPC) is raised by commit; until then it must not crash the process.
+    stream.on('error', () => undefined);
     let settled = false;
+    const discard = async () => {
+      stream.destroy();
+      await rm(temp, { force: true });
+    };
     return {
       stream,
       commit: async () => {
         if (settled) return;
         settled = true;
-        if (!stream.writableEnded) stream.end();
-        await finished(stream);
-        await rename(temp, file);
+        try {
+          if (!stream.writableEnded) stream.end();
+          await finished(stream);
+          await rename(temp, file);
+        } catch (err) {
+          // The temporary file goes on every failure path: left behind it would keep a full disk full.
+          await discard();
+          throw resultWriteError(key, this.root, err);
+        }
       },
       abort: async () => {
         if (settled) return;
         settled = true;
-        stream.destroy();
-        await rm(temp, { force: true });
+        await discard();
       },
     };
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.localPath(key), { force: true });
   }
 
   async deleteTree(prefix: string): Promise<void> {

@@ -8,7 +8,7 @@
 
 import type { JobsOptions } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import type { PathembedError } from '../errors.js';
+import { ERROR_CODES, type ErrorCode, type PathembedError } from '../errors.js';
 
 export interface RetryOptions {
   /** Attempts of one BullMQ job, the first included. Default 5. */
@@ -27,13 +27,49 @@ export function retryOptions(options: RetryOptions = {}): Pick<JobsOptions, 'att
   };
 }
 
+/** The job retry options the config asks for (PATHEMBED_JOB_ATTEMPTS, PATHEMBED_JOB_BACKOFF_MS). */
+export function jobRetryOptions(config: {
+  readonly PATHEMBED_JOB_ATTEMPTS: number;
+  readonly PATHEMBED_JOB_BACKOFF_MS: number;
+}): Pick<JobsOptions, 'attempts' | 'backoff'> {
+  return retryOptions({
+    attempts: config.PATHEMBED_JOB_ATTEMPTS,
+    backoffMs: config.PATHEMBED_JOB_BACKOFF_MS,
+  });
+}
+
 /** Separates code and message in a failed job's reason, so the record can show both. */
 const REASON_SEPARATOR = ': ';
 
+/** Store errors whose request-level retries (PATHEMBED_RETRY_MAX_ATTEMPTS) already ran. */
+const STORE_RETRIED_CODES: ReadonlySet<string> = new Set(['DICOMWEB_UNAVAILABLE', 'DICOMWEB_TIMEOUT']);
+
+/**
+ * Whether a job attempt may be retried. A store error that has used up its request's retry
+ * budget is final: retrying the job would multiply that budget by the job's attempts (5 x 5
+ * requests to a store that always fails). Job attempts are for what request retries cannot
+ * absorb: a result write, an inference hiccup, a lost lock.
+ */
+export function retryableAtJobLevel(err: PathembedError): boolean {
+  if (!err.retryable) return false;
+  const attempts = (err.details as Record<string, unknown>).attempts;
+  return !(STORE_RETRIED_CODES.has(err.code) && typeof attempts === 'number');
+}
+
 /** The error BullMQ should see: UnrecoverableError for permanent errors, the error itself otherwise. */
 export function forBullmq(err: PathembedError): Error {
-  if (err.retryable) return err;
+  if (retryableAtJobLevel(err)) return err;
   return new UnrecoverableError(`${err.code}${REASON_SEPARATOR}${err.message}`);
+}
+
+/** Code and message of a failed BullMQ job's reason ("CODE: message", or a bare message: INTERNAL). */
+export function failureFromReason(reason: string): { code: ErrorCode; message: string } {
+  const at = reason.indexOf(REASON_SEPARATOR);
+  const head = at > 0 ? reason.slice(0, at) : '';
+  if (head in ERROR_CODES) {
+    return { code: head as ErrorCode, message: reason.slice(at + REASON_SEPARATOR.length) };
+  }
+  return { code: 'INTERNAL', message: reason };
 }
 
 /** True when this failure ends the job: permanent, or the last attempt. */
@@ -42,7 +78,7 @@ export function isFinalFailure(
   attemptsMade: number,
   attempts: number | undefined,
 ): boolean {
-  return !err.retryable || attemptsMade + 1 >= (attempts ?? 1);
+  return !retryableAtJobLevel(err) || attemptsMade + 1 >= (attempts ?? 1);
 }
 
 const HTTP_TOO_MANY_REQUESTS = 429;

@@ -19,7 +19,7 @@ import {
   type SlideJobData,
 } from './queue-jobs.js';
 import { resultKeys } from './result-store.js';
-import { retryOptions } from './retry-policy.js';
+import { jobRetryOptions } from './retry-policy.js';
 import { jobToken, type WorkerContext } from './worker-context.js';
 
 export interface SlideResult {
@@ -83,7 +83,12 @@ export async function processSlide(
     name: JOB_NAMES.assemble,
     queueName: QUEUE_NAME,
     data: assemble,
-    opts: { jobId: bullJobIds.assemble(d.jobId), priority, ...retryOptions(), removeOnComplete: true },
+    opts: {
+      jobId: bullJobIds.assemble(d.jobId),
+      priority,
+      ...jobRetryOptions(config),
+      removeOnComplete: true,
+    },
     children: ranges.map((range, chunkIndex) => {
       const data: ChunkJobData = { jobId: d.jobId, chunkIndex, ...range, hasToken: d.hasToken };
       return {
@@ -93,7 +98,7 @@ export async function processSlide(
         opts: {
           jobId: bullJobIds.chunk(d.jobId, chunkIndex),
           priority,
-          ...retryOptions(),
+          ...jobRetryOptions(config),
           // A chunk that cannot be embedded fails the slide; the parent must not assemble a hole.
           failParentOnFailure: true,
           removeOnComplete: true,

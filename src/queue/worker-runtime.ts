@@ -8,16 +8,24 @@
  */
 import { FlowProducer, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Config } from '../config.js';
-import { ERROR_CODES, type ErrorCode, PathembedError, toPathembedError } from '../errors.js';
+import { type ErrorCode, PathembedError, toPathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { processAssemble } from './assemble-processor.js';
 import { CancelWatcher } from './cancellation.js';
 import { processChunk } from './chunk-processor.js';
+import { JobReconciler } from './job-reconciler.js';
 import type { PipelinePort } from './pipeline-port.js';
 import { processPredict } from './predict-processor.js';
 import { QueueContext } from './queue-context.js';
 import { JOB_NAMES, QUEUE_NAME } from './queue-jobs.js';
-import { forBullmq, isFinalFailure, isRateLimitError, retryAfterMs } from './retry-policy.js';
+import { resultKeys } from './result-store.js';
+import {
+  failureFromReason,
+  forBullmq,
+  isFinalFailure,
+  isRateLimitError,
+  retryAfterMs,
+} from './retry-policy.js';
 import { FrameFetchRecorder } from './service-metrics.js';
 import { processSlide } from './slide-processor.js';
 import { PlanCache, ShutdownError, type WorkerContext } from './worker-context.js';
@@ -48,6 +56,7 @@ export class WorkerRuntime {
   readonly #shutdown = new AbortController();
   readonly #announcer: WorkerAnnouncer;
   readonly #ownsCtx: boolean;
+  readonly #reconciler: JobReconciler;
   #closing: Promise<void> | undefined;
 
   private constructor(deps: WorkerRuntimeDeps, options: WorkerOptions) {
@@ -66,6 +75,7 @@ export class WorkerRuntime {
       plans: new PlanCache(ctx),
       shutdown: this.#shutdown.signal,
     };
+    this.#reconciler = new JobReconciler(ctx, logger);
     this.#announcer = new WorkerAnnouncer(
       ctx.redis,
       ctx.keys,
@@ -104,6 +114,7 @@ export class WorkerRuntime {
     await runtime.#announcer.start();
     void runtime.worker.run();
     await runtime.worker.waitUntilReady();
+    runtime.#reconciler.start();
     deps.logger.info(
       {
         workerId: runtime.#w.options.workerId,
@@ -174,21 +185,24 @@ export class WorkerRuntime {
   async #endJob(job: AnyJob, code: ErrorCode, message: string): Promise<void> {
     if (job.name === JOB_NAMES.predict) return;
     const jobId = (job.data as { jobId: string }).jobId;
-    const ended = await this.#w.ctx.records.finish(jobId, 'failed', { error: { code, message } });
-    if (ended) await this.#w.ctx.vault.delete(jobId);
+    const { ctx } = this.#w;
+    // A failed or cancelled job keeps nothing on disk (plan, metadata, chunks, partial results):
+    // the record holds the error, and a resubmission plans again under a new id. Removed before
+    // the record says failed, so whoever sees the failure sees no files; never for a completed
+    // job (a stale part failing late).
+    if ((await ctx.records.state(jobId)) !== 'completed') {
+      await ctx.results.deleteTree(resultKeys.jobRoot(jobId));
+    }
+    const ended = await ctx.records.finish(jobId, 'failed', { error: { code, message } });
+    if (ended) await ctx.vault.delete(jobId);
   }
 
   /** Failures that never reached the processor's catch (a job that stalled too often). */
   async #onFailed(job: AnyJob, err: Error): Promise<void> {
     if (job.name === JOB_NAMES.predict || job.finishedOn === undefined) return;
     if (!(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1)) return;
-    const [head, ...rest] = (job.failedReason ?? err.message).split(': ');
-    const code = (head in ERROR_CODES ? head : 'INTERNAL') as ErrorCode;
-    await this.#endJob(
-      job,
-      code,
-      head in ERROR_CODES ? rest.join(': ') : (job.failedReason ?? err.message),
-    ).catch(() => undefined);
+    const { code, message } = failureFromReason(job.failedReason ?? err.message);
+    await this.#endJob(job, code, message).catch(() => undefined);
   }
 
   /** Stops taking jobs, lets running chunks finish their batch, and releases everything. */
@@ -197,6 +211,7 @@ export class WorkerRuntime {
       this.#closing = (async () => {
         this.#w.logger.info('worker stopping: finishing the batch in hand');
         this.#shutdown.abort(new ShutdownError());
+        await this.#reconciler.stop();
         await this.worker.close();
         await this.#announcer.stop().catch(() => undefined);
         await this.#w.cancels.close();

@@ -20,6 +20,7 @@
  * caller that joined an in-flight frame whose fetch was aborted by someone else fetches it again.
  */
 import type { FrameDecoder, RgbFrame } from '../codecs/index.js';
+import { isPathembedError, PathembedError } from '../errors.js';
 import type { FrameSource } from './frame-source.js';
 import { RGB_CHANNELS } from './resample.js';
 import type { SlideLevel, TileFrame } from './slide-level.js';
@@ -308,7 +309,7 @@ export class FrameCache implements FrameProvider {
           this.counts.bytesFetched += frame.data.byteLength;
           p.resolve(await this.decoder.decode(frame.data, frame.transferSyntaxUid, p.level.frame));
         } catch (err) {
-          p.reject(err);
+          p.reject(namingFrame(err, instanceUid, p.frameIndex));
         }
       }),
     );
@@ -326,4 +327,15 @@ export class FrameCache implements FrameProvider {
       this.counts.evictions++;
     }
   }
+}
+
+/** A decode error naming the frame (0-based index) and the instance it came from. */
+function namingFrame(err: unknown, sopInstanceUid: string, frameIndex: number): unknown {
+  if (!isPathembedError(err) || err.details.sopInstanceUid !== undefined) return err;
+  return new PathembedError(
+    err.code,
+    `Frame index ${frameIndex} of instance ${sopInstanceUid}: ${err.message}`,
+    { ...err.details, sopInstanceUid, frameIndex },
+    { cause: err },
+  );
 }

@@ -111,23 +111,68 @@ function frameDescriptionOf(ds: DicomJsonDataset): FrameDescription {
   return frame;
 }
 
+/**
+ * Geometry a slide may declare. The largest whole-slide images scanned are about 250,000 px on a
+ * side; a header declaring far more is corrupt or hostile, and must be refused before anything is
+ * sized from it (a 4e9-column matrix once reached an array allocation as "Invalid array length").
+ */
+const MAX_TOTAL_PIXEL_MATRIX_PX = 1_000_000;
+/** Tiles of one level: 2^24 is 27 times the tiles of a 250,000 px square slide in 256 px tiles. */
+const MAX_TILES_PER_LEVEL = 16_777_216;
+
+function requireBounded(
+  ds: DicomJsonDataset,
+  tag: string,
+  name: string,
+  value: number,
+  limit: number,
+  why: string,
+): number {
+  if (value > limit) {
+    throw invalid(
+      `${name} (${tag}) is ${value} in instance ${str(ds, Tag.SOPInstanceUID)}; at most ${limit} is accepted (${why})`,
+      { tag, attribute: name, value, limit, sopInstanceUid: str(ds, Tag.SOPInstanceUID) },
+    );
+  }
+  return value;
+}
+
 function parseInstance(ds: DicomJsonDataset): ParsedInstance {
   const sopInstanceUid = requireStr(ds, Tag.SOPInstanceUID, 'SOPInstanceUID');
   const imageType = imageTypeOf(ds);
   const frame = frameDescriptionOf(ds);
   const concatenationUid = str(ds, Tag.ConcatenationUID);
+  const bigger = 'larger than any whole-slide image; the header is corrupt';
+  const widthPx = requireBounded(
+    ds,
+    Tag.TotalPixelMatrixColumns,
+    'TotalPixelMatrixColumns',
+    requirePositiveInt(ds, Tag.TotalPixelMatrixColumns, 'TotalPixelMatrixColumns', num(ds, Tag.Columns)),
+    MAX_TOTAL_PIXEL_MATRIX_PX,
+    bigger,
+  );
+  const heightPx = requireBounded(
+    ds,
+    Tag.TotalPixelMatrixRows,
+    'TotalPixelMatrixRows',
+    requirePositiveInt(ds, Tag.TotalPixelMatrixRows, 'TotalPixelMatrixRows', num(ds, Tag.Rows)),
+    MAX_TOTAL_PIXEL_MATRIX_PX,
+    bigger,
+  );
+  const tiles = Math.ceil(widthPx / frame.columns) * Math.ceil(heightPx / frame.rows);
+  if (tiles > MAX_TILES_PER_LEVEL) {
+    throw invalid(
+      `TotalPixelMatrixColumns x TotalPixelMatrixRows (${widthPx} x ${heightPx}) in ${frame.columns} x ${frame.rows} px frames (Columns x Rows) make ${tiles} tiles in instance ${sopInstanceUid}; at most ${MAX_TILES_PER_LEVEL} are accepted`,
+      { attribute: 'Columns', value: frame.columns, tiles, limit: MAX_TILES_PER_LEVEL, sopInstanceUid },
+    );
+  }
   return {
     ds,
     sopInstanceUid,
     imageType,
     flavor: (imageType[2] ?? 'VOLUME').trim().toUpperCase(),
-    widthPx: requirePositiveInt(
-      ds,
-      Tag.TotalPixelMatrixColumns,
-      'TotalPixelMatrixColumns',
-      num(ds, Tag.Columns),
-    ),
-    heightPx: requirePositiveInt(ds, Tag.TotalPixelMatrixRows, 'TotalPixelMatrixRows', num(ds, Tag.Rows)),
+    widthPx,
+    heightPx,
     tileWidthPx: frame.columns,
     tileHeightPx: frame.rows,
     frameCount: requirePositiveInt(ds, Tag.NumberOfFrames, 'NumberOfFrames', 1),

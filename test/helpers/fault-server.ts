@@ -21,6 +21,12 @@ export type FaultStep =
   /** Wait, then perform `then` (default: proxy). */
   | { kind: 'delay'; ms: number; then?: FaultStep }
   | { kind: 'redirect'; location: string; status?: number }
+  /** `apply` for requests `when` selects (e.g. frame requests), `otherwise` (default proxy) for the rest. */
+  | { kind: 'match'; when(req: RecordedRequest): boolean; apply: FaultStep; otherwise?: FaultStep }
+  /** Forward, then answer the upstream's status and headers with the body `mutate` returns. */
+  | { kind: 'mutate'; mutate(body: Buffer): Buffer }
+  /** Forward, but send only the first `fraction` of the body and end the response cleanly (chunked). */
+  | { kind: 'truncate'; fraction?: number }
   /** Anything else: full control over the answer. */
   | { kind: 'custom'; respond(req: RecordedRequest, res: http.ServerResponse): void | Promise<void> };
 
@@ -138,6 +144,26 @@ export async function startFaultServer(upstream: string): Promise<FaultServer> {
         res.writeHead(step.status ?? 302, { location: step.location });
         res.end();
         return;
+      case 'match':
+        return perform(step.when(req) ? step.apply : (step.otherwise ?? { kind: 'proxy' }), req, res);
+      case 'mutate':
+      case 'truncate': {
+        const answer = await forward(upstream, req);
+        const body = Buffer.from(await answer.arrayBuffer());
+        const headers: Record<string, string> = {};
+        answer.headers.forEach((v, k) => {
+          if (!['content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(k))
+            headers[k] = v;
+        });
+        const out =
+          step.kind === 'mutate'
+            ? step.mutate(body)
+            : body.subarray(0, Math.floor(body.length * (step.fraction ?? DEFAULT_DROP_FRACTION)));
+        if (step.kind === 'mutate') headers['content-length'] = String(out.length);
+        res.writeHead(answer.status, headers);
+        res.end(out);
+        return;
+      }
       case 'custom':
         return step.respond(req, res);
     }

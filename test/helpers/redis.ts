@@ -3,7 +3,10 @@
  * it answers, else a private redis-server on a free port.
  */
 import { type ChildProcess, spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import type { Redis } from 'ioredis';
 import { requireBinary } from '../../scripts/dev-services/binaries.js';
 import { freePort, waitFor } from '../../scripts/dev-services/ports.js';
@@ -62,4 +65,67 @@ export async function scanKeys(redis: Pick<Redis, 'scan'>, prefix: string): Prom
     found.push(...batch);
   } while (cursor !== '0');
   return found;
+}
+
+export interface PrivateRedis {
+  readonly url: string;
+  readonly port: number;
+  /** SIGTERM (Redis writes its append-only file and exits); resolves once it has exited. */
+  stop(): Promise<void>;
+  /** Starts it again on the same port with the same data; resolves once it answers PING. */
+  start(): Promise<void>;
+  /** Stops it for good and removes its data folder. */
+  close(): Promise<void>;
+}
+
+/**
+ * A redis-server of the test's own on a free port, with an append-only file (fsync always) so
+ * that a stop and start keeps every key, as a production Redis for BullMQ would: the fault tests
+ * stop and restart it while the service runs. Never the machine's shared Redis.
+ */
+export async function startPrivateRedis(): Promise<PrivateRedis> {
+  const binary = requireBinary('redis-server');
+  const port = await freePort();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'pathembed-redis-'));
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn(
+      binary,
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--dir',
+        dir,
+        '--save',
+        '',
+        '--appendonly',
+        'yes',
+        '--appendfsync',
+        'always',
+      ],
+      { stdio: 'ignore' },
+    );
+    await waitFor(() => answersPing('127.0.0.1', port), `private redis-server on port ${port}`);
+  };
+  const stop = async () => {
+    const c = child;
+    child = undefined;
+    if (!c || c.exitCode !== null) return;
+    const exited = new Promise((r) => c.once('exit', r));
+    c.kill('SIGTERM');
+    await exited;
+  };
+  await start();
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop,
+    start,
+    async close() {
+      await stop();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }

@@ -83,6 +83,9 @@ beforeAll(async () => {
     PATHEMBED_MAX_PREDICT_PATCHES: String(MAX_PREDICT_PATCHES),
     PATHEMBED_PREDICT_TIMEOUT_MS: '60000',
     PATHEMBED_LOCK_DURATION_MS: '30000',
+    // In-process inference blocks this process's event loop for a batch; the API's Redis command
+    // timeout must not count that against Redis.
+    PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: '30000',
     LOG_LEVEL: 'debug',
   });
   redis = new Redis(redisUrl);

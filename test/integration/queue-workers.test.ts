@@ -64,6 +64,9 @@ beforeAll(async () => {
     PATHEMBED_RETRY_MAX_ATTEMPTS: '2',
     PATHEMBED_RETRY_BASE_DELAY_MS: '10',
     PATHEMBED_RETRY_MAX_TOTAL_MS: '5000',
+    // In-process inference blocks this process's event loop for a batch; the API's Redis command
+    // timeout must not count that against Redis.
+    PATHEMBED_REDIS_COMMAND_TIMEOUT_MS: '30000',
     LOG_LEVEL: 'info',
   };
   config = loadConfig(env);
@@ -185,7 +188,11 @@ const chunkEvents = (w: WorkerProcess, msg: string) =>
   w.logs.filter((l) => l.msg === msg && typeof l.chunk === 'number').map((l) => l.chunk as number);
 
 describe('worker processes', () => {
-  it('finish a slide when one is killed mid-chunk (SIGKILL) and another stops on SIGTERM', async () => {
+  // Three worker processes load the model on two cores, beside other files' processes (the fault
+  // soak): the default 120 s is shorter than this test's own waits (JOB_TIMEOUT_MS per step).
+  it('finish a slide when one is killed mid-chunk (SIGKILL) and another stops on SIGTERM', {
+    timeout: 2 * JOB_TIMEOUT_MS,
+  }, async () => {
     const a = startWorker('a');
     const b = startWorker('b');
     await until(
