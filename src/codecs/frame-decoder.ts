@@ -51,7 +51,7 @@ export class FrameDecoder {
     try {
       switch (family) {
         case 'jpeg':
-          frame = await decodeJpeg(encoded, desc);
+          frame = await decodeJpeg(encoded, desc, this.#pool);
           break;
         case 'jpeg-lossless':
           frame = await decodeJpegLossless(encoded, desc, this.#pool);
