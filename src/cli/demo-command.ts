@@ -16,7 +16,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
-import { FrameDecoder } from '../codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
 import { type Config, loadConfig } from '../config.js';
 import { createLogger, type Logger } from '../log.js';
 import { defaultOpenSource, meanGridSpacingUm, runEmbeddingJob, type SlidePlan } from '../pipeline/index.js';
@@ -79,7 +79,7 @@ async function writeOverview(
       : [];
 
   const slide = await openSlide(await openLocalFrameSource(slideDir));
-  const decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+  const decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
   try {
     const reader = new PatchReader(
       new FrameCache(slide.source, decoder, { maxBytes: THUMBNAIL_CACHE_BYTES }),

@@ -11,7 +11,7 @@
  */
 import fs from 'node:fs/promises';
 import type { Command } from 'commander';
-import { FrameDecoder } from '../codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
 import { DicomWebFrameSource } from '../wsi/dicomweb-frame-source.js';
@@ -99,8 +99,16 @@ export async function openSlideReader(
   config: Config,
   options: SourceArgumentOptions = {},
 ): Promise<SlideReaderSession> {
-  const slide = await openSlideFromArgument(arg, config, options);
-  const decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+  // The decoder's workers start while the slide's metadata is read.
+  const decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
+  decoder.warmUp();
+  let slide: Awaited<ReturnType<typeof openSlideFromArgument>>;
+  try {
+    slide = await openSlideFromArgument(arg, config, options);
+  } catch (err) {
+    await decoder.close();
+    throw err;
+  }
   const cache = new FrameCache(slide.source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
   const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
   return {

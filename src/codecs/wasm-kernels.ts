@@ -300,6 +300,15 @@ const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | P
     'jpeg-lossless': decodeJpegLossless,
   };
 
+/**
+ * Starts compiling the WASM decoders of the common slide codecs (JPEG, JPEG 2000) without waiting;
+ * a failure here resurfaces, with its reason, on the first decode that needs the module.
+ */
+export function preloadKernels(): void {
+  loadLibJpegTurbo().catch(() => {});
+  loadOpenJpeg().catch(() => {});
+}
+
 /** Runs one request; always resolves, with the samples or with a failure to send back. */
 export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {
   try {

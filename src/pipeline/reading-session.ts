@@ -4,7 +4,7 @@
  * naming their frame. Planning and embedding in one process share a session, so the frames the
  * tissue mask read are not fetched again and the source is opened once.
  */
-import { FrameDecoder } from '../codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
 import { FrameCache } from '../wsi/frame-cache.js';
 import type { FrameSource } from '../wsi/frame-source.js';
 import { PatchReader } from '../wsi/patch-reader.js';
@@ -27,13 +27,21 @@ export async function openReadingSession(
   spec: SlideSourceSpec,
   ctx: RunContext,
 ): Promise<ReadingSession> {
-  const inner = await deps.openSource(spec, { token: ctx.token, signal: ctx.signal });
+  // The decoder's workers start while the slide's metadata is read.
+  const ownDecoder = deps.decoder
+    ? undefined
+    : new FrameDecoder({ decodeThreads: decodeThreadCount(deps.config.PATHEMBED_DECODE_THREADS) });
+  (deps.decoder ?? ownDecoder)?.warmUp();
+  let inner: Awaited<ReturnType<PipelineDeps['openSource']>>;
+  try {
+    inner = await deps.openSource(spec, { token: ctx.token, signal: ctx.signal });
+  } catch (err) {
+    await ownDecoder?.close();
+    throw err;
+  }
   const fetchClock = new StageClock();
   const decodeClock = new StageClock();
   const origins = new FrameOrigins();
-  const ownDecoder = deps.decoder
-    ? undefined
-    : new FrameDecoder({ decodeThreads: deps.config.PATHEMBED_DECODE_THREADS });
   const decoder = instrumentedDecoder((deps.decoder ?? ownDecoder)!, decodeClock, origins);
   const source = new InstrumentedFrameSource(inner, fetchClock, origins);
   const cache = new FrameCache(source, decoder, { maxBytes: deps.config.PATHEMBED_FRAME_CACHE_BYTES });

@@ -3,7 +3,7 @@
  * results writers (JSON, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
  * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
  */
-import { FrameDecoder } from '../codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import type { DicomJsonDataset } from '../dicom-json.js';
 import { bearerAuth, DicomWebClient } from '../dicomweb/index.js';
@@ -78,7 +78,8 @@ export class PipelineAdapter implements PipelinePort {
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
-    this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+    this.#decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
+    this.#decoder.warmUp();
     this.#deps = {
       config,
       logger,

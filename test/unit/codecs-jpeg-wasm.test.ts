@@ -12,6 +12,7 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { decodeWithSharp } from '../../src/codecs/jpeg.js';
 import { runKernel } from '../../src/codecs/wasm-kernels.js';
+import { WasmWorkerPool } from '../../src/codecs/wasm-worker-pool.js';
 import { type DicomJsonDataset, num, str } from '../../src/dicom-json.js';
 import { isPathembedError } from '../../src/errors.js';
 import { TransferSyntax } from '../../src/uids.js';
@@ -104,4 +105,30 @@ describe('JPEG through libjpeg-turbo WASM: the same bytes as sharp on real slide
     expect(thrown).toBeInstanceOf(Error);
     expect(isPathembedError(thrown)).toBe(false);
   });
+});
+
+describe('decode pool warm-up', () => {
+  it("starts every worker at once, and they decode JPEG to the kernel's bytes", async () => {
+    const camelyon = await framesOf(
+      'camelyon',
+      await ensureFixture(FIXTURES.find((f) => f.name === 'camelyon')!),
+    );
+    const pool = new WasmWorkerPool(2);
+    try {
+      expect(pool.workerCount).toBe(0);
+      pool.warmUp();
+      expect(pool.workerCount).toBe(2);
+      pool.warmUp();
+      expect(pool.workerCount).toBe(2);
+      const decoded = await Promise.all(camelyon.frames.map((f) => pool.decode('jpeg', f)));
+      for (const [i, frame] of camelyon.frames.entries()) {
+        expect(Buffer.compare(decoded[i].data, (await wasmDecode(frame)).data), `frame ${i}`).toBe(0);
+      }
+      expect(pool.workerCount).toBe(2);
+    } finally {
+      await pool.close();
+    }
+    pool.warmUp();
+    expect(pool.workerCount).toBe(0);
+  }, 60_000);
 });
