@@ -301,12 +301,13 @@ const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | P
   };
 
 /**
- * Starts compiling the WASM decoders of the common slide codecs (JPEG, JPEG 2000) without waiting;
- * a failure here resurfaces, with its reason, on the first decode that needs the module.
+ * Starts compiling the WASM decoder of the most common slide codec (JPEG) without waiting; a
+ * failure here resurfaces, with its reason, on the first decode that needs the module. The others
+ * compile on first use: in a fresh process every CPU-millisecond spent before the first patch
+ * delays it, and a JPEG 2000 decode costs far more than the compile.
  */
 export function preloadKernels(): void {
   loadLibJpegTurbo().catch(() => {});
-  loadOpenJpeg().catch(() => {});
 }
 
 /** Runs one request; always resolves, with the samples or with a failure to send back. */

@@ -9,7 +9,7 @@ import type { WasmDecodeRequest } from './wasm-protocol.js';
 const port = parentPort;
 if (!port) throw new Error('wasm-worker must be started as a worker thread by WasmWorkerPool');
 
-// The decoders slides mostly need compile while the first request is still being fetched.
+// The decoder slides mostly need compiles while the first request is still being fetched.
 preloadKernels();
 
 port.on('message', (request: WasmDecodeRequest) => {

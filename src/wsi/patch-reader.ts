@@ -85,6 +85,11 @@ export function levelWindow(
   };
 }
 
+/** The same bytes as a Buffer (no copy), for Buffer#copy. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function fillRect(out: RgbFrame, rect: RectPx, rgb: Rgb): void {
   const [r, g, b] = rgb;
   const rowBytes = rect.widthPx * RGB_CHANNELS;
@@ -259,10 +264,14 @@ export class PatchReader {
       );
     }
     const rowBytes = dest.widthPx * RGB_CHANNELS;
+    // Buffer#copy is one native call per row with no view allocated for it; set(subarray())
+    // allocates a view per row, which in a fresh process (before the JIT) cost more than the copy.
+    const src = asBuffer(frame.data);
+    const dst = asBuffer(out.data);
     for (let y = 0; y < dest.heightPx; y++) {
       const from = ((y0 - tileY + y) * frame.width + (x0 - tileX)) * RGB_CHANNELS;
       const to = ((dest.yPx + y) * out.width + dest.xPx) * RGB_CHANNELS;
-      out.data.set(frame.data.subarray(from, from + rowBytes), to);
+      src.copy(dst, to, from, from + rowBytes);
     }
   }
 }
