@@ -23,7 +23,9 @@
  * cut and batch into the model's float tensor with no model, per decode-thread count from 1 to
  * the cores available, with the CPU time it took.
  *
- *   npm run bench:wsi [-- --runs 5] [-- --no-j2k] [-- --no-ezwsi | --only-ezwsi] [-- --feed]
+ * The run starts with the JPEG decoders side by side (bench/jpeg-decoders.ts; alone: `--decoders`).
+ *
+ *   npm run bench:wsi [-- --runs 5] [-- --no-j2k] [-- --no-ezwsi | --only-ezwsi] [-- --feed | --decoders]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -50,6 +52,7 @@ import {
   REPO_ROOT,
 } from '../test/helpers/fixtures.js';
 import { startOrthanc, uploadFolder } from '../test/helpers/orthanc.js';
+import { frames512, framesOfLevel0, jpegDecoderTable } from './jpeg-decoders.js';
 
 const DEFAULT_RUNS = 3;
 const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];
@@ -481,6 +484,21 @@ async function main(): Promise<void> {
       ? ['cmu-jpeg']
       : ['cmu-jpeg', 'cmu-jpeg2000'];
   const config = loadConfig();
+  let decoderLines: string[] = [];
+  if (!args.includes('--feed') && !args.includes('--only-ezwsi')) {
+    decoderLines = await jpegDecoderTable([
+      await framesOfLevel0(
+        '240 px (cmu-jpeg)',
+        await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!),
+      ),
+      await framesOfLevel0('256 px (cmu-jpeg-256)', await ensureFixture(EZWSI_SLIDES[1].recipe)),
+      await frames512(CMU_SVS),
+    ]);
+    if (args.includes('--decoders')) {
+      process.stdout.write(`${decoderLines.join('\n')}\n`);
+      return;
+    }
+  }
   const orthanc = await startOrthanc();
   const decodeThreads = decodeThreadCount(config.PATHEMBED_DECODE_THREADS);
   if (args.includes('--feed')) {
@@ -560,6 +578,7 @@ async function main(): Promise<void> {
       );
     }
   }
+  if (decoderLines.length > 0) process.stdout.write(`${decoderLines.join('\n')}\n\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
   if (ezwsiLines.length > 0) process.stdout.write(`\n${ezwsiLines.join('\n')}\n`);
   process.stdout.write(`\n${JSON.stringify({ machine, runs, rows })}\n`);
