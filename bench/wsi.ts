@@ -322,6 +322,10 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
     const prepared = path.join(REPO_ROOT, '.cache', 'bench-ezwsi', slide.recipe.name);
     fs.rmSync(prepared, { recursive: true, force: true });
     execFileSync(python, [script, 'prepare', source, prepared], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // The copies keep the fixture's UIDs: replace any original this Orthanc already stores.
+    for (const id of await uploadFolder(orthancUrl, prepared)) {
+      await fetch(`${orthancUrl}/instances/${id}`, { method: 'DELETE' });
+    }
     const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, prepared);
     const grid = ['224', '224', String(ROUNDS_PER_PROCESS)];
     // Warm Orthanc's caches for this series before either reader is timed.
