@@ -13,18 +13,39 @@
  * (PATHEMBED_BATCH_SIZE, as the pipeline reads them). Orthanc is warmed first, and each figure is
  * the median of RUNS runs with a fresh reader. Prints a Markdown table for docs/benchmarks.md.
  *
- *   npm run bench:wsi [-- --runs 5] [-- --no-j2k]
+ * Then, when EZ-WSI is installed (PATHEMBED_EZWSI_PYTHON: a Python with its dependencies;
+ * PATHEMBED_EZWSI_SRC: its source checkout; docs/benchmarks.md says how), pathembed against
+ * EZ-WSI DICOMweb itself (bench/ezwsi_read.py), each in child processes, on the same Orthanc and
+ * grids: round 1 of a process is the fresh-process figure, later rounds the warm one, and every
+ * patch's sha256 is compared. pathembed runs compiled (dist/, built first), as it ships.
+ *
+ * `--feed` instead measures how many patches one worker process can feed a GPU: fetch, decode,
+ * cut and batch into the model's float tensor with no model, per decode-thread count from 1 to
+ * the cores available, with the CPU time it took.
+ *
+ * The run starts with the JPEG decoders side by side (bench/jpeg-decoders.ts; alone: `--decoders`).
+ *
+ *   npm run bench:wsi [-- --runs 5] [-- --no-j2k] [-- --no-ezwsi | --only-ezwsi] [-- --feed | --decoders]
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import fs from 'node:fs';
 import os from 'node:os';
-import { ensureFixture, FIXTURES } from '../scripts/dev-services/fixtures.js';
+import path from 'node:path';
+import {
+  CMU,
+  CMU_SVS,
+  ensureFixture,
+  FIXTURES,
+  type FixtureRecipe,
+  REPO_ROOT,
+} from '../scripts/dev-services/fixtures.js';
 import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 import type { RgbFrame } from '../src/codecs/index.js';
-import { FrameDecoder } from '../src/codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../src/codecs/index.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
 import { retryPolicy } from '../src/domain-options.js';
-import { PATCH_SIZE_PX } from '../src/embed/model-contract.js';
+import { PATCH_BYTES, PATCH_SIZE_PX, PIXEL_SCALE } from '../src/embed/model-contract.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
@@ -32,9 +53,81 @@ import { PatchReader } from '../src/wsi/patch-reader.js';
 import type { RectPx } from '../src/wsi/region.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
+import { frames512, framesOfLevel0, jpegDecoderTable } from './jpeg-decoders.js';
 
 const DEFAULT_RUNS = 3;
 const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];
+/** Grids read in one child process: round 1 is the fresh process, the rest are warm. */
+const ROUNDS_PER_PROCESS = 3;
+/** Grid passes per decode-thread count in --feed (each with a cold cache). */
+const FEED_PASSES = { 'cmu-jpeg': 6, 'cmu-jpeg2000': 2 } as Record<string, number>;
+const TRANSFER_SYNTAX = { jpeg: '1.2.840.10008.1.2.4.50', jpeg2000: '1.2.840.10008.1.2.4.90' } as const;
+
+/**
+ * CMU-1-Small-Region with 256 px JPEG tiles: the dicomizer only re-tiles by divisors of the
+ * source's 240 px, so vips first writes the region as a TIFF tiled at 256 px (JPEG q95).
+ */
+async function buildCmu256(dir: string): Promise<void> {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'pathembed-cmu256-'));
+  try {
+    const rgb = path.join(tmp, 'rgb.v');
+    const tiff = path.join(tmp, 'cmu256.tif');
+    execFileSync('vips', ['extract_band', CMU_SVS, rgb, '0', '--n', '3']);
+    execFileSync('vips', [
+      'tiffsave',
+      rgb,
+      tiff,
+      '--tile',
+      '--tile-width',
+      '256',
+      '--tile-height',
+      '256',
+      '--compression',
+      'jpeg',
+      '--Q',
+      '95',
+    ]);
+    execFileSync(
+      'OrthancWSIDicomizer',
+      [
+        `--folder=${dir}`,
+        '--threads=2',
+        '--pyramid=1',
+        '--levels=4',
+        '--smooth=1',
+        '--compression=jpeg',
+        '--jpeg-quality=90',
+        '--reencode=1',
+        '--max-size=0',
+        `--imaged-width=${(CMU.widthPx * CMU.mppUm) / 1000}`,
+        `--imaged-height=${(CMU.heightPx * CMU.mppUm) / 1000}`,
+        tiff,
+      ],
+      { stdio: 'pipe' },
+    );
+  } finally {
+    fs.rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+/** The slides of the EZ-WSI comparison: the CMU region as JPEG with 240 and 256 px tiles, and as JPEG 2000. */
+const EZWSI_SLIDES: { recipe: FixtureRecipe; transferSyntax: string; tilePx: number }[] = [
+  { recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg')!, transferSyntax: TRANSFER_SYNTAX.jpeg, tilePx: 240 },
+  {
+    recipe: {
+      name: 'cmu-jpeg-256',
+      recipe: ['vips tiled tiff 256 q95', 'jpeg', 90, 'reencode', 0],
+      build: buildCmu256,
+    },
+    transferSyntax: TRANSFER_SYNTAX.jpeg,
+    tilePx: 256,
+  },
+  {
+    recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg2000')!,
+    transferSyntax: TRANSFER_SYNTAX.jpeg2000,
+    tilePx: 240,
+  },
+];
 
 /** The baseline's frame provider: every frame fetched (alone) and decoded each time it is asked for. */
 class UncachedFrames implements FrameProvider {
@@ -160,15 +253,264 @@ function fmt(n: number, digits = 1): string {
   return n.toFixed(digits);
 }
 
+interface GridRun {
+  importSeconds: number;
+  seconds: number[];
+  patches: number;
+  sha256: string[];
+}
+
+/** Runs one child reader; returns its JSON answer and the whole process's wall time (start to exit). */
+function runChild(
+  command: string,
+  argv: string[],
+  env: NodeJS.ProcessEnv,
+): GridRun & { processSeconds: number } {
+  const t0 = performance.now();
+  const out = spawnSync(command, argv, {
+    cwd: REPO_ROOT,
+    env,
+    encoding: 'utf8',
+    maxBuffer: 64 * 1024 * 1024,
+  });
+  const processSeconds = (performance.now() - t0) / 1000;
+  if (out.status !== 0) throw new Error(`${command} ${argv.join(' ')} failed (${out.status}): ${out.stderr}`);
+  const line = out.stdout.trim().split('\n').pop() ?? '';
+  return { ...(JSON.parse(line) as GridRun), processSeconds };
+}
+
+async function seriesUrlOf(orthancUrl: string, dicomWebUrl: string, folder: string): Promise<string> {
+  const ids = await uploadFolder(orthancUrl, folder);
+  const tags = (await (await fetch(`${orthancUrl}/instances/${ids[0]}/simplified-tags`)).json()) as Record<
+    string,
+    string
+  >;
+  return `${dicomWebUrl}/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}`;
+}
+
+/**
+ * pathembed against EZ-WSI DICOMweb on the same Orthanc, slides and grids, both in child
+ * processes (module doc). Returns the Markdown lines, or one line saying why it was skipped.
+ */
+async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: number): Promise<string[]> {
+  const python = process.env.PATHEMBED_EZWSI_PYTHON;
+  if (!python) {
+    const line =
+      'EZ-WSI comparison skipped: PATHEMBED_EZWSI_PYTHON is not set (docs/benchmarks.md says how to install EZ-WSI).';
+    process.stderr.write(`${line}\n`);
+    return [line];
+  }
+  process.stderr.write('building dist/ (pathembed runs compiled in the comparison, as it ships)\n');
+  execFileSync(path.join(REPO_ROOT, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.json'], {
+    cwd: REPO_ROOT,
+    stdio: 'inherit',
+  });
+  const script = path.join(REPO_ROOT, 'bench', 'ezwsi_read.py');
+  const child = path.join(REPO_ROOT, 'dist', 'bench', 'wsi-grid.js');
+  const env = { ...process.env };
+  const lines = [
+    `EZ-WSI DICOMweb (${python}, source ${process.env.PATHEMBED_EZWSI_SRC ?? 'on its sys.path'}) against pathembed, level 0, ` +
+      `224 px patches at stride 224, ${runs} child processes each, alternating; round 1 of a process is *fresh*, ` +
+      `rounds 2-${ROUNDS_PER_PROCESS} *warm* (slide opened anew each round, imports excluded); *process* is spawn to exit. ` +
+      `Seconds are medians; ratio = EZ-WSI time / pathembed time (> 1: pathembed faster). ` +
+      `1-minute load average ${os.loadavg()[0].toFixed(2)} at the start.`,
+    '',
+    '| slide | patches | EZ-WSI fresh (s) | pathembed fresh (s) | ratio fresh | EZ-WSI warm (s) | pathembed warm (s) | ratio warm | EZ-WSI process (s) | pathembed process (s) | identical patches |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  for (const slide of EZWSI_SLIDES) {
+    const source = await ensureFixture(slide.recipe);
+    const prepared = path.join(REPO_ROOT, '.cache', 'bench-ezwsi', slide.recipe.name);
+    fs.rmSync(prepared, { recursive: true, force: true });
+    execFileSync(python, [script, 'prepare', source, prepared], { stdio: ['ignore', 'ignore', 'inherit'] });
+    // The copies keep the fixture's UIDs: replace any original this Orthanc already stores.
+    for (const id of await uploadFolder(orthancUrl, prepared)) {
+      await fetch(`${orthancUrl}/instances/${id}`, { method: 'DELETE' });
+    }
+    const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, prepared);
+    const grid = ['224', '224', String(ROUNDS_PER_PROCESS)];
+    // Warm Orthanc's caches for this series before either reader is timed.
+    runChild(process.execPath, [child, seriesUrl, ...grid], env);
+    const pe: ReturnType<typeof runChild>[] = [];
+    const ez: ReturnType<typeof runChild>[] = [];
+    for (let r = 0; r < runs; r++) {
+      pe.push(runChild(process.execPath, [child, seriesUrl, ...grid], env));
+      ez.push(
+        runChild(
+          python,
+          [
+            '-W',
+            'ignore',
+            script,
+            'read',
+            '--series',
+            seriesUrl,
+            '--transfer-syntax',
+            slide.transferSyntax,
+            '--patch',
+            '224',
+            '--stride',
+            '224',
+            '--rounds',
+            String(ROUNDS_PER_PROCESS),
+          ],
+          env,
+        ),
+      );
+      process.stderr.write(
+        `${slide.recipe.name} process ${r + 1}: EZ-WSI ${ez[r].seconds.map((x) => fmt(x, 2)).join(' ')} s, pathembed ${pe[r].seconds.map((x) => fmt(x, 2)).join(' ')} s\n`,
+      );
+    }
+    const fresh = (list: GridRun[]) => median(list.map((x) => x.seconds[0]));
+    const warm = (list: GridRun[]) => median(list.flatMap((x) => x.seconds.slice(1)));
+    const whole = (list: { processSeconds: number }[]) => median(list.map((x) => x.processSeconds));
+    let identical = 0;
+    let compared = 0;
+    for (let r = 0; r < runs; r++) {
+      compared += pe[r].sha256.length;
+      identical += pe[r].sha256.filter((h, i) => h === ez[r].sha256[i]).length;
+      if (pe[r].sha256.length !== ez[r].sha256.length) identical = Number.NaN;
+    }
+    lines.push(
+      `| ${slide.recipe.name} (${slide.tilePx} px tiles) | ${pe[0].patches} | ${fmt(fresh(ez), 3)} | ${fmt(fresh(pe), 3)} | **${fmt(fresh(ez) / fresh(pe), 2)}** | ` +
+        `${fmt(warm(ez), 3)} | ${fmt(warm(pe), 3)} | **${fmt(warm(ez) / warm(pe), 2)}** | ${fmt(whole(ez), 2)} | ${fmt(whole(pe), 2)} | ${identical} of ${compared} |`,
+    );
+  }
+  lines.push('', `1-minute load average ${os.loadavg()[0].toFixed(2)} at the end.`);
+  return lines;
+}
+
+interface FeedRow {
+  fixture: string;
+  threads: number;
+  patches: number;
+  patchesPerSecond: number;
+  cpuMsPerPatch: number;
+}
+
+/** Copies uint8 RGB patches into the model's float input, as the embedding engine does. */
+function toBatchTensor(patches: readonly RgbFrame[], tensor: Float32Array): void {
+  for (const [b, patch] of patches.entries()) {
+    const offset = b * PATCH_BYTES;
+    const data = patch.data;
+    for (let i = 0; i < PATCH_BYTES; i++) tensor[offset + i] = data[i] / PIXEL_SCALE;
+  }
+}
+
+/** `--feed`: patches/s one process feeds a no-op model, per decode-thread count (module doc). */
+async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string): Promise<void> {
+  const cores = os.availableParallelism();
+  const batchSize = config.PATHEMBED_BATCH_SIZE;
+  const rows: FeedRow[] = [];
+  const loadStart = os.loadavg()[0];
+  for (const name of ['cmu-jpeg', 'cmu-jpeg2000']) {
+    const recipe = FIXTURES.find((f) => f.name === name)!;
+    const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, await ensureFixture(recipe));
+    const source = new DicomWebFrameSource(
+      client(
+        config,
+        config.PATHEMBED_FRAMES_PER_REQUEST,
+        new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
+      ),
+      seriesUrl,
+    );
+    const slide = await openSlide(source);
+    const level = slide.level(0);
+    const rects = gridRects(level, PATCH_SIZE_PX);
+    const tensor = new Float32Array(batchSize * PATCH_BYTES);
+    for (let threads = 1; threads <= cores; threads++) {
+      const decoder = new FrameDecoder({ decodeThreads: threads });
+      decoder.warmUp();
+      const pass = async () => {
+        // A cold cache each pass: every frame is fetched and decoded again.
+        const reader = new PatchReader(
+          new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES }),
+          {
+            levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
+          },
+        );
+        const prefetch = reader.prefetchPatches({ level, scale: 1 }, rects);
+        for (let i = 0; i < rects.length; i += batchSize) {
+          const patches = await Promise.all(
+            rects.slice(i, i + batchSize).map((r) => reader.readRegion(level, r.x, r.y, r.width, r.height)),
+          );
+          toBatchTensor(patches, tensor);
+        }
+        await prefetch;
+      };
+      await pass(); // warm-up: workers started, code compiled
+      const passes = FEED_PASSES[name] ?? 2;
+      const cpu0 = process.cpuUsage();
+      const t0 = performance.now();
+      for (let p = 0; p < passes; p++) await pass();
+      const seconds = (performance.now() - t0) / 1000;
+      const cpu = process.cpuUsage(cpu0);
+      const patches = rects.length * passes;
+      rows.push({
+        fixture: name,
+        threads,
+        patches,
+        patchesPerSecond: patches / seconds,
+        cpuMsPerPatch: (cpu.user + cpu.system) / 1000 / patches,
+      });
+      process.stderr.write(`${name} ${threads} decode threads: ${fmt(patches / seconds)} patches/s\n`);
+      await decoder.close();
+    }
+    await slide.close();
+  }
+  const machine = `${cores} cores, ${cpuModel()}, Node ${process.version}`;
+  const lines = [
+    `Machine: ${machine}; level 0 of each slide, 224 px patches at stride 224 (${rows
+      .map((r) => `${r.fixture}: ${r.patches}`)
+      .filter((v, i, a) => a.indexOf(v) === i)
+      .join(', ')} patches a row, over several cold passes), ` +
+      `${batchSize} patches a batch, cold frame cache each pass, Orthanc on the same cores; ` +
+      `1-minute load average ${loadStart.toFixed(2)} at the start, ${os.loadavg()[0].toFixed(2)} at the end.`,
+    '',
+    '| slide | decode threads | patches/s | patches/s per decode thread | CPU ms per patch (all threads) | patches per CPU-second |',
+    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    ...rows.map(
+      (r) =>
+        `| ${r.fixture} | ${r.threads} | ${fmt(r.patchesPerSecond)} | ${fmt(r.patchesPerSecond / r.threads)} | ${fmt(r.cpuMsPerPatch, 2)} | ${fmt(1000 / r.cpuMsPerPatch)} |`,
+    ),
+  ];
+  process.stdout.write(`${lines.join('\n')}\n\n${JSON.stringify({ machine, rows })}\n`);
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const runsArg = args.indexOf('--runs');
   const runs = runsArg >= 0 ? Number(args[runsArg + 1]) : DEFAULT_RUNS;
-  const fixtures = args.includes('--no-j2k') ? ['cmu-jpeg'] : ['cmu-jpeg', 'cmu-jpeg2000'];
+  const fixtures = args.includes('--only-ezwsi')
+    ? []
+    : args.includes('--no-j2k')
+      ? ['cmu-jpeg']
+      : ['cmu-jpeg', 'cmu-jpeg2000'];
   const config = loadConfig();
+  let decoderLines: string[] = [];
+  if (!args.includes('--feed') && !args.includes('--only-ezwsi')) {
+    decoderLines = await jpegDecoderTable([
+      await framesOfLevel0(
+        '240 px (cmu-jpeg)',
+        await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!),
+      ),
+      await framesOfLevel0('256 px (cmu-jpeg-256)', await ensureFixture(EZWSI_SLIDES[1].recipe)),
+      await frames512(CMU_SVS),
+    ]);
+    if (args.includes('--decoders')) {
+      process.stdout.write(`${decoderLines.join('\n')}\n`);
+      return;
+    }
+  }
   const orthanc = await startOrthanc();
-  const decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+  const decodeThreads = decodeThreadCount(config.PATHEMBED_DECODE_THREADS);
+  if (args.includes('--feed')) {
+    await feedMain(config, orthanc.url, orthanc.dicomWebUrl).finally(() => orthanc.stop());
+    return;
+  }
+  const decoder = new FrameDecoder({ decodeThreads });
   const rows: Row[] = [];
+  let ezwsiLines: string[] = [];
   try {
     for (const name of fixtures) {
       const recipe = FIXTURES.find((f) => f.name === name);
@@ -206,6 +548,8 @@ async function main(): Promise<void> {
         }
       }
     }
+    if (!args.includes('--no-ezwsi'))
+      ezwsiLines = await ezwsiComparison(orthanc.url, orthanc.dicomWebUrl, runs);
   } finally {
     await decoder.close();
     await orthanc.stop();
@@ -215,7 +559,8 @@ async function main(): Promise<void> {
   const lines = [
     `Machine: ${machine}. Orthanc ${'(private, loopback)'}; level 0 of each slide (2220 x 2967 px, 240 px JPEG / JPEG 2000 tiles); ` +
       `${config.PATHEMBED_BATCH_SIZE} patches in flight, ${config.PATHEMBED_FRAMES_PER_REQUEST} frames per request, ` +
-      `${config.PATHEMBED_STORE_CONCURRENCY} concurrent requests, ${config.PATHEMBED_DECODE_THREADS} decode threads; median of ${runs} runs.`,
+      `${config.PATHEMBED_STORE_CONCURRENCY} concurrent requests, ${decodeThreads} decode threads; median of ${runs} runs; ` +
+      `1-minute load average ${os.loadavg()[0].toFixed(2)} at the end.`,
     '',
     '| slide | stride | reader | patches | patches/s | HTTP requests / 1000 patches | frames / 1000 patches | cache hit ratio |',
     '| --- | --- | --- | --- | --- | --- | --- | --- |',
@@ -236,7 +581,9 @@ async function main(): Promise<void> {
       );
     }
   }
+  if (decoderLines.length > 0) process.stdout.write(`${decoderLines.join('\n')}\n\n`);
   process.stdout.write(`${lines.join('\n')}\n`);
+  if (ezwsiLines.length > 0) process.stdout.write(`\n${ezwsiLines.join('\n')}\n`);
   process.stdout.write(`\n${JSON.stringify({ machine, runs, rows })}\n`);
 }
 

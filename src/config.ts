@@ -114,9 +114,9 @@ export const CONFIG_VARIABLES = {
     'Byte budget of the decoded-frame LRU cache per slide reader.',
   ),
   PATHEMBED_DECODE_THREADS: v(
-    int(1, 64),
-    '2',
-    'Worker threads for WASM decoders (JPEG 2000, JPEG-LS); sharp uses its own pool.',
+    int(0, 64),
+    '0',
+    'Worker threads that decode frames (JPEG, JPEG 2000, JPEG-LS, lossless JPEG); 0 starts one per core.',
   ),
   PATHEMBED_PIXEL_SPACING_UM: v(
     num(0.01, 1000),

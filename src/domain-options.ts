@@ -3,6 +3,7 @@
  * (cli/, api/, the worker's start in queue/) import it; the domains below them (dicomweb, codecs,
  * wsi, embed, pipeline, results) take plain option objects and never read the environment.
  */
+import { decodeThreadCount } from './codecs/index.js';
 import type { Config } from './config.js';
 import {
   type AuthProvider,
@@ -90,7 +91,7 @@ export function dicomWebClient(
 export function slideReadingOptions(config: Config): SlideReadingOptions {
   return {
     frameCacheBytes: config.PATHEMBED_FRAME_CACHE_BYTES,
-    decodeThreads: config.PATHEMBED_DECODE_THREADS,
+    decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS),
     levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
   };
 }

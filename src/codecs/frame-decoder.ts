@@ -3,6 +3,7 @@
  * the codec for its transfer syntax, and guarantees what comes back is an 8-bit RGB frame of the
  * size the header promised. Owns the worker pool the WASM codecs share.
  */
+import os from 'node:os';
 import { isPathembedError, PathembedError } from '../errors.js';
 import { RGB_CHANNELS } from './color.js';
 import { decodeJpeg } from './jpeg.js';
@@ -17,8 +18,13 @@ import { decodeUncompressed } from './uncompressed.js';
 import { WasmWorkerPool } from './wasm-worker-pool.js';
 
 export interface FrameDecoderOptions {
-  /** Worker threads for the WASM decoders (Config.PATHEMBED_DECODE_THREADS). */
+  /** Worker threads for the decoders: a positive count (see `decodeThreadCount` for 0 in config). */
   decodeThreads: number;
+}
+
+/** The pool size Config.PATHEMBED_DECODE_THREADS asks for: 0 means one worker per core the process may use. */
+export function decodeThreadCount(decodeThreads: number): number {
+  return decodeThreads === 0 ? os.availableParallelism() : decodeThreads;
 }
 
 export class FrameDecoder {
@@ -27,6 +33,14 @@ export class FrameDecoder {
 
   constructor(options: FrameDecoderOptions) {
     this.#pool = new WasmWorkerPool(options.decodeThreads);
+  }
+
+  /**
+   * Starts the decode workers now (they otherwise start on the first frame): call it before
+   * reading a slide's metadata so that their start-up overlaps it.
+   */
+  warmUp(): void {
+    if (!this.#closed) this.#pool.warmUp();
   }
 
   /**
@@ -51,7 +65,7 @@ export class FrameDecoder {
     try {
       switch (family) {
         case 'jpeg':
-          frame = await decodeJpeg(encoded, desc);
+          frame = await decodeJpeg(encoded, desc, this.#pool);
           break;
         case 'jpeg-lossless':
           frame = await decodeJpegLossless(encoded, desc, this.#pool);

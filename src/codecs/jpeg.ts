@@ -1,16 +1,20 @@
 /**
- * JPEG baseline and extended frames through sharp (libvips + libjpeg-turbo, decoded on libuv's
- * thread pool so the event loop stays free). libjpeg picks the stream's colour space from its own
+ * JPEG baseline and extended frames through libjpeg-turbo as WASM in the decode workers, with
+ * sharp (libvips + libjpeg-turbo, on libuv's thread pool) as the fallback for a stream the WASM
+ * build refuses. For the 240-512 px frames of slides the WASM decoder is faster than sharp, whose
+ * per-call pipeline costs more than the decode itself, and its samples are the same bytes
+ * (docs/decisions.md "JPEG decoder"). Both are libjpeg-turbo: libjpeg picks the stream's colour space from its own
  * markers (JFIF, Adobe, component ids) and converts to RGB itself; that is the truth about the
  * samples, so the DICOM photometric label, often wrong in real files (Aperio's RGB-coded tiles
  * labelled YBR_FULL_422), never triggers a second conversion here.
  */
 import sharp from 'sharp';
-import { PathembedError } from '../errors.js';
+import { isPathembedError, PathembedError } from '../errors.js';
 import { samplesToRgb } from './color.js';
 import { type JpegHeader, readJpegHeader } from './jpeg-markers.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
 import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
+import type { WasmWorkerPool } from './wasm-worker-pool.js';
 
 /**
  * libjpeg reports corrupt entropy-coded data (a bad Huffman code, a segment ending early) only as
@@ -70,8 +74,20 @@ export async function decodeWithSharp(
   };
 }
 
-export async function decodeJpeg(encoded: Uint8Array, desc: FrameDescription): Promise<RgbFrame> {
-  const samples = await decodeWithSharp(encoded);
+export async function decodeJpeg(
+  encoded: Uint8Array,
+  desc: FrameDescription,
+  pool: WasmWorkerPool,
+): Promise<RgbFrame> {
+  let samples: DecodedSamples;
+  try {
+    samples = await pool.decode('jpeg', encoded);
+  } catch (err) {
+    // A stream the WASM build cannot read (a coding process it was built without) may still be
+    // one libvips reads; a stream neither reads fails with sharp's reason.
+    if (!isPathembedError(err, 'FRAME_DECODE_ERROR')) throw err;
+    samples = await decodeWithSharp(encoded);
+  }
   return samplesToRgb(samples, {
     ybrToRgb: false,
     invertMonochrome: desc.photometricInterpretation === Photometric.Monochrome1,

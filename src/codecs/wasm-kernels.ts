@@ -1,7 +1,7 @@
 /**
- * The synchronous decoders that run inside a decode worker: OpenJPEG (JPEG 2000, HTJ2K), CharLS
- * (JPEG-LS), both as WASM modules initialised once per worker on first use, and
- * jpeg-lossless-decoder-js. Each turns a codestream into 8-bit pixel-interleaved samples, or a
+ * The synchronous decoders that run inside a decode worker: libjpeg-turbo (JPEG baseline and
+ * extended), OpenJPEG (JPEG 2000, HTJ2K), CharLS (JPEG-LS), all as WASM modules initialised once
+ * per worker on first use, and jpeg-lossless-decoder-js. Each turns a codestream into 8-bit pixel-interleaved samples, or a
  * failure reply; nothing here throws across the thread boundary.
  */
 import { createRequire } from 'node:module';
@@ -63,12 +63,23 @@ interface JpegLSDecoder extends EmbindObject {
   getDecodedBuffer(): Uint8Array;
 }
 
+interface TurboJpegDecoder extends EmbindObject {
+  getEncodedBuffer(length: number): Uint8Array;
+  decode(): void;
+  getFrameInfo(): WasmFrameInfo;
+  getDecodedBuffer(): Uint8Array;
+}
+
 interface EmscriptenModule {
   getExceptionMessage?: (pointer: number) => unknown;
 }
 
 interface OpenJpegModule extends EmscriptenModule {
   J2KDecoder: new () => J2KDecoder;
+}
+
+interface LibJpegTurboModule extends EmscriptenModule {
+  JPEGDecoder: new () => TurboJpegDecoder;
 }
 
 interface CharlsModule extends EmscriptenModule {
@@ -89,6 +100,14 @@ type Factory<M> = (options: EmscriptenOptions) => Promise<M>;
 let openJpegLog: string[] = [];
 let openJpeg: Promise<OpenJpegModule> | undefined;
 let charls: Promise<CharlsModule> | undefined;
+let libJpegTurbo: Promise<LibJpegTurboModule> | undefined;
+
+function loadLibJpegTurbo(): Promise<LibJpegTurboModule> {
+  const factory =
+    require('@cornerstonejs/codec-libjpeg-turbo-8bit/decodewasmjs') as Factory<LibJpegTurboModule>;
+  libJpegTurbo ??= factory({ print: () => {}, printErr: () => {} });
+  return libJpegTurbo;
+}
 
 function loadOpenJpeg(): Promise<OpenJpegModule> {
   // The decode-only builds are smaller and start faster than the encoder+decoder ones.
@@ -184,6 +203,32 @@ async function decodeJpeg2000(encoded: Uint8Array): Promise<WasmDecodedSamples> 
   }
 }
 
+/**
+ * libjpeg-turbo (tjDecompress2 to RGB or grey): libjpeg reads the stream's colour space from its
+ * own markers (JFIF, Adobe, component ids) and converts YCbCr itself, as sharp's libjpeg-turbo
+ * does, with the same IDCT and upsampling, so the samples are the same bytes (docs/decisions.md
+ * "JPEG decoder"). A truncated or corrupt stream throws; libjpeg's warnings do not.
+ */
+async function decodeJpegBaseline(encoded: Uint8Array): Promise<WasmDecodedSamples> {
+  const module = await loadLibJpegTurbo();
+  const decoder = new module.JPEGDecoder();
+  try {
+    decoder.getEncodedBuffer(encoded.length).set(encoded);
+    try {
+      decoder.decode();
+    } catch (err) {
+      throw new KernelError(`JPEG decode failed: ${describeThrown(module, err)}`);
+    }
+    const info = decoder.getFrameInfo();
+    checkFormat('JPEG', info);
+    const data = asBytes(decoder.getDecodedBuffer());
+    checkLength('JPEG', info, data);
+    return { width: info.width, height: info.height, samplesPerPixel: info.componentCount, data };
+  } finally {
+    decoder.delete();
+  }
+}
+
 async function decodeJpegLs(encoded: Uint8Array): Promise<WasmDecodedSamples> {
   const module = await loadCharls();
   const decoder = new module.JpegLSDecoder();
@@ -251,10 +296,21 @@ function decodeJpegLossless(encoded: Uint8Array): WasmDecodedSamples {
 
 const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | Promise<WasmDecodedSamples>> =
   {
+    jpeg: decodeJpegBaseline,
     jpeg2000: decodeJpeg2000,
     'jpeg-ls': decodeJpegLs,
     'jpeg-lossless': decodeJpegLossless,
   };
+
+/**
+ * Starts compiling the WASM decoder of the most common slide codec (JPEG) without waiting; a
+ * failure here resurfaces, with its reason, on the first decode that needs the module. The others
+ * compile on first use: in a fresh process every CPU-millisecond spent before the first patch
+ * delays it, and a JPEG 2000 decode costs far more than the compile.
+ */
+export function preloadKernels(): void {
+  loadLibJpegTurbo().catch(() => {});
+}
 
 /** Runs one request; always resolves, with the samples or with a failure to send back. */
 export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {

@@ -7,7 +7,7 @@ import type { ErrorCode } from '../errors.js';
 import type { DecodedSamples } from './types.js';
 
 /** The synchronous decoders that run in workers. */
-export type WasmCodec = 'jpeg2000' | 'jpeg-ls' | 'jpeg-lossless';
+export type WasmCodec = 'jpeg' | 'jpeg2000' | 'jpeg-ls' | 'jpeg-lossless';
 
 export interface WasmDecodeRequest {
   id: number;

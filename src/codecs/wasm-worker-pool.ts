@@ -79,6 +79,15 @@ export class WasmWorkerPool {
     });
   }
 
+  /**
+   * Starts every worker now instead of on first use, so that their start (module load, WASM
+   * compile) overlaps whatever the caller does next, e.g. reading a slide's metadata.
+   */
+  warmUp(): void {
+    if (this.#closed) return;
+    while (this.#slots.length < this.#size) this.#spawn();
+  }
+
   /** Stops every worker; requests still queued or running are rejected. */
   async close(): Promise<void> {
     this.#closed = true;

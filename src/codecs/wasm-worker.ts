@@ -3,11 +3,14 @@
  * matching kernel and sends the samples back, transferring their buffer instead of copying it.
  */
 import { parentPort } from 'node:worker_threads';
-import { runKernel } from './wasm-kernels.js';
+import { preloadKernels, runKernel } from './wasm-kernels.js';
 import type { WasmDecodeRequest } from './wasm-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('wasm-worker must be started as a worker thread by WasmWorkerPool');
+
+// The decoder slides mostly need compiles while the first request is still being fetched.
+preloadKernels();
 
 port.on('message', (request: WasmDecodeRequest) => {
   void runKernel(request).then((reply) => {

@@ -3,7 +3,7 @@
  * results writers (JSON, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
  * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
  */
-import { FrameDecoder } from '../codecs/index.js';
+import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
@@ -87,7 +87,9 @@ export class PipelineAdapter implements PipelinePort {
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
-    this.#decoder = new FrameDecoder({ decodeThreads: config.PATHEMBED_DECODE_THREADS });
+    this.#decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
+    // Its workers start now, not on the first job's first frame.
+    this.#decoder.warmUp();
     this.#icc = new IccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
     const { frames } = options;
     this.#slides = slideOpener(config, {

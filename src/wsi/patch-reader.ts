@@ -84,6 +84,11 @@ export function levelWindow(
   };
 }
 
+/** The same bytes as a Buffer (no copy), for Buffer#copy. */
+function asBuffer(bytes: Uint8Array): Buffer {
+  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
 function fillRect(out: RgbFrame, rect: RectPx, rgb: Rgb): void {
   const [r, g, b] = rgb;
   const rowBytes = rect.width * RGB_CHANNELS;
@@ -254,10 +259,14 @@ export class PatchReader {
       );
     }
     const rowBytes = dest.width * RGB_CHANNELS;
+    // Buffer#copy is one native call per row with no view allocated for it; set(subarray())
+    // allocates a view per row, which in a fresh process (before the JIT) cost more than the copy.
+    const src = asBuffer(frame.data);
+    const dst = asBuffer(out.data);
     for (let y = 0; y < dest.height; y++) {
       const from = ((y0 - tileY + y) * frame.width + (x0 - tileX)) * RGB_CHANNELS;
       const to = ((dest.y + y) * out.width + dest.x) * RGB_CHANNELS;
-      out.data.set(frame.data.subarray(from, from + rowBytes), to);
+      src.copy(dst, to, from, from + rowBytes);
     }
   }
 }

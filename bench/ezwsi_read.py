@@ -1,0 +1,125 @@
+"""EZ-WSI DICOMweb side of `npm run bench:wsi` (bench/wsi.ts runs it; see docs/benchmarks.md).
+
+Two commands, each printing one JSON object on stdout:
+
+  prepare IN_DIR OUT_DIR
+      Copies OrthancWSIDicomizer's Part 10 files into the layout EZ-WSI reads: frames re-ordered
+      row-major (the dicomizer writes 2 x 2 blocks), DimensionOrganizationType TILED_FULL and the
+      ImageType of a pyramid level. Pixel data are moved, never re-encoded.
+
+  read --series URL --transfer-syntax UID --patch N --stride N --rounds N
+      Reads every patch of the grid at level 0 as EZ-WSI's notebook does (frame cache on,
+      blocks of frames), ROUNDS times in this one process: round 1 is the fresh process, later
+      rounds are warm. Each round opens the slide anew. Reports seconds and CPU seconds (all
+      threads) per round (metadata included, imports excluded) and the sha256 of every patch's RGB bytes of the last round.
+
+EZ-WSI is not part of pathembed: this script runs in a venv that has it on sys.path
+(PATHEMBED_EZWSI_PYTHON, PATHEMBED_EZWSI_SRC).
+"""
+
+import argparse
+import glob
+import hashlib
+import json
+import os
+import sys
+import time
+
+
+def prepare(in_dir: str, out_dir: str) -> dict:
+  import pydicom
+  from pydicom.encaps import encapsulate, generate_frames
+
+  os.makedirs(out_dir, exist_ok=True)
+  written = []
+  for path in sorted(glob.glob(os.path.join(in_dir, '*.dcm'))):
+    ds = pydicom.dcmread(path)
+    n = int(ds.NumberOfFrames)
+    frames = list(generate_frames(ds.PixelData, number_of_frames=n))
+    per_frame = ds.PerFrameFunctionalGroupsSequence
+    positions = []
+    for i, item in enumerate(per_frame):
+      pos = item.PlanePositionSlideSequence[0]
+      positions.append((int(pos.RowPositionInTotalImagePixelMatrix),
+                        int(pos.ColumnPositionInTotalImagePixelMatrix), i))
+    order = [i for _, _, i in sorted(positions)]
+    ds.PixelData = encapsulate([frames[i] for i in order])
+    ds['PixelData'].VR = 'OB'
+    ds.PerFrameFunctionalGroupsSequence = [per_frame[i] for i in order]
+    ds.DimensionOrganizationType = 'TILED_FULL'
+    ds.ImageType = ['DERIVED', 'PRIMARY', 'VOLUME', 'NONE']
+    out = os.path.join(out_dir, os.path.basename(path))
+    ds.save_as(out)
+    written.append(out)
+  return {'files': written}
+
+
+def read(args) -> dict:
+  src = os.environ.get('PATHEMBED_EZWSI_SRC')
+  if src:
+    sys.path.insert(0, src)
+  t_import = time.perf_counter()
+  from ez_wsi_dicomweb import credential_factory
+  from ez_wsi_dicomweb import dicom_slide
+  from ez_wsi_dicomweb import dicom_web_interface
+  from ez_wsi_dicomweb.ml_toolkit import dicom_path
+  import numpy as np
+  import_seconds = time.perf_counter() - t_import
+
+  # Orthanc's QIDO answers lack TransferSyntaxUID (0002,0010), which EZ-WSI needs.
+  original = dicom_web_interface.DicomWebInterface.get_instances
+
+  def get_instances(self, parent_path, **kw):
+    found = original(self, parent_path, **kw)
+    for obj in found:
+      obj.dicom_tags.setdefault('00020010', {'vr': 'UI', 'Value': [args.transfer_syntax]})
+    return found
+
+  dicom_web_interface.DicomWebInterface.get_instances = get_instances
+
+  base, series = args.series.split('/studies/', 1)
+  study_uid, series_uid = series.split('/series/')
+  rounds = []
+  cpu_rounds = []
+  hashes = []
+  for r in range(args.rounds):
+    t0 = time.perf_counter()
+    c0 = time.process_time()
+    dwi = dicom_web_interface.DicomWebInterface(credential_factory.NoAuthCredentialsFactory())
+    path = dicom_path.FromString(f'{base}/studies/{study_uid}/series/{series_uid}')
+    slide = dicom_slide.DicomSlide(dwi=dwi, path=path)
+    # Orthanc refuses whole-instance downloads (400): read blocks of frames instead.
+    slide.init_slide_frame_cache(max_instance_number_of_frames_to_prefer_whole_instance_download=0)
+    level = slide.get_level_by_index(1)
+    patches = []
+    for y in range(0, level.height - args.patch + 1, args.stride):
+      for x in range(0, level.width - args.patch + 1, args.stride):
+        patches.append(slide.get_patch(level, x, y, args.patch, args.patch).image_bytes())
+    seconds = time.perf_counter() - t0
+    rounds.append(seconds)
+    cpu_rounds.append(time.process_time() - c0)
+    if r == args.rounds - 1:
+      hashes = [hashlib.sha256(np.ascontiguousarray(p, dtype=np.uint8).tobytes()).hexdigest() for p in patches]
+  return {'importSeconds': import_seconds, 'seconds': rounds, 'cpuSeconds': cpu_rounds, 'patches': len(hashes), 'sha256': hashes}
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser()
+  sub = parser.add_subparsers(dest='command', required=True)
+  p = sub.add_parser('prepare')
+  p.add_argument('in_dir')
+  p.add_argument('out_dir')
+  r = sub.add_parser('read')
+  r.add_argument('--series', required=True)
+  r.add_argument('--transfer-syntax', required=True)
+  r.add_argument('--patch', type=int, default=224)
+  r.add_argument('--stride', type=int, default=224)
+  r.add_argument('--rounds', type=int, default=2)
+  args = parser.parse_args()
+  result = prepare(args.in_dir, args.out_dir) if args.command == 'prepare' else read(args)
+  json.dump(result, sys.stdout)
+  sys.stdout.write('\n')
+
+
+if __name__ == '__main__':
+  main()

@@ -1,0 +1,77 @@
+/**
+ * pathembed's side of the EZ-WSI comparison in `npm run bench:wsi`, run as a child process so
+ * that round 1 is a fresh process: reads every patch of the grid at level 0 of one series,
+ * ROUNDS times, each round opening the slide anew (metadata included, imports excluded), and
+ * prints one JSON object: seconds per round and the sha256 of every patch of the last round.
+ *
+ *   tsx bench/wsi-grid.ts SERIES_URL PATCH_PX STRIDE_PX ROUNDS
+ */
+import { createHash } from 'node:crypto';
+
+const importStart = performance.now();
+const { decodeThreadCount, FrameDecoder } = await import('../src/codecs/index.js');
+const { loadConfig } = await import('../src/config.js');
+const { DicomWebClient, StoreLimiters } = await import('../src/dicomweb/index.js');
+const { retryPolicy } = await import('../src/domain-options.js');
+const { DicomWebFrameSource } = await import('../src/wsi/dicomweb-frame-source.js');
+const { FrameCache } = await import('../src/wsi/frame-cache.js');
+const { PatchReader } = await import('../src/wsi/patch-reader.js');
+const { openSlide } = await import('../src/wsi/slide.js');
+const importSeconds = (performance.now() - importStart) / 1000;
+
+const [seriesUrl, patchArg, strideArg, roundsArg] = process.argv.slice(2);
+const patchPx = Number(patchArg);
+const stridePx = Number(strideArg);
+const rounds = Number(roundsArg);
+
+const config = loadConfig();
+let decoder: InstanceType<typeof FrameDecoder> | undefined;
+const seconds: number[] = [];
+/** CPU seconds of the whole process (every thread) per round: a figure other load on the machine inflates less than wall time. */
+const cpuSeconds: number[] = [];
+let sha256: string[] = [];
+for (let r = 0; r < rounds; r++) {
+  const t0 = performance.now();
+  const cpu0 = process.cpuUsage();
+  // As the pipeline does: one decoder per process, its workers started before the metadata is read.
+  if (!decoder) {
+    decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
+    decoder.warmUp();
+  }
+  const limiters = new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY);
+  const client = new DicomWebClient({
+    allowedStores: config.PATHEMBED_ALLOWED_STORES,
+    retry: retryPolicy(config),
+    framesPerRequest: config.PATHEMBED_FRAMES_PER_REQUEST,
+    storeConcurrency: config.PATHEMBED_STORE_CONCURRENCY,
+    limiters,
+  });
+  const source = new DicomWebFrameSource(client, seriesUrl);
+  const slide = await openSlide(source);
+  const level = slide.level(0);
+  const rects: { x: number; y: number; width: number; height: number }[] = [];
+  for (let y = 0; y + patchPx <= level.heightPx; y += stridePx)
+    for (let x = 0; x + patchPx <= level.widthPx; x += stridePx)
+      rects.push({ x, y, width: patchPx, height: patchPx });
+  const cache = new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
+  const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
+  const prefetch = reader.prefetchPatches({ level, scale: 1 }, rects);
+  const patches: Uint8Array[] = [];
+  const inFlight = config.PATHEMBED_BATCH_SIZE;
+  for (let i = 0; i < rects.length; i += inFlight) {
+    const batch = await Promise.all(
+      rects.slice(i, i + inFlight).map((q) => reader.readRegion(level, q.x, q.y, q.width, q.height)),
+    );
+    for (const p of batch) patches.push(p.data);
+  }
+  await prefetch;
+  seconds.push((performance.now() - t0) / 1000);
+  const cpu = process.cpuUsage(cpu0);
+  cpuSeconds.push((cpu.user + cpu.system) / 1e6);
+  await slide.close();
+  if (r === rounds - 1) sha256 = patches.map((p) => createHash('sha256').update(p).digest('hex'));
+}
+await decoder?.close();
+process.stdout.write(
+  `${JSON.stringify({ importSeconds, seconds, cpuSeconds, patches: sha256.length, sha256 })}\n`,
+);
