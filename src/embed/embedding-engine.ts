@@ -10,6 +10,7 @@
  * output tensor, so ORT writes the embeddings into memory the engine already holds.
  */
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
@@ -32,6 +33,7 @@ import {
 } from './model-contract.js';
 import { loadManifest, type ModelManifest } from './model-manifest.js';
 
+const MS_PER_S = 1000;
 /** PATHEMBED_INTRA_OP_THREADS=0 means "let ONNX Runtime choose" (one thread per core). */
 const ORT_CHOOSES_THREADS = 0;
 
@@ -50,6 +52,8 @@ export class EmbeddingEngine {
   readonly variant: ModelVariant;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Seconds each ORT run took since the last takeBatchSeconds(): the device time of a batch. */
+  #batchSeconds: number[] = [];
 
   private constructor(
     session: InferenceSession,
@@ -155,6 +159,13 @@ export class EmbeddingEngine {
     return run;
   }
 
+  /** Durations (seconds) of the ORT runs since the previous call, for latency metrics; clears them. */
+  takeBatchSeconds(): number[] {
+    const taken = this.#batchSeconds;
+    this.#batchSeconds = [];
+    return taken;
+  }
+
   /** Runs one patch so the first real batch does not pay for ORT's allocations and kernel setup. */
   async warmup(): Promise<void> {
     await this.embed([new Uint8Array(PATCH_BYTES)]);
@@ -202,8 +213,10 @@ export class EmbeddingEngine {
         ? { [MODEL_OUTPUT_NAME]: new Tensor('float32', this.#output, [n, EMBEDDING_WIDTH]) }
         : [MODEL_OUTPUT_NAME];
     let output: Float32Array;
+    const started = performance.now();
     try {
       const results = await this.#session.run({ [MODEL_INPUT_NAME]: tensor }, fetches);
+      this.#batchSeconds.push((performance.now() - started) / MS_PER_S);
       const result = results[MODEL_OUTPUT_NAME] as Tensor;
       if (result.type !== 'float32' || result.size !== n * EMBEDDING_WIDTH) {
         throw new Error(`output ${MODEL_OUTPUT_NAME} is ${result.type} [${result.dims.join(',')}]`);

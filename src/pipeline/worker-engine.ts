@@ -45,6 +45,7 @@ export class WorkerEmbeddingEngine implements PipelineEngine {
   #nextId = 1;
   #closed = false;
   #failure: Error | undefined;
+  #batchObserver: ((seconds: readonly number[]) => void) | undefined;
 
   private constructor(
     worker: Worker,
@@ -125,6 +126,11 @@ export class WorkerEmbeddingEngine implements PipelineEngine {
     });
   }
 
+  /** Calls `observer` with the device time of the batches behind every answer (for /metrics). */
+  observeBatches(observer: (seconds: readonly number[]) => void): void {
+    this.#batchObserver = observer;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -138,8 +144,10 @@ export class WorkerEmbeddingEngine implements PipelineEngine {
     const pending = this.#pending.get(m.id);
     if (!pending) return;
     this.#pending.delete(m.id);
-    if (m.type === 'embedded') pending.resolve(m.embeddings);
-    else pending.reject(revive(m.error));
+    if (m.type === 'embedded') {
+      this.#batchObserver?.(m.batchSeconds);
+      pending.resolve(m.embeddings);
+    } else pending.reject(revive(m.error));
   }
 
   #fail(err: Error): void {
