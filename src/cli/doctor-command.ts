@@ -11,10 +11,15 @@ import { performance } from 'node:perf_hooks';
 import type { Command } from 'commander';
 import { InferenceSession, Tensor } from 'onnxruntime-node';
 import { buildVit } from '../../models/build-vit.js';
-import { executionProvidersFor } from '../embed/execution-provider.js';
-import { type GpuProbe, probeGpu } from '../embed/gpu-probe.js';
-import { GPU_PROVIDER_PACKAGE, installedOnnxruntimeVersion } from '../embed/gpu-providers.js';
-import { MODEL_INPUT_NAME, MODEL_OUTPUT_NAME } from '../embed/model-contract.js';
+import {
+  executionProvidersFor,
+  GPU_PROVIDER_PACKAGE,
+  type GpuProbe,
+  installedOnnxruntimeVersion,
+  MODEL_INPUT_NAME,
+  MODEL_OUTPUT_NAME,
+  probeGpu,
+} from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 
 const JSON_INDENT = 2;

@@ -14,6 +14,18 @@ export {
   type OpenSessionOptions,
   openSession,
 } from './execution-provider.js';
+export { type GpuProbe, installHint, parseLdd, probeGpu } from './gpu-probe.js';
+export {
+  checkProviderLibraries,
+  GPU_PROVIDER_LIBRARIES,
+  GPU_PROVIDER_PACKAGE,
+  installedOnnxruntimeVersion,
+  type LibraryCheck,
+  ortNativeFolder,
+  type ProviderLibrary,
+  placeProviderLibraries,
+  verifyProviderLibraries,
+} from './gpu-providers.js';
 export {
   assertModelContract,
   CONTRACT_INPUT_SHAPE,
