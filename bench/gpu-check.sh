@@ -11,7 +11,7 @@
 #   bench/gpu-check.sh                                                 # there, every call: receive, then run when complete
 #   bench/gpu-check.sh dry-run [--payload DIR] [--part-mib N]          # here: pack, carry call by call into a temp folder, compare
 #
-# Environment there: GPU_CHECK_WORK (default /tmp/pathembed-gpu-check), GPU_CHECK_ARGS (extra
+# Environment here: GPU_CHECK_XZ_LEVEL (default 6). Environment there: GPU_CHECK_WORK (default /tmp/pathembed-gpu-check), GPU_CHECK_ARGS (extra
 # arguments of bench/gpu-models.ts, e.g. "--batches 1,32 --min-seconds 2"), OUT (where the JSON goes).
 set -euo pipefail
 
@@ -91,8 +91,9 @@ cmd_pack() {
   fi
   rm -rf "$out"
   mkdir -p "$out"
-  # One stream, so parts can be cut anywhere; -T0 uses every core here.
-  tar -C "$payload" -cf - . | xz -6 -T0 >"$tmp/payload.tar.xz"
+  # One stream, so parts can be cut anywhere; -T0 uses every core here. Level 6 makes the fewest
+  # parts (device calls); a lower GPU_CHECK_XZ_LEVEL packs much faster on a busy machine.
+  tar -C "$payload" -cf - . | xz "-${GPU_CHECK_XZ_LEVEL:-6}" -T0 >"$tmp/payload.tar.xz"
   split -b "$((part_mib * 1024 * 1024))" -d -a 2 "$tmp/payload.tar.xz" "$out/part-"
   {
     echo "# pathembed gpu-check carry: the whole stream, then each part (sha256, bytes, name)"
