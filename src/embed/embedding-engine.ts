@@ -198,7 +198,9 @@ export class EmbeddingEngine {
     const dims = [n, PATCH_SIZE_PX, PATCH_SIZE_PX, PATCH_CHANNELS];
     let tensor: Tensor;
     if (input instanceof Uint8Array) {
-      batch.forEach((patch, b) => input.set(patch, b * PATCH_BYTES));
+      batch.forEach((patch, b) => {
+        input.set(patch, b * PATCH_BYTES);
+      });
       tensor = new Tensor('uint8', input.subarray(0, n * PATCH_BYTES), dims);
     } else {
       batch.forEach((patch, b) => {
