@@ -21,12 +21,16 @@ import { defaultModelPath } from '../src/embed/default-model.js';
 import {
   BATCH_DIM,
   CONTRACT_PREPROCESSING,
+  DEFAULT_MODEL_VARIANT,
   type Dim,
   MODEL_INPUT_NAME,
   MODEL_OUTPUT_NAME,
+  MODEL_VARIANTS,
+  type ModelVariant,
+  PIXEL_SCALE,
 } from '../src/embed/model-contract.js';
 import { type ModelManifest, writeManifest } from '../src/embed/model-manifest.js';
-import { floatAttr, GraphBuilder, intAttr, intsAttr } from './onnx-graph.js';
+import { floatAttr, GraphBuilder, intAttr, intsAttr, onnxDataType } from './onnx-graph.js';
 import { SeededRandom } from './seeded-random.js';
 
 export const SYNTHETIC_MODEL_NAME = 'path-foundation-synthetic-vit-s16';
@@ -64,6 +68,11 @@ export const VIT_S16: VitArchitecture = {
   mlpRatio: 4,
 };
 
+/** Manifest and file name of a variant: the fp32 default keeps the plain name. */
+export function variantModelName(variant: ModelVariant): string {
+  return variant === DEFAULT_MODEL_VARIANT ? SYNTHETIC_MODEL_NAME : `${SYNTHETIC_MODEL_NAME}-${variant}`;
+}
+
 export interface VitBuildOptions {
   /** Overrides of VIT_S16; smaller architectures serve tests (e.g. a wrong output width). Default: none. */
   architecture?: Partial<VitArchitecture>;
@@ -71,10 +80,18 @@ export interface VitBuildOptions {
   seed?: number;
   /** 'NHWC' meets the contract; 'NCHW' builds a model that deliberately does not. Default: 'NHWC'. */
   inputLayout?: 'NHWC' | 'NCHW';
+  /**
+   * Precision and input type (MODEL_VARIANTS). fp16 keeps weights and the attention and MLP
+   * branches in float16 but LayerNormalization, Softmax (their sums of squares and exponentials
+   * lose most in half precision), the residual stream and the output in float32. uint8 takes raw pixels and divides by 255 in the graph,
+   * in float32, exactly as the engine does on the CPU for the float input. Default: 'fp32'.
+   */
+  variant?: ModelVariant;
 }
 
 export interface BuiltVit {
   bytes: Uint8Array;
+  variant: ModelVariant;
   architecture: VitArchitecture;
   /** Learned float values (weights, biases, tokens, position embeddings, LayerNorm). */
   parameters: number;
@@ -115,18 +132,30 @@ class VitGraph {
   readonly #half: string;
   readonly #one: string;
   readonly #sqrt2: string;
+  /** Compute in float16 (LayerNorm and Softmax excepted). */
+  readonly #fp16: boolean;
 
-  constructor(arch: VitArchitecture, seed: number) {
+  constructor(arch: VitArchitecture, seed: number, fp16 = false) {
     this.#arch = arch;
     this.#rng = new SeededRandom(seed);
-    this.#half = this.g.floatConstant('const.half', 0.5);
-    this.#one = this.g.floatConstant('const.one', 1);
-    this.#sqrt2 = this.g.floatConstant('const.sqrt2', Math.SQRT2);
+    this.#fp16 = fp16;
+    this.#half = this.#constant('const.half', 0.5);
+    this.#one = this.#constant('const.one', 1);
+    this.#sqrt2 = this.#constant('const.sqrt2', Math.SQRT2);
+  }
+
+  #constant(name: string, value: number): string {
+    return this.#fp16 ? this.g.halfConstant(name, value) : this.g.floatConstant(name, value);
+  }
+
+  /** Weights in the compute precision; fp16 rounds the same draws, so variants share their weights. */
+  #computeInitializer(name: string, dims: number[], data: Float32Array): string {
+    return this.#fp16 ? this.g.halfInitializer(name, dims, data) : this.g.floatInitializer(name, dims, data);
   }
 
   #weight(name: string, dims: number[]): string {
     const size = dims.reduce((a, b) => a * b, 1);
-    return this.g.floatInitializer(
+    return this.#computeInitializer(
       name,
       dims,
       this.#rng.fillTruncatedNormal(new Float32Array(size), INIT_STD),
@@ -134,7 +163,21 @@ class VitGraph {
   }
 
   #filled(name: string, size: number, value: number): string {
-    return this.g.floatInitializer(name, [size], new Float32Array(size).fill(value));
+    return this.#computeInitializer(name, [size], new Float32Array(size).fill(value));
+  }
+
+  cast(x: string, to: 'float32' | 'float16'): string {
+    return this.g.node('Cast', [x], { attributes: [intAttr('to', onnxDataType(to))] });
+  }
+
+  /** x in float32 for an op kept in float32 (identity in an fp32 graph). */
+  #toFloat32(x: string): string {
+    return this.#fp16 ? this.cast(x, 'float32') : x;
+  }
+
+  /** A float32 result back to the compute precision (identity in an fp32 graph). */
+  toCompute(x: string): string {
+    return this.#fp16 ? this.cast(x, 'float16') : x;
   }
 
   /** x @ W + b with W [inDim, outDim]. */
@@ -146,11 +189,12 @@ class VitGraph {
     });
   }
 
+  /** LayerNormalization of the (float32) residual stream, in float32 whatever the compute precision. */
   layerNorm(name: string, x: string): string {
     return this.g.scoped(name, () => {
       const d = this.#arch.embedDim;
-      const gamma = this.#filled('weight', d, 1);
-      const beta = this.#filled('bias', d, 0);
+      const gamma = this.g.floatInitializer('weight', [d], new Float32Array(d).fill(1));
+      const beta = this.g.floatInitializer('bias', [d], new Float32Array(d).fill(0));
       return this.g.node('LayerNormalization', [x, gamma, beta], {
         attributes: [intAttr('axis', -1), floatAttr('epsilon', LAYER_NORM_EPSILON)],
       });
@@ -180,9 +224,11 @@ class VitGraph {
       const q = this.splitHeads(this.linear('q', x, embedDim, embedDim), [0, 2, 1, 3]);
       const kT = this.splitHeads(this.linear('k', x, embedDim, embedDim), [0, 2, 3, 1]);
       const v = this.splitHeads(this.linear('v', x, embedDim, embedDim), [0, 2, 1, 3]);
-      const scale = this.g.floatConstant('scale', 1 / Math.sqrt(headDim));
+      const scale = this.#constant('scale', 1 / Math.sqrt(headDim));
       const scores = this.g.node('Mul', [this.g.node('MatMul', [q, kT]), scale]);
-      const weights = this.g.node('Softmax', [scores], { attributes: [intAttr('axis', -1)] });
+      const weights = this.toCompute(
+        this.g.node('Softmax', [this.#toFloat32(scores)], { attributes: [intAttr('axis', -1)] }),
+      );
       const context = this.g.node('Transpose', [this.g.node('MatMul', [weights, v])], {
         attributes: [intsAttr('perm', [0, 2, 1, 3])],
       });
@@ -199,11 +245,18 @@ class VitGraph {
     );
   }
 
-  /** Pre-norm block: x + attn(LN(x)), then x + mlp(LN(x)). */
+  /**
+   * Pre-norm block: x + attn(LN(x)), then x + mlp(LN(x)). The residual stream x stays float32 in
+   * every build: the patch-specific part of it is small beside what all patches share, and rounding
+   * the sum to fp16 twelve times over lost up to a third of the distance between neighbouring
+   * patches (measured; models/README.md). The branches compute in the compute precision.
+   */
   block(index: number, x: string): string {
     return this.g.scoped(`blocks.${index}`, () => {
-      const afterAttention = this.g.node('Add', [x, this.attention(this.layerNorm('norm1', x))]);
-      return this.g.node('Add', [afterAttention, this.mlp(this.layerNorm('norm2', afterAttention))]);
+      const attention = this.#toFloat32(this.attention(this.toCompute(this.layerNorm('norm1', x))));
+      const afterAttention = this.g.node('Add', [x, attention]);
+      const mlp = this.#toFloat32(this.mlp(this.toCompute(this.layerNorm('norm2', afterAttention))));
+      return this.g.node('Add', [afterAttention, mlp]);
     });
   }
 
@@ -242,12 +295,19 @@ class VitGraph {
     });
   }
 
-  build(inputLayout: 'NHWC' | 'NCHW'): string {
-    const nchw =
+  build(inputLayout: 'NHWC' | 'NCHW', uint8Input = false): string {
+    // Transposed before any conversion: moving uint8 is a quarter of the bytes.
+    let nchw =
       inputLayout === 'NHWC'
         ? this.g.node('Transpose', [MODEL_INPUT_NAME], { attributes: [intsAttr('perm', [0, 3, 1, 2])] })
         : MODEL_INPUT_NAME;
-    let x = this.embed(MODEL_INPUT_NAME, nchw);
+    if (uint8Input) {
+      // Divided in float32, as the engine divides for a float input, before any rounding to fp16.
+      const scale = this.g.floatConstant('const.pixel_scale', PIXEL_SCALE);
+      nchw = this.g.node('Div', [this.cast(nchw, 'float32'), scale]);
+    }
+    // Tokens enter the float32 residual stream once embedded; the embedding is float32 too.
+    let x = this.#toFloat32(this.embed(MODEL_INPUT_NAME, this.toCompute(nchw)));
     for (let i = 0; i < this.#arch.depth; i++) x = this.block(i, x);
     const normed = this.layerNorm('norm', x);
     const index = this.g.int64Constant('cls_index', [CLASS_TOKEN_INDEX], []);
@@ -266,8 +326,10 @@ export function buildVit(options: VitBuildOptions = {}): BuiltVit {
   }
   const seed = options.seed ?? DEFAULT_SEED;
   const inputLayout = options.inputLayout ?? 'NHWC';
-  const graph = new VitGraph(architecture, seed);
-  graph.build(inputLayout);
+  const variant = options.variant ?? DEFAULT_MODEL_VARIANT;
+  const { precision, inputType } = MODEL_VARIANTS[variant];
+  const graph = new VitGraph(architecture, seed, precision === 'fp16');
+  graph.build(inputLayout, inputType === 'uint8');
 
   const { imageSizePx: s, channels: c, embedDim } = architecture;
   const inputShape: Dim[] = inputLayout === 'NHWC' ? [BATCH_DIM, s, s, c] : [BATCH_DIM, c, s, s];
@@ -275,13 +337,13 @@ export function buildVit(options: VitBuildOptions = {}): BuiltVit {
   const macsPerPatch = vitMacsPerPatch(architecture);
   const bytes = graph.g.encode(
     'vit',
-    [{ name: MODEL_INPUT_NAME, type: 'float32', shape: inputShape }],
+    [{ name: MODEL_INPUT_NAME, type: inputType, shape: inputShape }],
     [{ name: MODEL_OUTPUT_NAME, type: 'float32', shape: outputShape }],
     {
       producerVersion: SYNTHETIC_MODEL_VERSION,
       docString: SYNTHETIC_NOTE,
       properties: [
-        ['name', SYNTHETIC_MODEL_NAME],
+        ['name', variantModelName(variant)],
         ['version', SYNTHETIC_MODEL_VERSION],
         ['synthetic', 'true'],
         ['note', SYNTHETIC_NOTE],
@@ -289,11 +351,14 @@ export function buildVit(options: VitBuildOptions = {}): BuiltVit {
         ['architecture', JSON.stringify(architecture)],
         ['input_layout', inputLayout],
         ['preprocessing', JSON.stringify(CONTRACT_PREPROCESSING)],
+        // The fp32 default's bytes (and so its sha256) predate variants and stay as they were.
+        ...(variant === DEFAULT_MODEL_VARIANT ? [] : ([['variant', variant]] as const)),
       ],
     },
   );
   return {
     bytes,
+    variant,
     architecture,
     parameters: graph.g.parameterCount,
     macsPerPatch,
@@ -314,7 +379,7 @@ export async function writeSyntheticModel(
 ): Promise<ModelManifest> {
   const built = buildVit(options);
   const manifest: ModelManifest = {
-    name: SYNTHETIC_MODEL_NAME,
+    name: variantModelName(built.variant),
     version: SYNTHETIC_MODEL_VERSION,
     sha256: createHash('sha256').update(built.bytes).digest('hex'),
     file: path.basename(outputPath),
@@ -327,16 +392,34 @@ export async function writeSyntheticModel(
     note: SYNTHETIC_NOTE,
     parameters: built.parameters,
     macsPerPatch: built.macsPerPatch,
+    variant: built.variant,
   };
   await writeManifest(outputPath, manifest);
   await writeFileAtomic(outputPath, built.bytes);
   return manifest;
 }
 
+/** Where `model build --variant V` writes by default: beside the default model, the variant in the name. */
+export function variantModelPath(projectRoot: string, variant: ModelVariant): string {
+  const base = defaultModelPath(projectRoot);
+  if (variant === DEFAULT_MODEL_VARIANT) return base;
+  return path.join(path.dirname(base), `${variantModelName(variant)}.onnx`);
+}
+
+/** Parses a --variant value, listing the choices when it is none of them. */
+export function parseVariant(value: string | undefined): ModelVariant {
+  if (value === undefined) return DEFAULT_MODEL_VARIANT;
+  if (value in MODEL_VARIANTS) return value as ModelVariant;
+  throw new Error(
+    `unknown model variant '${value}'; choose one of ${Object.keys(MODEL_VARIANTS).join(', ')}`,
+  );
+}
+
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { output: { type: 'string' } } });
-  const output = path.resolve(values.output ?? defaultModelPath(loadConfig().projectRoot));
-  const manifest = await writeSyntheticModel(output);
+  const { values } = parseArgs({ options: { output: { type: 'string' }, variant: { type: 'string' } } });
+  const variant = parseVariant(values.variant);
+  const output = path.resolve(values.output ?? variantModelPath(loadConfig().projectRoot, variant));
+  const manifest = await writeSyntheticModel(output, { variant });
   process.stdout.write(`${JSON.stringify({ path: output, manifest }, null, 2)}\n`);
 }
 

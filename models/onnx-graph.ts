@@ -35,8 +35,74 @@ export const intsAttr = (name: string, ints: readonly number[]): Attribute => ({
   ints: [...ints],
 });
 
-export type ElementType = 'float32' | 'int64';
-const ELEMENT_TYPES: Record<ElementType, number> = { float32: DataType.FLOAT, int64: DataType.INT64 };
+export type ElementType = 'float32' | 'float16' | 'uint8' | 'int64';
+const ELEMENT_TYPES: Record<ElementType, number> = {
+  float32: DataType.FLOAT,
+  float16: DataType.FLOAT16,
+  uint8: DataType.UINT8,
+  int64: DataType.INT64,
+};
+
+/** The ONNX data type number of an element type (Cast's `to` attribute). */
+export function onnxDataType(type: ElementType): number {
+  return ELEMENT_TYPES[type];
+}
+
+const F32 = new Float32Array(1);
+const F32_BITS = new Uint32Array(F32.buffer);
+const HALF_EXPONENT_BIAS = 15;
+const FLOAT_EXPONENT_BIAS = 127;
+const HALF_INFINITY = 0x7c00;
+const HALF_SIGN = 0x8000;
+
+/**
+ * IEEE 754 binary16 bits of a number, rounded to nearest even as ONNX Runtime's and CUDA's
+ * float-to-half conversions round (Node 20 has no Float16Array). Subnormals are kept: ViT weights
+ * drawn with std 0.02 reach below fp16's smallest normal (6.1e-5).
+ */
+export function floatToHalfBits(value: number): number {
+  F32[0] = value;
+  const bits = F32_BITS[0];
+  const sign = (bits >>> 16) & HALF_SIGN;
+  const exponent = (bits >>> 23) & 0xff;
+  let mantissa = bits & 0x7fffff;
+  if (exponent === 0xff) return sign | HALF_INFINITY | (mantissa ? 0x200 : 0);
+  const e = exponent - FLOAT_EXPONENT_BIAS + HALF_EXPONENT_BIAS;
+  if (e >= 0x1f) return sign | HALF_INFINITY;
+  if (e <= 0) {
+    // Below half the smallest subnormal: rounds to zero.
+    if (e < -10) return sign;
+    mantissa |= 0x800000;
+    const shift = 14 - e;
+    let half = mantissa >>> shift;
+    const rest = mantissa & ((1 << shift) - 1);
+    const midpoint = 1 << (shift - 1);
+    if (rest > midpoint || (rest === midpoint && half & 1)) half++;
+    return sign | half;
+  }
+  let half = (e << 10) | (mantissa >>> 13);
+  const rest = mantissa & 0x1fff;
+  // A carry out of the mantissa correctly bumps the exponent (up to infinity).
+  if (rest > 0x1000 || (rest === 0x1000 && half & 1)) half++;
+  return sign | half;
+}
+
+/** The number binary16 bits stand for. */
+export function halfBitsToFloat(bits: number): number {
+  const sign = bits & HALF_SIGN ? -1 : 1;
+  const exponent = (bits >>> 10) & 0x1f;
+  const mantissa = bits & 0x3ff;
+  if (exponent === 0) return sign * mantissa * 2 ** -24;
+  if (exponent === 0x1f) return mantissa ? Number.NaN : sign * Number.POSITIVE_INFINITY;
+  return sign * (1 + mantissa / 1024) * 2 ** (exponent - HALF_EXPONENT_BIAS);
+}
+
+/** Little-endian binary16 raw data of float values. */
+export function toHalfBytes(data: Float32Array): Uint8Array {
+  const halves = new Uint16Array(data.length);
+  for (let i = 0; i < data.length; i++) halves[i] = floatToHalfBits(data[i]);
+  return new Uint8Array(halves.buffer);
+}
 
 export interface TensorSignature {
   name: string;
@@ -120,6 +186,35 @@ export class GraphBuilder {
       rawData: littleEndianBytes(data),
     });
     this.#floatElements += data.length;
+    return name;
+  }
+
+  /** A float16 weight tensor from float values (rounded to nearest even); counts toward `parameterCount`. */
+  halfInitializer(base: string, dims: readonly number[], data: Float32Array): string {
+    const expected = dims.reduce((a, b) => a * b, 1);
+    if (expected !== data.length) {
+      throw new Error(`initializer ${base}: ${data.length} values for dims [${dims.join(',')}]`);
+    }
+    const name = this.#uniqueName(base);
+    this.#initializers.push({
+      name,
+      dataType: DataType.FLOAT16,
+      dims: [...dims],
+      rawData: toHalfBytes(data),
+    });
+    this.#floatElements += data.length;
+    return name;
+  }
+
+  /** A scalar float16 constant. */
+  halfConstant(base: string, value: number): string {
+    const name = this.#uniqueName(base);
+    this.#initializers.push({
+      name,
+      dataType: DataType.FLOAT16,
+      dims: [],
+      rawData: toHalfBytes(new Float32Array([value])),
+    });
     return name;
   }
 

@@ -118,6 +118,11 @@ export const CONFIG_VARIABLES = {
     '0',
     'Worker threads that decode frames (JPEG, JPEG 2000, JPEG-LS, lossless JPEG); 0 starts one per core.',
   ),
+  PATHEMBED_SHARP_THREADS: v(
+    int(0, 256),
+    '0',
+    'libvips threads a worker decodes JPEG frames with (sharp.concurrency); 0: one per core. With several GPU workers on a machine, give each its share of the cores.',
+  ),
   PATHEMBED_PIXEL_SPACING_UM: v(
     num(0.01, 1000),
     '0.5',

@@ -202,6 +202,12 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'The configured execution provider (cuda, tensorrt) cannot be loaded on this machine.',
   },
+  GPU_PROVIDER_INVALID: {
+    httpStatus: 500,
+    retryable: false,
+    summary:
+      'A GPU provider library is missing, differs from its pinned sha256, or does not match the installed onnxruntime-node release.',
+  },
   INFERENCE_FAILED: {
     httpStatus: 500,
     retryable: true,

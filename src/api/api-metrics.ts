@@ -8,6 +8,12 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { Counter, collectDefaultMetrics, Gauge, type Metric, Registry } from 'prom-client';
+import {
+  type HistogramSnapshot,
+  INFERENCE_BATCH_BUCKETS_S,
+  QUEUE_WAIT_BUCKETS_S,
+  readInferenceMetrics,
+} from '../queue/inference-metrics.js';
 import type { ServiceKeys } from '../queue/redis-keys.js';
 import {
   FRAME_FETCH_BUCKETS_S,
@@ -58,6 +64,16 @@ class ComputedMetric {
   reset(): void {}
 }
 
+/** Prometheus histogram samples (_bucket per bound and +Inf, _sum, _count) of a Redis snapshot. */
+function histogramValues(name: string, buckets: readonly number[], h: HistogramSnapshot): MetricValue[] {
+  return [
+    ...buckets.map((le, i) => ({ value: h.cumulative[i], labels: { le }, metricName: `${name}_bucket` })),
+    { value: h.cumulative.at(-1) ?? 0, labels: { le: '+Inf' }, metricName: `${name}_bucket` },
+    { value: h.sum, metricName: `${name}_sum` },
+    { value: h.count, metricName: `${name}_count` },
+  ];
+}
+
 export interface MetricsSources {
   readonly queue: Queue;
   readonly redis: Redis;
@@ -68,6 +84,7 @@ export class ApiMetrics {
   readonly registry = new Registry();
   readonly apiErrors: Counter<'code'>;
   #snapshot: { at: number; value: Promise<ServiceMetricsSnapshot> } | undefined;
+  #inference: { at: number; value: ReturnType<typeof readInferenceMetrics> } | undefined;
 
   constructor(private readonly sources: MetricsSources) {
     const registry = this.registry;
@@ -166,6 +183,40 @@ export class ApiMetrics {
         },
       ),
     );
+    add(
+      new ComputedMetric(
+        'pathembed_inference_batch_seconds',
+        'Device time of one inference batch (ONNX Runtime run), all workers',
+        'histogram',
+        async () =>
+          histogramValues(
+            'pathembed_inference_batch_seconds',
+            INFERENCE_BATCH_BUCKETS_S,
+            (await this.#readInference()).batch,
+          ),
+      ),
+    );
+    add(
+      new ComputedMetric(
+        'pathembed_queue_wait_seconds',
+        'Time a job waited in the queue before a worker took it (first attempts), all workers',
+        'histogram',
+        async () =>
+          histogramValues(
+            'pathembed_queue_wait_seconds',
+            QUEUE_WAIT_BUCKETS_S,
+            (await this.#readInference()).queueWait,
+          ),
+      ),
+    );
+  }
+
+  #readInference(): ReturnType<typeof readInferenceMetrics> {
+    const now = Date.now();
+    if (!this.#inference || now - this.#inference.at > SNAPSHOT_REUSE_MS) {
+      this.#inference = { at: now, value: readInferenceMetrics(this.sources.redis, this.sources.keys) };
+    }
+    return this.#inference.value;
   }
 
   #read(): Promise<ServiceMetricsSnapshot> {

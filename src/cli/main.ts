@@ -7,6 +7,7 @@
 import { Command } from 'commander';
 import { isPathembedError } from '../errors.js';
 import { registerDemoCommand } from './demo-command.js';
+import { registerDoctorCommand } from './doctor-command.js';
 import { registerEmbedCommand } from './embed-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
@@ -28,6 +29,7 @@ const registrations: Array<(program: Command) => void> = [
   registerModelCommands,
   registerServeCommand,
   registerWorkerCommand,
+  registerDoctorCommand,
 ];
 
 for (const register of registrations) register(program);

@@ -6,12 +6,14 @@
  *   pathembed worker [--concurrency N] [--execution-provider auto|cpu|cuda|tensorrt] [--device-id N]
  */
 import type { Command } from 'commander';
+import sharp from 'sharp';
 import { ensureDefaultModel } from '../../models/default-model.js';
 import { CONFIG_VARIABLES, type Config, type ConfigValues, loadConfig } from '../config.js';
 import { engineOptions } from '../domain-options.js';
 import { WorkerEmbeddingEngine } from '../embed/index.js';
 import { PathembedError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
+import { InferenceMetrics } from '../queue/inference-metrics.js';
 import { createPipelinePort } from '../queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../queue/service-metrics.js';
 import { WorkerRuntime } from '../queue/worker-runtime.js';
@@ -67,6 +69,8 @@ interface WorkerCommandOptions {
   concurrency?: string;
   executionProvider?: string;
   deviceId?: string;
+  decodeThreads?: string;
+  sharpThreads?: string;
   heartbeatFile?: string;
 }
 
@@ -77,22 +81,33 @@ export function registerWorkerCommand(program: Command): void {
     .option('--concurrency <n>', 'jobs this process runs at once (default PATHEMBED_WORKER_CONCURRENCY)')
     .option('--execution-provider <ep>', 'auto, cpu, cuda or tensorrt (default PATHEMBED_EXECUTION_PROVIDER)')
     .option('--device-id <n>', 'GPU device id (default PATHEMBED_DEVICE_ID)')
+    .option('--decode-threads <n>', 'WASM decoder threads (default PATHEMBED_DECODE_THREADS)')
+    .option('--sharp-threads <n>', 'libvips threads for JPEG decoding (default PATHEMBED_SHARP_THREADS)')
     .option('--heartbeat-file <path>', 'touch this file on every heartbeat (for a container liveness probe)')
     .action(async (opts: WorkerCommandOptions) => {
       const config = configWithOverrides(loadConfig(), {
         PATHEMBED_WORKER_CONCURRENCY: opts.concurrency,
         PATHEMBED_EXECUTION_PROVIDER: opts.executionProvider,
         PATHEMBED_DEVICE_ID: opts.deviceId,
+        PATHEMBED_DECODE_THREADS: opts.decodeThreads,
+        PATHEMBED_SHARP_THREADS: opts.sharpThreads,
       });
+      // Several GPU workers on one machine share its cores: each gets its share for decoding,
+      // rather than every libvips pool taking one thread per core (deploy/gpu-install.md).
+      if (config.PATHEMBED_SHARP_THREADS > 0) sharp.concurrency(config.PATHEMBED_SHARP_THREADS);
       const logger = createLogger(config.LOG_LEVEL, 'pathembed-worker');
       await ensureDefaultModel(engineOptions(config), logger);
       // Inference in a worker thread: ONNX Runtime's binding blocks the event loop for a whole batch,
       // which would stall frame read-ahead and BullMQ's lock renewal.
       const engine = await WorkerEmbeddingEngine.open(engineOptions(config), config.LOG_LEVEL);
       const frames = new FrameFetchRecorder();
+      const inference = new InferenceMetrics();
+      engine.observeBatches((seconds) => {
+        for (const s of seconds) inference.batch.observe(s);
+      });
       const pipeline = createPipelinePort(config, logger, engine, { frames });
       const runtime = await WorkerRuntime.start(
-        { config, logger, pipeline, frames },
+        { config, logger, pipeline, frames, inference },
         opts.heartbeatFile ? { heartbeatFile: opts.heartbeatFile } : {},
       );
       await untilStopSignal(logger);

@@ -4,8 +4,13 @@
  * float32 /255, NHWC, no normalisation), batching (PATHEMBED_BATCH_SIZE) and the order of results.
  * One engine runs one batch at a time: calls to `embed` queue behind each other, because the input
  * buffer is reused and ONNX Runtime already spreads a batch over every intra-op thread.
+ *
+ * A model with a uint8 input (the GPU variants, model-contract.ts) is fed the patches' bytes as they
+ * are: the /255 happens inside the graph, on the device. Full batches are run into a preallocated
+ * output tensor, so ORT writes the embeddings into memory the engine already holds.
  */
 import { existsSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -14,9 +19,13 @@ import type { EngineOptions } from './engine-options.js';
 import { type ExecutionProvider, openSession } from './execution-provider.js';
 import {
   assertModelContract,
+  DEFAULT_MODEL_VARIANT,
   EMBEDDING_WIDTH,
   MODEL_INPUT_NAME,
   MODEL_OUTPUT_NAME,
+  MODEL_VARIANTS,
+  type ModelInputType,
+  type ModelVariant,
   PATCH_BYTES,
   PATCH_CHANNELS,
   PATCH_SIZE_PX,
@@ -24,6 +33,7 @@ import {
 } from './model-contract.js';
 import { loadManifest, type ModelManifest } from './model-manifest.js';
 
+const MS_PER_S = 1000;
 /** PATHEMBED_INTRA_OP_THREADS=0 means "let ONNX Runtime choose" (one thread per core). */
 const ORT_CHOOSES_THREADS = 0;
 
@@ -33,11 +43,17 @@ export class EmbeddingEngine {
   /** Floats per embedding. */
   readonly embeddingWidth = EMBEDDING_WIDTH;
   readonly #session: InferenceSession;
-  // One float32 buffer of a full batch, filled in place for every batch: a 32-patch batch is
+  // One buffer of a full batch, filled in place for every batch: a 32-patch float32 batch is
   // 19 MB, which allocating per call would hand to the garbage collector many times a second.
-  readonly #input: Float32Array;
+  readonly #input: Float32Array | Uint8Array;
+  // ORT writes full batches' embeddings here (a preallocated output); partial batches get ORT's own.
+  readonly #output: Float32Array;
+  /** Which build of the model is loaded: from its manifest, or for a model without one, its input type. */
+  readonly variant: ModelVariant;
   #queue: Promise<unknown> = Promise.resolve();
   #closed = false;
+  /** Seconds each ORT run took since the last takeBatchSeconds(): the device time of a batch. */
+  #batchSeconds: number[] = [];
 
   private constructor(
     session: InferenceSession,
@@ -47,9 +63,16 @@ export class EmbeddingEngine {
     readonly provider: ExecutionProvider,
     /** Most patches per ONNX Runtime run (PATHEMBED_BATCH_SIZE). */
     readonly batchSize: number,
+    /** Element type of the model's input: float32 (pixel/255 here) or uint8 (scaled in the graph). */
+    readonly inputType: ModelInputType,
   ) {
     this.#session = session;
-    this.#input = new Float32Array(batchSize * PATCH_BYTES);
+    this.#input =
+      inputType === 'uint8'
+        ? new Uint8Array(batchSize * PATCH_BYTES)
+        : new Float32Array(batchSize * PATCH_BYTES);
+    this.#output = new Float32Array(batchSize * EMBEDDING_WIDTH);
+    this.variant = manifest.variant ?? (inputType === 'uint8' ? 'uint8-fp32' : DEFAULT_MODEL_VARIANT);
   }
 
   /**
@@ -76,8 +99,15 @@ export class EmbeddingEngine {
     try {
       // The contract is checked before the manifest so that a wrong model is refused without
       // deriving and saving a manifest that would describe it as a Path Foundation model.
-      assertModelContract(session, modelPath);
+      const inputType = assertModelContract(session, modelPath);
       const manifest = await loadManifest(modelPath, logger);
+      if (manifest.variant && MODEL_VARIANTS[manifest.variant].inputType !== inputType) {
+        throw new PathembedError(
+          'MODEL_CONTRACT_MISMATCH',
+          `${modelPath} takes ${inputType} input but its manifest says variant ${manifest.variant}; rebuild the model or delete its manifest`,
+          { modelPath, inputType, variant: manifest.variant },
+        );
+      }
       logger.info(
         {
           model: manifest.name,
@@ -86,12 +116,14 @@ export class EmbeddingEngine {
           synthetic: manifest.synthetic,
           provider,
           batchSize: options.batchSize,
+          variant: manifest.variant ?? (inputType === 'uint8' ? 'uint8-fp32' : DEFAULT_MODEL_VARIANT),
+          inputType,
         },
         manifest.synthetic
           ? 'embedding model loaded (SYNTHETIC weights: embeddings carry no pathology meaning)'
           : 'embedding model loaded',
       );
-      return new EmbeddingEngine(session, modelPath, manifest, provider, options.batchSize);
+      return new EmbeddingEngine(session, modelPath, manifest, provider, options.batchSize, inputType);
     } catch (err) {
       await session.release();
       throw err;
@@ -118,6 +150,13 @@ export class EmbeddingEngine {
     const run = this.#queue.then(() => this.#embedAll(patches));
     this.#queue = run.catch(() => undefined);
     return run;
+  }
+
+  /** Durations (seconds) of the ORT runs since the previous call, for latency metrics; clears them. */
+  takeBatchSeconds(): number[] {
+    const taken = this.#batchSeconds;
+    this.#batchSeconds = [];
+    return taken;
   }
 
   /** Runs one patch so the first real batch does not pay for ORT's allocations and kernel setup. */
@@ -148,21 +187,31 @@ export class EmbeddingEngine {
 
   async #runBatch(batch: readonly Uint8Array[], firstIndex: number): Promise<Float32Array[]> {
     const input = this.#input;
-    batch.forEach((patch, b) => {
-      const offset = b * PATCH_BYTES;
-      // Division, not multiplication by 1/255: it rounds exactly as the reference `x / 255.0` does.
-      for (let i = 0; i < PATCH_BYTES; i++) input[offset + i] = patch[i] / PIXEL_SCALE;
-    });
     const n = batch.length;
-    const tensor = new Tensor('float32', input.subarray(0, n * PATCH_BYTES), [
-      n,
-      PATCH_SIZE_PX,
-      PATCH_SIZE_PX,
-      PATCH_CHANNELS,
-    ]);
+    const dims = [n, PATCH_SIZE_PX, PATCH_SIZE_PX, PATCH_CHANNELS];
+    let tensor: Tensor;
+    if (input instanceof Uint8Array) {
+      batch.forEach((patch, b) => {
+        input.set(patch, b * PATCH_BYTES);
+      });
+      tensor = new Tensor('uint8', input.subarray(0, n * PATCH_BYTES), dims);
+    } else {
+      batch.forEach((patch, b) => {
+        const offset = b * PATCH_BYTES;
+        // Division, not multiplication by 1/255: it rounds exactly as the reference `x / 255.0` does.
+        for (let i = 0; i < PATCH_BYTES; i++) input[offset + i] = patch[i] / PIXEL_SCALE;
+      });
+      tensor = new Tensor('float32', input.subarray(0, n * PATCH_BYTES), dims);
+    }
+    const fetches =
+      n === this.batchSize
+        ? { [MODEL_OUTPUT_NAME]: new Tensor('float32', this.#output, [n, EMBEDDING_WIDTH]) }
+        : [MODEL_OUTPUT_NAME];
     let output: Float32Array;
+    const started = performance.now();
     try {
-      const results = await this.#session.run({ [MODEL_INPUT_NAME]: tensor }, [MODEL_OUTPUT_NAME]);
+      const results = await this.#session.run({ [MODEL_INPUT_NAME]: tensor }, fetches);
+      this.#batchSeconds.push((performance.now() - started) / MS_PER_S);
       const result = results[MODEL_OUTPUT_NAME] as Tensor;
       if (result.type !== 'float32' || result.size !== n * EMBEDDING_WIDTH) {
         throw new Error(`output ${MODEL_OUTPUT_NAME} is ${result.type} [${result.dims.join(',')}]`);

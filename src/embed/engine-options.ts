@@ -7,6 +7,9 @@
 /** `auto` tries CUDA and falls back to the CPU with one warning; the others are explicit. */
 export type ExecutionProviderSetting = 'auto' | 'cpu' | 'cuda' | 'tensorrt';
 
+/** The provider a session runs on (`auto` resolved). */
+export type ExecutionProvider = Exclude<ExecutionProviderSetting, 'auto'>;
+
 export interface EngineOptions {
   /** ONNX model file meeting the Path Foundation contract. */
   readonly modelPath: string;

@@ -6,19 +6,18 @@
  * is a deployment error and fails with EXECUTION_PROVIDER_UNAVAILABLE saying what to install.
  */
 import { existsSync } from 'node:fs';
-import { createRequire } from 'node:module';
 import path from 'node:path';
 import { InferenceSession } from 'onnxruntime-node';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { ExecutionProviderSetting } from './engine-options.js';
+import type { ExecutionProvider, ExecutionProviderSetting } from './engine-options.js';
+import { probeGpu } from './gpu-probe.js';
+import { ortNativeFolder } from './gpu-providers.js';
 
-export type { ExecutionProviderSetting };
-/** A provider a session actually runs on. */
-export type ExecutionProvider = Exclude<ExecutionProviderSetting, 'auto'>;
+export type { ExecutionProvider, ExecutionProviderSetting };
 
 const GPU_INSTALL_HINT =
-  'install the CUDA build of onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci) on an image with the CUDA 12 and cuDNN 9 runtimes; see deploy/gpu-install.md';
+  'install the CUDA provider from the npm registry (`npm run gpu:install`, CUDA 13 and cuDNN 9) or the NuGet build of onnxruntime-node (ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci, CUDA 12 and cuDNN 9); `pathembed doctor` lists what is missing; see deploy/gpu-install.md';
 const TENSORRT_INSTALL_HINT = `${GPU_INSTALL_HINT}, plus the TensorRT runtime libraries (libnvinfer) on the library path`;
 
 /** Library files the CUDA build adds next to the ORT binding; their absence means a CPU-only install. */
@@ -34,8 +33,7 @@ const PROVIDER_FAILURE =
 
 /** Folder holding onnxruntime-node's native binding (and, in a CUDA build, its provider libraries). */
 export function ortBinaryFolder(): string {
-  const entry = createRequire(import.meta.url).resolve('onnxruntime-node');
-  return path.join(path.dirname(entry), '..', 'bin', 'napi-v6', process.platform, process.arch);
+  return ortNativeFolder();
 }
 
 /** Whether the CUDA provider libraries of onnxruntime-node are installed (not whether a GPU works). */
@@ -130,7 +128,12 @@ async function openOnGpu(
   try {
     return await create(modelPath, provider, options);
   } catch (err) {
-    if (isProviderFailure(err)) throw unavailable(provider, (err as Error).message, err);
+    if (isProviderFailure(err)) {
+      // ORT says only "Failed to load shared library"; the probe names the library the loader missed.
+      const probe = await probeGpu(provider).catch(() => undefined);
+      const reason = probe?.firstProblem ?? (err as Error).message;
+      throw unavailable(provider, reason, err);
+    }
     throw unloadable(modelPath, err);
   }
 }

@@ -14,15 +14,32 @@ export {
   type OpenSessionOptions,
   openSession,
 } from './execution-provider.js';
+export { type GpuProbe, installHint, parseLdd, probeGpu } from './gpu-probe.js';
+export {
+  checkProviderLibraries,
+  GPU_PROVIDER_LIBRARIES,
+  GPU_PROVIDER_PACKAGE,
+  installedOnnxruntimeVersion,
+  type LibraryCheck,
+  ortNativeFolder,
+  type ProviderLibrary,
+  placeProviderLibraries,
+  verifyProviderLibraries,
+} from './gpu-providers.js';
 export {
   assertModelContract,
   CONTRACT_INPUT_SHAPE,
   CONTRACT_OUTPUT_SHAPE,
   CONTRACT_PREPROCESSING,
   contractDifferences,
+  DEFAULT_MODEL_VARIANT,
   EMBEDDING_WIDTH,
   MODEL_INPUT_NAME,
+  MODEL_INPUT_TYPES,
   MODEL_OUTPUT_NAME,
+  MODEL_VARIANTS,
+  type ModelInputType,
+  type ModelVariant,
   PATCH_BYTES,
   PATCH_CHANNELS,
   PATCH_SIZE_PX,

@@ -36,6 +36,12 @@ export type FromWorker =
       readonly batchSize: number;
     }
   | { readonly type: 'init-failed'; readonly error: SerializedError }
-  | { readonly type: 'embedded'; readonly id: number; readonly embeddings: Float32Array[] }
+  | {
+      readonly type: 'embedded';
+      readonly id: number;
+      readonly embeddings: Float32Array[];
+      /** Seconds of each ORT run since the previous message (EmbeddingEngine.takeBatchSeconds). */
+      readonly batchSeconds: number[];
+    }
   | { readonly type: 'embed-failed'; readonly id: number; readonly error: SerializedError }
   | { readonly type: 'closed' };

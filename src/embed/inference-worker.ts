@@ -41,7 +41,7 @@ port.on('message', async (message: ToWorker) => {
         if (!engine) throw new Error('the inference worker has no engine yet');
         const embeddings = await engine.embed(message.patches);
         send(
-          { type: 'embedded', id: message.id, embeddings },
+          { type: 'embedded', id: message.id, embeddings, batchSeconds: engine.takeBatchSeconds() },
           embeddings.map((e) => e.buffer as ArrayBuffer),
         );
       } catch (err) {

@@ -3,6 +3,11 @@
  * RGB, pixel/255, no mean/std) and a float32 output `output_0` of shape [N,384]. Any ONNX file
  * meeting it can be served; this module checks a loaded session against it and refuses with
  * MODEL_CONTRACT_MISMATCH, naming every difference, before a single patch is run.
+ *
+ * One variant of the input is accepted for GPUs: uint8 raw pixels, the /255 done inside the graph,
+ * a quarter of the bytes to the device and no float conversion on the CPU. Which input a model
+ * takes is what the check reports; the engine feeds it accordingly. Internal precision (fp16) does
+ * not show in the inputs and outputs and is recorded in the manifest (MODEL_VARIANTS).
  */
 import type { InferenceSession } from 'onnxruntime-node';
 import { PathembedError } from '../errors.js';
@@ -24,6 +29,19 @@ export type Dim = number | string;
 export const CONTRACT_INPUT_SHAPE: readonly Dim[] = [BATCH_DIM, PATCH_SIZE_PX, PATCH_SIZE_PX, PATCH_CHANNELS];
 export const CONTRACT_OUTPUT_SHAPE: readonly Dim[] = [BATCH_DIM, EMBEDDING_WIDTH];
 const CONTRACT_ELEMENT_TYPE = 'float32';
+/** Element types of the input the engine can feed: float32 pixel/255, or uint8 pixels scaled in the graph. */
+export const MODEL_INPUT_TYPES = ['float32', 'uint8'] as const;
+export type ModelInputType = (typeof MODEL_INPUT_TYPES)[number];
+
+/** The builds `pathembed model build --variant` writes: internal precision and input element type. */
+export const MODEL_VARIANTS = {
+  fp32: { precision: 'fp32', inputType: 'float32' },
+  fp16: { precision: 'fp16', inputType: 'float32' },
+  'uint8-fp32': { precision: 'fp32', inputType: 'uint8' },
+  'uint8-fp16': { precision: 'fp16', inputType: 'uint8' },
+} as const satisfies Record<string, { precision: 'fp32' | 'fp16'; inputType: ModelInputType }>;
+export type ModelVariant = keyof typeof MODEL_VARIANTS;
+export const DEFAULT_MODEL_VARIANT: ModelVariant = 'fp32';
 
 export const CONTRACT_PREPROCESSING = {
   layout: 'NHWC',
@@ -57,9 +75,14 @@ function describeValue(
     problems.push(`${kind} '${value.name}' is not a tensor; the Path Foundation contract needs a tensor`);
     return;
   }
-  if (value.type !== CONTRACT_ELEMENT_TYPE) {
+  const accepted: readonly string[] = kind === 'input' ? MODEL_INPUT_TYPES : [CONTRACT_ELEMENT_TYPE];
+  if (!accepted.includes(value.type)) {
+    const needs =
+      kind === 'input'
+        ? `${CONTRACT_ELEMENT_TYPE} (pixel/255), or uint8 (pixels, scaled inside the graph)`
+        : CONTRACT_ELEMENT_TYPE;
     problems.push(
-      `${kind} '${value.name}' has element type ${value.type}; the Path Foundation contract needs ${CONTRACT_ELEMENT_TYPE}`,
+      `${kind} '${value.name}' has element type ${value.type}; the Path Foundation contract needs ${needs}`,
     );
   }
   if (!shapeMatches(value.shape, contractShape)) {
@@ -104,13 +127,19 @@ export function contractDifferences(
   return problems;
 }
 
-/** Throws MODEL_CONTRACT_MISMATCH unless the session takes and returns what the contract says. */
+/**
+ * Throws MODEL_CONTRACT_MISMATCH unless the session takes and returns what the contract says;
+ * returns the element type of the input the model takes.
+ */
 export function assertModelContract(
   session: Pick<InferenceSession, 'inputMetadata' | 'outputMetadata'>,
   modelPath: string,
-): void {
+): ModelInputType {
   const problems = contractDifferences(session.inputMetadata, session.outputMetadata);
-  if (problems.length === 0) return;
+  if (problems.length === 0) {
+    const input = session.inputMetadata[0];
+    return input.isTensor && input.type === 'uint8' ? 'uint8' : 'float32';
+  }
   throw new PathembedError(
     'MODEL_CONTRACT_MISMATCH',
     `${modelPath} does not meet the Path Foundation model contract: ${problems.join('; ')}`,

@@ -18,6 +18,8 @@ import {
   CONTRACT_PREPROCESSING,
   MODEL_INPUT_NAME,
   MODEL_OUTPUT_NAME,
+  MODEL_VARIANTS,
+  type ModelVariant,
 } from './model-contract.js';
 
 const MANIFEST_SUFFIX = '.manifest.json';
@@ -48,6 +50,8 @@ const manifestSchema = z.object({
   parameters: z.number().int().positive().optional(),
   /** Multiply-accumulates of one 224x224 patch, when known. */
   macsPerPatch: z.number().int().positive().optional(),
+  /** Which build (MODEL_VARIANTS): precision inside and input element type; absent means fp32 float input. */
+  variant: z.enum(Object.keys(MODEL_VARIANTS) as [ModelVariant, ...ModelVariant[]]).optional(),
 });
 
 export type ModelManifest = z.infer<typeof manifestSchema>;

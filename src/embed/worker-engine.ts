@@ -44,6 +44,7 @@ export class WorkerEmbeddingEngine {
   #nextId = 1;
   #closed = false;
   #failure: Error | undefined;
+  #batchObserver: ((seconds: readonly number[]) => void) | undefined;
 
   private constructor(
     worker: Worker,
@@ -124,6 +125,11 @@ export class WorkerEmbeddingEngine {
     });
   }
 
+  /** Calls `observer` with the device time of the batches behind every answer (for /metrics). */
+  observeBatches(observer: (seconds: readonly number[]) => void): void {
+    this.#batchObserver = observer;
+  }
+
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
@@ -137,8 +143,10 @@ export class WorkerEmbeddingEngine {
     const pending = this.#pending.get(m.id);
     if (!pending) return;
     this.#pending.delete(m.id);
-    if (m.type === 'embedded') pending.resolve(m.embeddings);
-    else pending.reject(revive(m.error));
+    if (m.type === 'embedded') {
+      this.#batchObserver?.(m.batchSeconds);
+      pending.resolve(m.embeddings);
+    } else pending.reject(revive(m.error));
   }
 
   #fail(err: Error): void {

@@ -78,6 +78,16 @@ export class ServiceKeys {
     return `${this.root}:metrics:frame-fetch`;
   }
 
+  /** Hash: per-bucket counts of inference batch latency (inference-metrics.ts), all workers. */
+  inferenceBatchHistogram(): string {
+    return `${this.root}:metrics:inference-batch`;
+  }
+
+  /** Hash: per-bucket counts of the time jobs waited in the queue, all workers. */
+  queueWaitHistogram(): string {
+    return `${this.root}:metrics:queue-wait`;
+  }
+
   /** Hash: error code → jobs that ended with it. */
   errorCounts(): string {
     return `${this.root}:metrics:errors`;

@@ -9,6 +9,7 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SlidePlan } from '../pipeline/index.js';
 import type { CancelWatcher } from './cancellation.js';
+import type { InferenceMetrics } from './inference-metrics.js';
 import type { PipelinePort } from './pipeline-port.js';
 import type { QueueContext } from './queue-context.js';
 import { resultKeys } from './result-store.js';
@@ -63,6 +64,8 @@ export interface WorkerContext {
   readonly pipeline: PipelinePort;
   readonly cancels: CancelWatcher;
   readonly frames: FrameFetchRecorder;
+  /** Inference batch latency and queue wait, flushed to Redis after every job. */
+  readonly inference: InferenceMetrics;
   readonly flows: FlowProducer;
   readonly plans: PlanCache;
   /** Aborts (with ShutdownError) when the process is asked to stop. */

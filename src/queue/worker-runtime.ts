@@ -13,6 +13,7 @@ import type { Logger } from '../log.js';
 import { processAssemble } from './assemble-processor.js';
 import { CancelWatcher } from './cancellation.js';
 import { processChunk } from './chunk-processor.js';
+import { InferenceMetrics } from './inference-metrics.js';
 import { JobReconciler } from './job-reconciler.js';
 import type { PipelinePort } from './pipeline-port.js';
 import { processPredict } from './predict-processor.js';
@@ -48,6 +49,8 @@ export interface WorkerRuntimeDeps {
   readonly ctx?: QueueContext;
   /** Where the pipeline's frame sources record fetch latency; flushed to Redis per job. */
   readonly frames?: FrameFetchRecorder;
+  /** Where the engine records batch latency; the runtime adds queue wait and flushes both per job. */
+  readonly inference?: InferenceMetrics;
 }
 
 export class WorkerRuntime {
@@ -71,6 +74,7 @@ export class WorkerRuntime {
       pipeline,
       cancels: new CancelWatcher(ctx.redis, ctx.keys, logger),
       frames: deps.frames ?? new FrameFetchRecorder(),
+      inference: deps.inference ?? new InferenceMetrics(),
       flows: new FlowProducer({ connection: ctx.connection(), prefix: config.PATHEMBED_QUEUE_PREFIX }),
       plans: new PlanCache(ctx),
       shutdown: this.#shutdown.signal,
@@ -131,6 +135,18 @@ export class WorkerRuntime {
   }
 
   async #process(job: AnyJob, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
+    const w = this.#w;
+    // First attempts only: a retried job's age includes its earlier attempts and backoff.
+    if (job.attemptsMade === 0) w.inference.observeQueueWait(job.timestamp, job.processedOn ?? Date.now());
+    try {
+      return await this.#dispatch(job, token, signal);
+    } finally {
+      // Metrics must never fail a job: a Redis hiccup here costs a few samples, not the work.
+      await w.inference.flush(w.ctx.redis, w.ctx.keys).catch(() => undefined);
+    }
+  }
+
+  async #dispatch(job: AnyJob, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
     const w = this.#w;
     try {
       switch (job.name) {

@@ -168,6 +168,8 @@ describe('health, metrics, OpenAPI', () => {
       'pathembed_patches_per_second',
       'pathembed_frame_fetch_seconds_bucket{le="+Inf"}',
       'pathembed_job_errors_total',
+      'pathembed_inference_batch_seconds_bucket{le="+Inf"}',
+      'pathembed_queue_wait_seconds_count',
     ]) {
       expect(metrics.body).toContain(name);
     }

@@ -34,6 +34,18 @@ describe('contractDifferences', () => {
     ).toEqual([]);
   });
 
+  it('accepts a uint8 input (the GPU variant, scaled inside the graph) and says which input it takes', () => {
+    const uint8In = tensor('inputs', ['N', 224, 224, 3], 'uint8');
+    expect(contractDifferences([uint8In], [GOOD_OUT])).toEqual([]);
+    const session = { inputMetadata: [uint8In], outputMetadata: [GOOD_OUT] } as unknown as InferenceSession;
+    expect(assertModelContract(session, 'm.onnx')).toBe('uint8');
+    const floatSession = {
+      inputMetadata: [GOOD_IN],
+      outputMetadata: [GOOD_OUT],
+    } as unknown as InferenceSession;
+    expect(assertModelContract(floatSession, 'm.onnx')).toBe('float32');
+  });
+
   it('names a channels-first input', () => {
     expect(contractDifferences([tensor('inputs', ['N', 3, 224, 224])], [GOOD_OUT])).toEqual([
       "input 'inputs' has shape [N,3,224,224]; the Path Foundation contract needs [N,224,224,3]",
@@ -54,12 +66,12 @@ describe('contractDifferences', () => {
 
   it('names wrong element types and names, and lists every difference at once', () => {
     const problems = contractDifferences(
-      [tensor('image', ['N', 224, 224, 3], 'uint8')],
+      [tensor('image', ['N', 224, 224, 3], 'float16')],
       [tensor('embedding', ['N', 384], 'float16')],
     );
     expect(problems).toEqual([
       "the model's input is named 'image'; the Path Foundation contract needs 'inputs'",
-      "input 'image' has element type uint8; the Path Foundation contract needs float32",
+      "input 'image' has element type float16; the Path Foundation contract needs float32 (pixel/255), or uint8 (pixels, scaled inside the graph)",
       "the model has no output 'output_0' (its outputs: 'embedding'); the Path Foundation contract needs 'output_0'",
       "output 'embedding' has element type float16; the Path Foundation contract needs float32",
     ]);
