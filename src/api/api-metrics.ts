@@ -150,8 +150,9 @@ export class ApiMetrics {
           const { frameFetch } = await this.#read();
           const name = 'pathembed_frame_fetch_seconds';
           return [
+            // cumulative has one entry per bucket of FRAME_FETCH_BUCKETS_S, then +Inf.
             ...FRAME_FETCH_BUCKETS_S.map((le, i) => ({
-              value: frameFetch.cumulative[i],
+              value: frameFetch.cumulative[i]!,
               labels: { le },
               metricName: `${name}_bucket`,
             })),

@@ -62,10 +62,12 @@ export function resolveOptions(options: EmbedOptions, defaults: EmbedDefaults): 
 }
 
 function baseLevelOf(pyramid: SlidePyramid): PlanBaseLevel {
-  const level0 = pyramid.levels[0];
+  // A pyramid has at least one level and a level at least one instance (buildSlidePyramid and the
+  // pyramid JSON schema both ensure it).
+  const level0 = pyramid.levels[0]!;
   const first = [...level0.instances].sort(
     (a, b) => a.concatenationFrameOffset - b.concatenationFrameOffset,
-  )[0];
+  )[0]!;
   return {
     widthPx: level0.widthPx,
     heightPx: level0.heightPx,

@@ -81,7 +81,7 @@ async function imagePatches(item: ImagePredictItem): Promise<Uint8Array[]> {
     // Greyscale: broadcast to three channels as the model expects RGB.
     const rgb = Buffer.alloc(info.width * info.height * CHANNELS);
     for (let i = 0; i < info.width * info.height; i++)
-      rgb.fill(data[i * info.channels], i * CHANNELS, i * CHANNELS + CHANNELS);
+      rgb.fill(data[i * info.channels]!, i * CHANNELS, i * CHANNELS + CHANNELS);
     data = rgb;
   }
   return item.patches.map((p) => {

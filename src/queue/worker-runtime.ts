@@ -182,7 +182,8 @@ export class WorkerRuntime {
   async #onFailed(job: AnyJob, err: Error): Promise<void> {
     if (job.name === JOB_NAMES.predict || job.finishedOn === undefined) return;
     if (!(err instanceof UnrecoverableError) && job.attemptsMade < (job.opts.attempts ?? 1)) return;
-    const [head, ...rest] = (job.failedReason ?? err.message).split(': ');
+    // split always returns at least one string, so the default never applies.
+    const [head = '', ...rest] = (job.failedReason ?? err.message).split(': ');
     const code = (head in ERROR_CODES ? head : 'INTERNAL') as ErrorCode;
     await this.#endJob(
       job,
