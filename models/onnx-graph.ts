@@ -62,7 +62,7 @@ const HALF_SIGN = 0x8000;
  */
 export function floatToHalfBits(value: number): number {
   F32[0] = value;
-  const bits = F32_BITS[0];
+  const bits = F32_BITS[0]!;
   const sign = (bits >>> 16) & HALF_SIGN;
   const exponent = (bits >>> 23) & 0xff;
   let mantissa = bits & 0x7fffff;
@@ -100,7 +100,7 @@ export function halfBitsToFloat(bits: number): number {
 /** Little-endian binary16 raw data of float values. */
 export function toHalfBytes(data: Float32Array): Uint8Array {
   const halves = new Uint16Array(data.length);
-  for (let i = 0; i < data.length; i++) halves[i] = floatToHalfBits(data[i]);
+  for (let i = 0; i < data.length; i++) halves[i] = floatToHalfBits(data[i]!);
   return new Uint8Array(halves.buffer);
 }
 

@@ -59,7 +59,8 @@ export function requireApiKey(verifier: ApiKeyVerifier): RequestHandler {
     }
     const header = req.get('authorization');
     const match = header ? BEARER.exec(header) : null;
-    const keyId = match ? verifier.verify(match[1].trim()) : undefined;
+    // BEARER's one group is not optional, so a match always has it.
+    const keyId = match ? verifier.verify(match[1]!.trim()) : undefined;
     if (!keyId) {
       res.set('WWW-Authenticate', 'Bearer realm="pathembed"');
       next(

@@ -67,7 +67,11 @@ class ComputedMetric {
 /** Prometheus histogram samples (_bucket per bound and +Inf, _sum, _count) of a Redis snapshot. */
 function histogramValues(name: string, buckets: readonly number[], h: HistogramSnapshot): MetricValue[] {
   return [
-    ...buckets.map((le, i) => ({ value: h.cumulative[i], labels: { le }, metricName: `${name}_bucket` })),
+    ...buckets.map((le, i) => ({
+      value: h.cumulative[i] ?? 0,
+      labels: { le },
+      metricName: `${name}_bucket`,
+    })),
     { value: h.cumulative.at(-1) ?? 0, labels: { le: '+Inf' }, metricName: `${name}_bucket` },
     { value: h.sum, metricName: `${name}_sum` },
     { value: h.count, metricName: `${name}_count` },
@@ -167,8 +171,9 @@ export class ApiMetrics {
           const { frameFetch } = await this.#read();
           const name = 'pathembed_frame_fetch_seconds';
           return [
+            // cumulative has one entry per bucket of FRAME_FETCH_BUCKETS_S, then +Inf.
             ...FRAME_FETCH_BUCKETS_S.map((le, i) => ({
-              value: frameFetch.cumulative[i],
+              value: frameFetch.cumulative[i]!,
               labels: { le },
               metricName: `${name}_bucket`,
             })),

@@ -33,7 +33,8 @@ export interface GcsLocation {
 
 export function parseGcsUri(uri: string): GcsLocation | undefined {
   const m = GCS_URI.exec(uri);
-  return m ? { bucket: m[1], object: m[2] } : undefined;
+  // Both groups of GCS_URI always match when it does.
+  return m ? { bucket: m[1]!, object: m[2]! } : undefined;
 }
 
 export interface GcsReadOptions {

@@ -108,7 +108,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
         existing: submitted.existing,
       });
     }
-    if (jobs.length === 1) res.location(jobs[0].statusUrl);
+    if (jobs.length === 1) res.location(jobs[0]!.statusUrl);
     res.status(202).json({ jobs });
   });
 

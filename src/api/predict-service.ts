@@ -356,10 +356,19 @@ export class PredictService {
           continue;
         }
         const { embeddings } = decodeChunk(file, r.embeddingsKey as string);
+        if (embeddings.length < item.patches.length) {
+          out.set(r.position, {
+            error: predictError(
+              'INTERNAL_ERROR',
+              `the worker wrote ${embeddings.length} embeddings for ${item.patches.length} patches`,
+            ),
+          });
+          continue;
+        }
         out.set(r.position, {
           result: {
             patch_embeddings: item.patches.map((p, i) => ({
-              embedding_vector: Array.from(embeddings[i].embedding),
+              embedding_vector: Array.from(embeddings[i]!.embedding),
               patch_coordinate: { x_origin: p.x, y_origin: p.y, width: p.width, height: p.height },
             })),
           },

@@ -104,7 +104,13 @@ async function writeOverview(
       },
       mask,
       gridSpacingUm: meanGridSpacingUm(plan),
-      patches: patches.map((p, i) => ({ x: p.x, y: p.y, width: p.width, height: p.height, rgb: colours[i] })),
+      patches: patches.map((p, i) => ({
+        x: p.x,
+        y: p.y,
+        width: p.width,
+        height: p.height,
+        rgb: colours[i]!,
+      })),
     });
     await writeBytesAtomic(pngPath, png);
   } finally {

@@ -51,7 +51,8 @@ async function trySession(provider: GpuProvider, deviceId: number): Promise<Sess
         3,
       ]);
       const out = await session.run({ [MODEL_INPUT_NAME]: input }, [MODEL_OUTPUT_NAME]);
-      const values = out[MODEL_OUTPUT_NAME].data as Float32Array;
+      const values = out[MODEL_OUTPUT_NAME]?.data as Float32Array | undefined;
+      if (!values) return { ok: false, error: `the probe model returned no ${MODEL_OUTPUT_NAME}` };
       if (!values.every(Number.isFinite))
         return { ok: false, error: 'the probe model returned non-finite values' };
       return { ok: true, ms: Math.round(performance.now() - started) };

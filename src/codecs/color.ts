@@ -35,15 +35,16 @@ for (let i = 0; i < BYTE_VALUES; i++) {
 const clamp = (v: number): number => Math.max(0, Math.min(v, MAX_SAMPLE));
 
 function ybrPixel(out: Uint8Array, at: number, y: number, cb: number, cr: number): void {
-  out[at] = clamp(y + crToR[cr]);
-  out[at + 1] = clamp(y + ((cbToG[cb] + crToG[cr]) >> SCALE_BITS));
-  out[at + 2] = clamp(y + cbToB[cb]);
+  // cb and cr are bytes, and the tables have one entry per byte value.
+  out[at] = clamp(y + crToR[cr]!);
+  out[at + 1] = clamp(y + ((cbToG[cb]! + crToG[cr]!) >> SCALE_BITS));
+  out[at + 2] = clamp(y + cbToB[cb]!);
 }
 
 /** Converts pixel-interleaved Y, Cb, Cr samples to R, G, B in place. */
 export function ybrFullToRgbInPlace(data: Uint8Array): void {
   for (let i = 0; i + 2 < data.length; i += RGB_CHANNELS) {
-    ybrPixel(data, i, data[i], data[i + 1], data[i + 2]);
+    ybrPixel(data, i, data[i]!, data[i + 1]!, data[i + 2]!);
   }
 }
 
@@ -59,11 +60,11 @@ export function ybrFull422ToRgb(data: Uint8Array, width: number, height: number)
   const pairs = (width * height) / PIXELS_PER_CHROMA_PAIR;
   for (let p = 0; p < pairs; p++) {
     const src = p * YBR_422_BYTES_PER_PAIR;
-    const cb = data[src + 2];
-    const cr = data[src + 3];
+    const cb = data[src + 2]!;
+    const cr = data[src + 3]!;
     const dst = p * PIXELS_PER_CHROMA_PAIR * RGB_CHANNELS;
-    ybrPixel(out, dst, data[src], cb, cr);
-    ybrPixel(out, dst + RGB_CHANNELS, data[src + 1], cb, cr);
+    ybrPixel(out, dst, data[src]!, cb, cr);
+    ybrPixel(out, dst + RGB_CHANNELS, data[src + 1]!, cb, cr);
   }
   return out;
 }
@@ -77,7 +78,7 @@ export function planarToInterleaved(
   const out = new Uint8Array(pixelCount * samplesPerPixel);
   for (let s = 0; s < samplesPerPixel; s++) {
     const plane = s * pixelCount;
-    for (let i = 0; i < pixelCount; i++) out[i * samplesPerPixel + s] = planar[plane + i];
+    for (let i = 0; i < pixelCount; i++) out[i * samplesPerPixel + s] = planar[plane + i]!;
   }
   return out;
 }
@@ -86,7 +87,7 @@ export function planarToInterleaved(
 export function monochromeToRgb(grey: Uint8Array, pixelCount: number, invert: boolean): Uint8Array {
   const out = new Uint8Array(pixelCount * RGB_CHANNELS);
   for (let i = 0; i < pixelCount; i++) {
-    const v = invert ? MAX_SAMPLE - grey[i] : grey[i];
+    const v = invert ? MAX_SAMPLE - grey[i]! : grey[i]!;
     const o = i * RGB_CHANNELS;
     out[o] = v;
     out[o + 1] = v;

@@ -47,7 +47,8 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader {
   let i = 2;
   while (i + 3 < bytes.length) {
     if (bytes[i] !== MARKER_PREFIX) return found;
-    const marker = bytes[i + 1];
+    // i + 3 < bytes.length, so the marker and its two length bytes are in bounds.
+    const marker = bytes[i + 1]!;
     if (marker === FILL) {
       i += 1;
       continue;
@@ -61,7 +62,7 @@ export function readJpegHeader(bytes: Uint8Array): JpegHeader {
       found.components = bytes[i + 2 + SOF_COMPONENTS_OFFSET];
       return found;
     }
-    const length = (bytes[i + 2] << 8) | bytes[i + 3];
+    const length = (bytes[i + 2]! << 8) | bytes[i + 3]!;
     const payload = i + 2 + LENGTH_BYTES;
     if (marker === APP0 && startsWith(bytes, payload, JFIF_ID)) found.jfif = true;
     if (

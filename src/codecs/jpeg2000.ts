@@ -55,7 +55,8 @@ export function readJpeg2000Mct(bytes: Uint8Array): boolean | undefined {
       const at = i + COD_MCT_OFFSET;
       return at < bytes.length ? bytes[at] !== 0 : undefined;
     }
-    const length = (bytes[i + 2] << 8) | bytes[i + 3];
+    // In bounds: the loop runs while i + 3 < bytes.length.
+    const length = (bytes[i + 2]! << 8) | bytes[i + 3]!;
     i += MARKER_BYTES + length;
   }
   return undefined;

@@ -24,8 +24,9 @@ function fail(message: string, desc: FrameDescription, extra: Record<string, unk
 function unpackSegment(src: Uint8Array, start: number, end: number, out: Uint8Array): number {
   let i = start;
   let o = 0;
+  // The caller checked end <= src.length, so every read below i < end is in bounds.
   while (i < end && o < out.length) {
-    const raw = src[i++];
+    const raw = src[i++]!;
     const n = raw > MAX_LITERAL_HEADER ? raw - SIGNED_BYTE_WRAP : raw;
     if (n >= 0) {
       const count = Math.min(n + 1, out.length - o, end - i);
@@ -35,7 +36,7 @@ function unpackSegment(src: Uint8Array, start: number, end: number, out: Uint8Ar
     } else if (n !== NO_OP_HEADER) {
       if (i >= end) break;
       const count = Math.min(1 - n, out.length - o);
-      out.fill(src[i++], o, o + count);
+      out.fill(src[i++]!, o, o + count);
       o += count;
     }
   }
@@ -65,8 +66,9 @@ export function decodeRle(encoded: Uint8Array, desc: FrameDescription): RgbFrame
   const pixelCount = width * height;
   const planar = new Uint8Array(pixelCount * segmentCount);
   for (let s = 0; s < segmentCount; s++) {
-    const start = offsets[s];
-    const end = s + 1 < segmentCount ? offsets[s + 1] : encoded.length;
+    const start = offsets[s]!;
+    // offsets holds segmentCount entries: the last segment runs to the end of the frame.
+    const end = offsets[s + 1] ?? encoded.length;
     if (start < HEADER_BYTES || end > encoded.length || end < start) {
       fail(
         `RLE segment ${s + 1} has invalid offsets ${start}..${end} in a ${encoded.length}-byte frame`,

@@ -362,7 +362,8 @@ export class DicomWebClient {
       batches.map(async (batch) => {
         try {
           const frames = await this.#fetchFrameBatch(ref, instanceUid, batch, signal, options.stats);
-          for (const [k, n] of batch.entries()) byNumber.set(n, frames[k]);
+          // #fetchFrameBatch checks that it got exactly one frame per number asked.
+          for (const [k, n] of batch.entries()) byNumber.set(n, frames[k]!);
         } catch (err) {
           siblings.abort(err);
           throw err;
@@ -437,7 +438,7 @@ export class DicomWebClient {
         );
       }
       const body = new Uint8Array(await res.arrayBuffer());
-      return [{ data: body, transferSyntaxUid: syntaxOf(undefined, mediaType, numbers[0]) }];
+      return [{ data: body, transferSyntaxUid: syntaxOf(undefined, mediaType, numbers[0]!) }];
     }
     if (!res.body) {
       throw new PathembedError('DICOMWEB_BAD_RESPONSE', `${context}: the answer has no body.`, {
@@ -466,7 +467,7 @@ export class DicomWebClient {
       }
       frames.push({
         data: part.data,
-        transferSyntaxUid: syntaxOf(part.transferSyntaxUid, part.mediaType, numbers[k]),
+        transferSyntaxUid: syntaxOf(part.transferSyntaxUid, part.mediaType, numbers[k]!),
       });
     }
     if (frames.length !== numbers.length) {

@@ -167,7 +167,8 @@ function fromString(input: string): SeriesReference {
     throw invalid(input, 'the path does not end in /studies/<study uid>/series/<series uid>');
   }
   const [, basePath, study, series, instance] = match;
-  const baseUrl = baseFrom(url, basePath, input);
+  // Group 1 of SERIES_PATH is not optional, so it is always set (maybe empty) on a match.
+  const baseUrl = baseFrom(url, basePath!, input);
   const studyUid = checkUid(input, 'study UID', study);
   const seriesUid = checkUid(input, 'series UID', series);
   if (instance === undefined) return { baseUrl, studyUid, seriesUid };

@@ -199,7 +199,7 @@ export class EmbeddingEngine {
       batch.forEach((patch, b) => {
         const offset = b * PATCH_BYTES;
         // Division, not multiplication by 1/255: it rounds exactly as the reference `x / 255.0` does.
-        for (let i = 0; i < PATCH_BYTES; i++) input[offset + i] = patch[i] / PIXEL_SCALE;
+        for (let i = 0; i < PATCH_BYTES; i++) input[offset + i] = patch[i]! / PIXEL_SCALE;
       });
       tensor = new Tensor('float32', input.subarray(0, n * PATCH_BYTES), dims);
     }

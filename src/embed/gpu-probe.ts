@@ -81,7 +81,8 @@ export function parseLdd(output: string): Array<{ soname: string; path?: string 
   for (const line of output.split('\n')) {
     const m = /^\s*(\S+)\s+=>\s+(not found|(\S+))/.exec(line);
     if (!m) continue;
-    found.push(m[2] === 'not found' ? { soname: m[1] } : { soname: m[1], path: m[3] });
+    const soname = m[1]!;
+    found.push(m[2] === 'not found' || m[3] === undefined ? { soname } : { soname, path: m[3] });
   }
   return found;
 }
@@ -133,7 +134,11 @@ export async function probeDriver(): Promise<GpuProbe['driver']> {
       .map((l) => l.split(',').map((f) => f.trim()));
     return {
       version: rows[0]?.[3],
-      gpus: rows.map(([index, name, memory]) => ({ index: Number(index), name, memoryMiB: Number(memory) })),
+      gpus: rows.map(([index, name = '', memory]) => ({
+        index: Number(index),
+        name,
+        memoryMiB: Number(memory),
+      })),
     };
   } catch (err) {
     const e = err as NodeJS.ErrnoException & { stderr?: string };

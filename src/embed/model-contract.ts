@@ -107,7 +107,7 @@ export function contractDifferences(
     );
   } else if (!input) {
     problems.push(
-      `the model's input is named '${inputs[0].name}'; the Path Foundation contract needs '${MODEL_INPUT_NAME}'`,
+      `the model's input is named '${inputs[0]!.name}'; the Path Foundation contract needs '${MODEL_INPUT_NAME}'`,
     );
   }
   // Check the shape of the one input even when misnamed: a user fixing the name wants to know
@@ -122,7 +122,7 @@ export function contractDifferences(
     problems.push(
       `the model has no output '${MODEL_OUTPUT_NAME}' (its outputs: ${names(outputs)}); the Path Foundation contract needs '${MODEL_OUTPUT_NAME}'`,
     );
-    if (outputs.length === 1) describeValue('output', outputs[0], CONTRACT_OUTPUT_SHAPE, problems);
+    if (outputs.length === 1) describeValue('output', outputs[0]!, CONTRACT_OUTPUT_SHAPE, problems);
   }
   return problems;
 }
@@ -138,7 +138,7 @@ export function assertModelContract(
   const problems = contractDifferences(session.inputMetadata, session.outputMetadata);
   if (problems.length === 0) {
     const input = session.inputMetadata[0];
-    return input.isTensor && input.type === 'uint8' ? 'uint8' : 'float32';
+    return input?.isTensor && input.type === 'uint8' ? 'uint8' : 'float32';
   }
   throw new PathembedError(
     'MODEL_CONTRACT_MISMATCH',

@@ -152,9 +152,10 @@ export async function* embedOnSession(
       // A cancel during inference stops here: the batch that was running is not reported.
       throwIfCancelled(ctx.signal);
       const first = b * batchSize;
+      // The engine answers one embedding per patch of the batch, in order.
       for (let i = 0; i < embeddings.length; i++) {
-        const patch = patches[first + i];
-        const embedding = embeddings[i];
+        const patch = patches[first + i]!;
+        const embedding = embeddings[i]!;
         if (embedding.length !== width || !embedding.every(Number.isFinite)) {
           throw new PathembedError(
             'INFERENCE_FAILED',

@@ -74,7 +74,8 @@ export class InstrumentedFrameSource extends ForwardingFrameSource {
       throw aboutFrames(err, instanceUid, frameIndices, 'fetching');
     }
     frames.forEach((f, i) => {
-      this.origins.note(f.data, { instanceUid, frameIndex: frameIndices[i] });
+      // fetchFrames answers one frame per index asked, in order.
+      this.origins.note(f.data, { instanceUid, frameIndex: frameIndices[i]! });
     });
     return frames;
   }

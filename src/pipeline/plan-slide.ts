@@ -87,10 +87,12 @@ async function levelIccProfile(
 }
 
 function baseLevelOf(pyramid: SlidePyramid): PlanBaseLevel {
-  const level0 = pyramid.levels[0];
+  // A pyramid has at least one level and a level at least one instance (buildSlidePyramid and the
+  // pyramid JSON schema both ensure it).
+  const level0 = pyramid.levels[0]!;
   const first = [...level0.instances].sort(
     (a, b) => a.concatenationFrameOffset - b.concatenationFrameOffset,
-  )[0];
+  )[0]!;
   return {
     widthPx: level0.widthPx,
     heightPx: level0.heightPx,
@@ -155,7 +157,7 @@ export async function planOnSession(
     }
     const size = targetGridSize(choice);
     const sourceIccProfileBase64 = resolved.iccProfile
-      ? await levelIccProfile(session, metadata, choice.level.instances[0].sopInstanceUid, ctx.signal)
+      ? await levelIccProfile(session, metadata, choice.level.instances[0]!.sopInstanceUid, ctx.signal)
       : undefined;
     const plan: SlidePlan = {
       version: 1,

@@ -50,6 +50,12 @@ export async function buildSrForPlan(
     if (patches && mean.count > options.maxPatches) patches = undefined;
     if (patches) {
       const p = plan.patches[e.index];
+      // Embeddings may be read back from stored results; one that names no planned patch is a bug.
+      if (!p) {
+        throw new PathembedError('INTERNAL', `Embedding of patch ${e.index} has no planned patch`, {
+          index: e.index,
+        });
+      }
       patches.push({
         index: p.index,
         x: p.x,
@@ -71,7 +77,8 @@ export async function buildSrForPlan(
     );
   }
   const byUid = new Map(metadata.map((ds) => [sopInstanceUidOf(ds), ds]));
-  const base = byUid.get(plan.baseLevel.sopInstanceUid) ?? metadata[0];
+  // The plan was built from this metadata, so it holds at least one instance.
+  const base = byUid.get(plan.baseLevel.sopInstanceUid) ?? metadata[0]!;
   const sopClassOf = (uid: string) =>
     (byUid.get(uid)?.[Tag.SOPClassUID]?.Value?.[0] as string | undefined) ??
     SopClass.VLWholeSlideMicroscopyImage;

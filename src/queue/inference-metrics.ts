@@ -30,7 +30,8 @@ export class HistogramRecorder {
 
   observe(seconds: number): void {
     const i = this.buckets.findIndex((le) => seconds <= le);
-    this.#counts[i === -1 ? this.buckets.length : i]++;
+    // #counts has one slot per bucket plus +Inf, so the index is always in range.
+    this.#counts[i === -1 ? this.buckets.length : i]!++;
     this.#sum += seconds;
     this.#count++;
   }

@@ -103,7 +103,7 @@ async function decodeRgb(
     // Greyscale: broadcast to three channels as the model expects RGB.
     const rgb = Buffer.alloc(info.width * info.height * CHANNELS);
     for (let i = 0; i < info.width * info.height; i++)
-      rgb.fill(data[i * info.channels], i * CHANNELS, i * CHANNELS + CHANNELS);
+      rgb.fill(data[i * info.channels]!, i * CHANNELS, i * CHANNELS + CHANNELS);
     data = rgb;
   }
   const icc = meta.icc ? { icc: new Uint8Array(meta.icc) } : {};
@@ -148,7 +148,10 @@ async function imagePatches(w: WorkerContext, item: ImagePredictItem): Promise<U
 async function patchImages(item: PatchImagesPredictItem): Promise<Uint8Array[]> {
   const out: Uint8Array[] = [];
   for (const [i, p] of item.patches.entries()) {
-    const rgb = await decodeRgb(item.patchImagesBase64[i], `ez_wsi_state.patches[${i}]`);
+    const image = item.patchImagesBase64[i];
+    if (image === undefined)
+      throw new PathembedError('EZ_WSI_STATE_INVALID', `ez_wsi_state.patches has no image for patch ${i}`);
+    const rgb = await decodeRgb(image, `ez_wsi_state.patches[${i}]`);
     if (rgb.width !== p.width || rgb.height !== p.height) {
       throw new PathembedError(
         'FRAME_DECODE_ERROR',

@@ -26,7 +26,7 @@ export class FrameFetchRecorder {
 
   observe(seconds: number): void {
     const i = FRAME_FETCH_BUCKETS_S.findIndex((le) => seconds <= le);
-    this.#buckets[i === -1 ? FRAME_FETCH_BUCKETS_S.length : i]++;
+    this.#buckets[i === -1 ? FRAME_FETCH_BUCKETS_S.length : i]!++;
     this.#sum += seconds;
     this.#count++;
   }

@@ -52,7 +52,12 @@ export class TokenCipher {
         `A stored token for ${ownerId} is not in the ${FORMAT_VERSION} format`,
       );
     }
-    const [nonce, ciphertext, tag] = parts.slice(1).map((p) => Buffer.from(p, 'base64url'));
+    // Four parts (checked above): the version, then these three.
+    const [nonce, ciphertext, tag] = parts.slice(1).map((p) => Buffer.from(p, 'base64url')) as [
+      Buffer,
+      Buffer,
+      Buffer,
+    ];
     try {
       const decipher = createDecipheriv(ALGORITHM, this.#key, nonce, { authTagLength: TAG_BYTES });
       decipher.setAAD(Buffer.from(ownerId, 'utf8'));

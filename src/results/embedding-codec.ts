@@ -40,7 +40,7 @@ export function float32ToDecimal(value: number): string {
 /** JSON text of an embedding as a number array (no spaces). */
 export function embeddingToJsonArray(embedding: Float32Array): string {
   const parts = new Array<string>(embedding.length);
-  for (let i = 0; i < embedding.length; i++) parts[i] = float32ToDecimal(embedding[i]);
+  for (let i = 0; i < embedding.length; i++) parts[i] = float32ToDecimal(embedding[i]!);
   return `[${parts.join(',')}]`;
 }
 
@@ -49,7 +49,7 @@ export function embeddingToBase64(embedding: Float32Array): string {
   const bytes = new Uint8Array(embedding.length * FLOAT32_BYTES);
   const view = new DataView(bytes.buffer);
   for (let i = 0; i < embedding.length; i++) {
-    const v = embedding[i];
+    const v = embedding[i]!;
     if (!Number.isFinite(v)) float32ToDecimal(v); // throws the same error as the array encoding
     view.setFloat32(i * FLOAT32_BYTES, v, true);
   }

@@ -36,12 +36,13 @@ export class CovarianceAccumulator {
         `CovarianceAccumulator: vector has ${v.length} components, expected ${d}`,
       );
     }
+    // v, sums and products are d, d and d * d long (checked above), so every index is in bounds.
     for (let i = 0; i < d; i++) {
-      const vi = v[i];
-      this.sums[i] += vi;
+      const vi = v[i]!;
+      this.sums[i]! += vi;
       const row = i * d;
       // Upper triangle only; `covariance` mirrors it.
-      for (let j = i; j < d; j++) this.products[row + j] += vi * v[j];
+      for (let j = i; j < d; j++) this.products[row + j]! += vi * v[j]!;
     }
     this.n++;
   }
@@ -62,7 +63,7 @@ export class CovarianceAccumulator {
     if (this.n === 0) return cov;
     for (let i = 0; i < d; i++) {
       for (let j = i; j < d; j++) {
-        const c = this.products[i * d + j] / this.n - mean[i] * mean[j];
+        const c = this.products[i * d + j]! / this.n - mean[i]! * mean[j]!;
         cov[i * d + j] = c;
         cov[j * d + i] = c;
       }
@@ -83,7 +84,7 @@ function multiply(matrix: Float64Array, d: number, v: Float64Array, out: Float64
   for (let i = 0; i < d; i++) {
     let s = 0;
     const row = i * d;
-    for (let j = 0; j < d; j++) s += matrix[row + j] * v[j];
+    for (let j = 0; j < d; j++) s += matrix[row + j]! * v[j]!;
     out[i] = s;
   }
 }
@@ -118,21 +119,21 @@ export function principalComponents(acc: CovarianceAccumulator, k: number): Prin
       if (length === 0) break;
       let dot = 0;
       for (let i = 0; i < d; i++) {
-        next[i] /= length;
-        dot += next[i] * v[i];
+        next[i]! /= length;
+        dot += next[i]! * v[i]!;
       }
       v = Float64Array.from(next);
       eigenvalue = length;
       if (1 - Math.abs(dot) < CONVERGENCE) break;
     }
     let largest = 0;
-    for (let i = 0; i < d; i++) if (Math.abs(v[i]) > Math.abs(v[largest])) largest = i;
-    if (v[largest] < 0) v = v.map((x) => -x);
+    for (let i = 0; i < d; i++) if (Math.abs(v[i]!) > Math.abs(v[largest]!)) largest = i;
+    if (v[largest]! < 0) v = v.map((x) => -x);
     components.push(v);
     variances.push(eigenvalue);
     // Deflate: remove this component's variance so the next iteration finds the next one.
     for (let i = 0; i < d; i++) {
-      for (let j = 0; j < d; j++) cov[i * d + j] -= eigenvalue * v[i] * v[j];
+      for (let j = 0; j < d; j++) cov[i * d + j]! -= eigenvalue * v[i]! * v[j]!;
     }
   }
   return { mean: acc.mean(), components, variances };
@@ -142,14 +143,14 @@ export function principalComponents(acc: CovarianceAccumulator, k: number): Prin
 export function project(pca: PrincipalComponents, v: Float32Array): number[] {
   return pca.components.map((c) => {
     let s = 0;
-    for (let i = 0; i < c.length; i++) s += (v[i] - pca.mean[i]) * c[i];
+    for (let i = 0; i < c.length; i++) s += (v[i]! - pca.mean[i]!) * c[i]!;
     return s;
   });
 }
 
 function percentile(sorted: readonly number[], p: number): number {
   if (sorted.length === 0) return 0;
-  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))))];
+  return sorted[Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))))]!;
 }
 
 /**
@@ -163,14 +164,15 @@ export function pcaColours(
   const scores = vectors.map((v) => project(pca, v));
   const channels = [0, 1, 2].map((c) => {
     const axis = Math.min(c, pca.components.length - 1);
-    const sorted = scores.map((s) => s[axis]).sort((a, b) => a - b);
+    // axis < components.length, and every score row has one entry per component.
+    const sorted = scores.map((s) => s[axis]!).sort((a, b) => a - b);
     return { axis, low: percentile(sorted, LOW_PERCENTILE), high: percentile(sorted, HIGH_PERCENTILE) };
   });
   return scores.map((s) => {
     const rgb = channels.map(({ axis, low, high }) => {
-      const t = high > low ? (s[axis] - low) / (high - low) : 0.5;
+      const t = high > low ? (s[axis]! - low) / (high - low) : 0.5;
       return Math.round(Math.min(1, Math.max(0, t)) * MAX_BYTE);
     });
-    return [rgb[0], rgb[1], rgb[2]];
+    return [rgb[0]!, rgb[1]!, rgb[2]!];
   });
 }

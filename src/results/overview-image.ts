@@ -50,13 +50,13 @@ export interface OverviewInput {
 }
 
 function blend(out: Uint8Array, i: number, rgb: readonly number[], alpha: number): void {
-  for (let c = 0; c < RGB; c++) out[i + c] = Math.round(out[i + c] * (1 - alpha) + rgb[c] * alpha);
+  for (let c = 0; c < RGB; c++) out[i + c] = Math.round(out[i + c]! * (1 - alpha) + rgb[c]! * alpha);
 }
 
 function set(out: Uint8Array, i: number, rgb: readonly number[]): void {
-  out[i] = rgb[0];
-  out[i + 1] = rgb[1];
-  out[i + 2] = rgb[2];
+  out[i] = rgb[0]!;
+  out[i + 1] = rgb[1]!;
+  out[i + 2] = rgb[2]!;
 }
 
 function drawMask(out: Uint8Array, thumb: OverviewImage, mask: OverviewMask): void {
@@ -66,7 +66,7 @@ function drawMask(out: Uint8Array, thumb: OverviewImage, mask: OverviewMask): vo
     const my = Math.floor((y + 0.5) * k);
     return mx < 0 || my < 0 || mx >= mask.widthPx || my >= mask.heightPx
       ? 0
-      : mask.data[my * mask.widthPx + mx];
+      : mask.data[my * mask.widthPx + mx]!;
   };
   for (let y = 0; y < thumb.height; y++) {
     for (let x = 0; x < thumb.width; x++) {

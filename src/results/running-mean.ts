@@ -30,7 +30,7 @@ export class RunningMean {
         { length: vector.length, dimension: this.dimension },
       );
     }
-    for (let i = 0; i < vector.length; i++) this.sums[i] += vector[i];
+    for (let i = 0; i < vector.length; i++) this.sums[i]! += vector[i]!;
     this.n++;
   }
 
@@ -42,7 +42,7 @@ export class RunningMean {
   mean(): Float32Array | undefined {
     if (this.n === 0) return undefined;
     const out = new Float32Array(this.dimension);
-    for (let i = 0; i < this.dimension; i++) out[i] = this.sums[i] / this.n;
+    for (let i = 0; i < this.dimension; i++) out[i] = this.sums[i]! / this.n;
     return out;
   }
 }

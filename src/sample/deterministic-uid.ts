@@ -9,7 +9,7 @@ import { UUID_UID_ROOT } from '../uids.js';
 
 export function deterministicUid(seed: string, name: string): string {
   const bytes = crypto.createHash('sha256').update(`${seed}\u0000${name}`).digest().subarray(0, 16);
-  bytes[6] = (bytes[6] & 0x0f) | 0x80; // version 8 (custom)
-  bytes[8] = (bytes[8] & 0x3f) | 0x80; // RFC 9562 variant
+  bytes[6] = (bytes[6]! & 0x0f) | 0x80; // version 8 (custom)
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80; // RFC 9562 variant
   return `${UUID_UID_ROOT}.${BigInt(`0x${bytes.toString('hex')}`).toString(10)}`;
 }

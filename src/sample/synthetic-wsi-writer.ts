@@ -117,7 +117,7 @@ const TIME = '120000';
 /** TotalPixelMatrixOriginSequence, mm in the slide coordinate system. */
 const ORIGIN_MM = { x: 20, y: 40 };
 /** Image orientation of most scanners: rows run along -Y, columns along -X of the slide. */
-const ORIENTATION = [0, -1, 0, -1, 0, 0];
+const ORIENTATION = [0, -1, 0, -1, 0, 0] as const;
 const SLICE_THICKNESS_MM = 0.004;
 
 const el = (vr: string, ...v: unknown[]): DicomJsonElement => (v.length === 0 ? { vr } : { vr, Value: v });
@@ -158,7 +158,7 @@ function shuffled<T>(list: readonly T[], seed: string): T[] {
     state ^= state >>> 17;
     state ^= state << 5;
     const j = (state >>> 0) % (i + 1);
-    [out[i], out[j]] = [out[j], out[i]];
+    [out[i], out[j]] = [out[j]!, out[i]!];
   }
   return out;
 }
@@ -486,7 +486,7 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
   }
   if (
     downsamples[0] !== 1 ||
-    downsamples.some((d, i) => !Number.isInteger(d) || (i > 0 && d <= downsamples[i - 1]))
+    downsamples.some((d, i) => !Number.isInteger(d) || (i > 0 && d <= downsamples[i - 1]!))
   ) {
     throw invalidOption(
       `downsamples must be ascending integers starting at 1, got ${downsamples.join(', ')}`,

@@ -303,7 +303,8 @@ export class FrameCache implements FrameProvider {
     }
     await Promise.all(
       list.map(async (p, i) => {
-        const frame = encoded[i];
+        // fetchFrames answers one frame per index asked, in order.
+        const frame = encoded[i]!;
         try {
           this.counts.framesFetched++;
           this.counts.bytesFetched += frame.data.byteLength;

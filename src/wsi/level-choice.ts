@@ -67,7 +67,7 @@ export function chooseLevel<L extends SlideLevel>(
   if (best) return { level: best.level, scale: 1, matched: true, levelSpacingUm: best.spacingUm };
 
   const finer = spaced.filter((c) => c.spacingUm < targetUm).sort((a, b) => b.spacingUm - a.spacingUm)[0];
-  const finest = [...spaced].sort((a, b) => a.spacingUm - b.spacingUm)[0];
+  const finest = [...spaced].sort((a, b) => a.spacingUm - b.spacingUm)[0]!;
   if (!finer) {
     throw new PathembedError(
       'NO_MATCHING_LEVEL',

@@ -111,7 +111,7 @@ async function mapLimit<T, R>(inputs: readonly T[], limit: number, fn: (t: T) =>
   const workers = Array.from({ length: Math.min(limit, inputs.length) }, async () => {
     while (next < inputs.length) {
       const i = next++;
-      out[i] = await fn(inputs[i]);
+      out[i] = await fn(inputs[i]!);
     }
   });
   await Promise.all(workers);
@@ -227,8 +227,9 @@ export class LocalFrameSource implements FrameSource {
         );
       }
       const parts: Buffer[] = [];
-      for (let f = instance.frameStarts[frameIndex]; f < instance.frameStarts[frameIndex + 1]; f++) {
-        const fragment = instance.fragments[f];
+      // frameStarts has frameCount + 1 entries, each at most fragments.length (see frameFragmentStarts).
+      for (let f = instance.frameStarts[frameIndex]!; f < instance.frameStarts[frameIndex + 1]!; f++) {
+        const fragment = instance.fragments[f]!;
         try {
           parts.push(await readExactly(fh, fragment.offset, fragment.length));
         } catch (err) {
@@ -243,7 +244,7 @@ export class LocalFrameSource implements FrameSource {
         }
         this.stats.requests++;
       }
-      const data = parts.length === 1 ? parts[0] : Buffer.concat(parts);
+      const data = parts.length === 1 ? parts[0]! : Buffer.concat(parts);
       this.stats.frames++;
       this.stats.bytes += data.byteLength;
       out.push({

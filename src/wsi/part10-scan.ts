@@ -238,8 +238,8 @@ export function frameFragmentStarts(
     }
     const byItemOffset = new Map(layout.itemOffsets.map((offset, i) => [offset, i]));
     for (let f = 0; f < frameCount; f++) {
-      const fragment = byItemOffset.get(layout.basicOffsetTable[f]);
-      if (fragment === undefined || (f > 0 && fragment <= starts[f - 1])) {
+      const fragment = byItemOffset.get(layout.basicOffsetTable[f]!);
+      if (fragment === undefined || (f > 0 && fragment <= starts[f - 1]!)) {
         throw new Part10Error(
           `Basic Offset Table entry ${f} (${layout.basicOffsetTable[f]}) is not a fragment start`,
         );

@@ -120,8 +120,10 @@ export function areaResample(src: RgbFrame, window: AreaWindow): RgbFrame {
   const xs = axisWeights(srcXPx, scaleX, widthPx);
   const ys = axisWeights(srcYPx, scaleY, heightPx);
   // Source rows the vertical pass needs; the horizontal pass runs on these only.
-  const row0 = ys.first[0];
-  const row1 = ys.first[heightPx - 1] + (ys.offset[heightPx] - ys.offset[heightPx - 1]);
+  // Indexes below stay within the axis tables (`first`: count, `offset`: count + 1 entries) and the
+  // buffers sized from them, so the typed-array reads are asserted rather than checked per pixel.
+  const row0 = ys.first[0]!;
+  const row1 = ys.first[heightPx - 1]! + (ys.offset[heightPx]! - ys.offset[heightPx - 1]!);
   const srcRows = Math.min(row1, src.height) - row0;
 
   // Horizontal pass: sums weighted by x overlap, not yet divided (exact for integer weights).
@@ -136,15 +138,15 @@ export function areaResample(src: RgbFrame, window: AreaWindow): RgbFrame {
       let sr = 0;
       let sg = 0;
       let sb = 0;
-      const u0 = xs.first[i];
-      const end = xs.offset[i + 1];
-      for (let k = xs.offset[i], u = u0; k < end; k++, u++) {
-        const w = xs.weights[k];
+      const u0 = xs.first[i]!;
+      const end = xs.offset[i + 1]!;
+      for (let k = xs.offset[i]!, u = u0; k < end; k++, u++) {
+        const w = xs.weights[k]!;
         if (w === 0 || u >= srcWidth) continue;
         const p = (srcRow + u) * RGB_CHANNELS;
-        sr += w * srcData[p];
-        sg += w * srcData[p + 1];
-        sb += w * srcData[p + 2];
+        sr += w * srcData[p]!;
+        sg += w * srcData[p + 1]!;
+        sb += w * srcData[p + 2]!;
       }
       const t = tmpRow + i * RGB_CHANNELS;
       tmp[t] = sr;
@@ -159,16 +161,16 @@ export function areaResample(src: RgbFrame, window: AreaWindow): RgbFrame {
   const acc = new Float64Array(rowStride);
   for (let j = 0; j < heightPx; j++) {
     acc.fill(0);
-    const end = ys.offset[j + 1];
-    for (let k = ys.offset[j], v = ys.first[j]; k < end; k++, v++) {
-      const w = ys.weights[k];
+    const end = ys.offset[j + 1]!;
+    for (let k = ys.offset[j]!, v = ys.first[j]!; k < end; k++, v++) {
+      const w = ys.weights[k]!;
       const r = v - row0;
       if (w === 0 || r >= srcRows) continue;
       const tmpRow = r * rowStride;
-      for (let t = 0; t < rowStride; t++) acc[t] += w * tmp[tmpRow + t];
+      for (let t = 0; t < rowStride; t++) acc[t]! += w * tmp[tmpRow + t]!;
     }
     const outRow = j * rowStride;
-    for (let t = 0; t < rowStride; t++) out[outRow + t] = roundByte(acc[t] / area);
+    for (let t = 0; t < rowStride; t++) out[outRow + t] = roundByte(acc[t]! / area);
   }
   return { width: widthPx, height: heightPx, data: out };
 }

@@ -288,7 +288,8 @@ function checkBrightfield(inst: ParsedInstance): void {
 }
 
 function severalOpticalPaths(instances: readonly ParsedInstance[], count: number): PathembedError {
-  const first = instances[0];
+  // Callers pass one instance or a whole level, never none.
+  const first = instances[0]!;
   const names = opticalPathNames(instances);
   const multiplexed = first.frame.photometricInterpretation === 'MONOCHROME2';
   const what = multiplexed
@@ -368,10 +369,11 @@ function storageUnits(instances: readonly ParsedInstance[]): LevelParts[] {
   }
   for (const [uid, parts] of byConcatenation)
     units.push({ parts: orderConcatenation(uid, parts), concatenationUid: uid });
+  // Every unit holds at least one part.
   return units.sort(
     (a, b) =>
-      (a.parts[0].instanceNumber ?? 0) - (b.parts[0].instanceNumber ?? 0) ||
-      a.parts[0].sopInstanceUid.localeCompare(b.parts[0].sopInstanceUid),
+      (a.parts[0]!.instanceNumber ?? 0) - (b.parts[0]!.instanceNumber ?? 0) ||
+      a.parts[0]!.sopInstanceUid.localeCompare(b.parts[0]!.sopInstanceUid),
   );
 }
 
@@ -448,8 +450,8 @@ function sparseTiles(parts: readonly ParsedInstance[], tilesAcross: number, tile
       const existing = tiles[slot];
       if (existing) {
         throw unsupported(
-          `Two frames hold tile (${col}, ${row}) of the ${inst.widthPx} x ${inst.heightPx} px level: frame ${existing[1] + 1} of ${parts[existing[0]].sopInstanceUid} and frame ${frameIndex + 1} of ${inst.sopInstanceUid}; overlapping tiles are not read`,
-          { col, row, sopInstanceUids: [parts[existing[0]].sopInstanceUid, inst.sopInstanceUid] },
+          `Two frames hold tile (${col}, ${row}) of the ${inst.widthPx} x ${inst.heightPx} px level: frame ${existing[1] + 1} of ${parts[existing[0]]!.sopInstanceUid} and frame ${frameIndex + 1} of ${inst.sopInstanceUid}; overlapping tiles are not read`,
+          { col, row, sopInstanceUids: [parts[existing[0]]!.sopInstanceUid, inst.sopInstanceUid] },
         );
       }
       tiles[slot] = [ordinal, frameIndex];
@@ -483,7 +485,8 @@ interface LevelDraft extends Omit<PyramidLevel, 'index' | 'pixelSpacingMm' | 'pi
 function buildLevel(instances: readonly ParsedInstance[]): LevelDraft {
   instances.forEach(checkReadable);
   const units = storageUnits(instances);
-  const first = units[0].parts[0];
+  // A level is built from the instances of one size, so there is at least one unit with one part.
+  const first = units[0]!.parts[0]!;
   for (const unit of units) for (const part of unit.parts) checkSameImagePixels(first, part);
 
   if (units.length > 1) {
@@ -505,10 +508,10 @@ function buildLevel(instances: readonly ParsedInstance[]): LevelDraft {
         { sopInstanceUids: instances.map((i) => i.sopInstanceUid), zOffsetsMm: [...zOffsets] },
       );
     }
-    if (units.some((u) => tilingOf(u.parts[0]) === 'TILED_FULL')) {
+    if (units.some((u) => tilingOf(u.parts[0]!) === 'TILED_FULL')) {
       throw unsupported(
-        `The ${first.widthPx} x ${first.heightPx} px level is stored ${units.length} times (${units.map((u) => u.parts[0].sopInstanceUid).join(', ')}) in instances that are not one concatenation; duplicate levels are not read`,
-        { sopInstanceUids: units.map((u) => u.parts[0].sopInstanceUid) },
+        `The ${first.widthPx} x ${first.heightPx} px level is stored ${units.length} times (${units.map((u) => u.parts[0]!.sopInstanceUid).join(', ')}) in instances that are not one concatenation; duplicate levels are not read`,
+        { sopInstanceUids: units.map((u) => u.parts[0]!.sopInstanceUid) },
       );
     }
   }
@@ -550,7 +553,7 @@ function buildLevel(instances: readonly ParsedInstance[]): LevelDraft {
   }
 
   const spacing = resolvePixelSpacing(first.ds, first.widthPx, first.heightPx);
-  const concatenationUid = units.length === 1 ? units[0].concatenationUid : undefined;
+  const concatenationUid = units.length === 1 ? units[0]!.concatenationUid : undefined;
   return {
     widthPx: first.widthPx,
     heightPx: first.heightPx,
@@ -656,7 +659,7 @@ export function buildSlidePyramid(metadata: readonly DicomJsonDataset[]): SlideP
         b.widthPx * b.heightPx - a.widthPx * a.heightPx,
     );
 
-  const first = volumes[0].ds;
+  const first = volumes[0]!.ds;
   return {
     format: SLIDE_PYRAMID_FORMAT,
     studyInstanceUid: requireStr(first, Tag.StudyInstanceUID, 'StudyInstanceUID'),

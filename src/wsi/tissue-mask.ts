@@ -73,19 +73,20 @@ export function chooseMaskLevel(
   if (near) return { level: near, scale: 1 };
   const finer = bySpacing.filter((l) => meanPixelSpacingUm(l) < spacingUm);
   if (finer.length > 0) {
-    const level = finer[finer.length - 1];
+    const level = finer[finer.length - 1]!;
     return { level, scale: spacingUm / meanPixelSpacingUm(level) };
   }
-  return { level: bySpacing[0], scale: 1 };
+  return { level: bySpacing[0]!, scale: 1 };
 }
 
 /** Otsu's threshold of a 256-bin histogram: the bin t maximising between-class variance of [0..t] vs (t..255]. */
 export function otsuThreshold(histogram: ArrayLike<number>): number {
+  // The histogram has 256 bins, so every index below is in range.
   let total = 0;
   let sumAll = 0;
   for (let i = 0; i < 256; i++) {
-    total += histogram[i];
-    sumAll += i * histogram[i];
+    total += histogram[i]!;
+    sumAll += i * histogram[i]!;
   }
   if (total === 0) return 0;
   let weightLow = 0;
@@ -93,11 +94,11 @@ export function otsuThreshold(histogram: ArrayLike<number>): number {
   let best = 0;
   let bestVariance = -1;
   for (let t = 0; t < 256; t++) {
-    weightLow += histogram[t];
+    weightLow += histogram[t]!;
     if (weightLow === 0) continue;
     const weightHigh = total - weightLow;
     if (weightHigh === 0) break;
-    sumLow += t * histogram[t];
+    sumLow += t * histogram[t]!;
     const meanLow = sumLow / weightLow;
     const meanHigh = (sumAll - sumLow) / weightHigh;
     const variance = weightLow * weightHigh * (meanLow - meanHigh) ** 2;
@@ -133,7 +134,7 @@ export class TissueMask {
   /** Fraction of all mask pixels that are tissue. */
   get fraction(): number {
     let n = 0;
-    for (let i = 0; i < this.data.length; i++) n += this.data[i];
+    for (const v of this.data) n += v;
     return this.data.length === 0 ? 0 : n / this.data.length;
   }
 
@@ -204,16 +205,16 @@ export class TissueMask {
     const candidate = new Uint8Array(n);
     const histogram = new Float64Array(256);
     for (let p = 0, q = 0; p < n; p++, q += RGB_CHANNELS) {
-      const [s, y] = saturationAndLuminance(image.data[q], image.data[q + 1], image.data[q + 2]);
+      const [s, y] = saturationAndLuminance(image.data[q]!, image.data[q + 1]!, image.data[q + 2]!);
       saturation[p] = s;
       if (y >= LUMINANCE_MIN) {
-        histogram[s]++;
+        histogram[s]!++;
         if (y <= LUMINANCE_MAX) candidate[p] = 1;
       }
     }
     const threshold = Math.max(otsuThreshold(histogram), SATURATION_FLOOR);
     const data = new Uint8Array(n);
-    for (let p = 0; p < n; p++) data[p] = candidate[p] && saturation[p] > threshold ? 1 : 0;
+    for (let p = 0; p < n; p++) data[p] = candidate[p] && saturation[p]! > threshold ? 1 : 0;
     return new TissueMask(image.width, image.height, pixelSpacingUm, data, threshold);
   }
 }

@@ -22,8 +22,8 @@ function uuidBytes(uuid: string): Buffer {
 export function uuidV5(name: string, namespace: string = PATHEMBED_UUID_NAMESPACE): string {
   const hash = createHash('sha1').update(uuidBytes(namespace)).update(name, 'utf8').digest();
   const bytes = hash.subarray(0, UUID_BYTES);
-  bytes[VERSION_BYTE] = (bytes[VERSION_BYTE] & 0x0f) | UUID_V5;
-  bytes[VARIANT_BYTE] = (bytes[VARIANT_BYTE] & 0x3f) | 0x80;
+  bytes[VERSION_BYTE] = (bytes[VERSION_BYTE]! & 0x0f) | UUID_V5;
+  bytes[VARIANT_BYTE] = (bytes[VARIANT_BYTE]! & 0x3f) | 0x80;
   const hex = bytes.toString('hex');
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
 }

@@ -117,10 +117,10 @@ function tagInfo(keyword: string): TagInfo {
       },
     );
   }
-  const group = Number.parseInt(match[1], 16);
-  const element = Number.parseInt(match[2], 16);
+  const group = Number.parseInt(match[1]!, 16);
+  const element = Number.parseInt(match[2]!, 16);
   // "US or SS", "OB or OW": the first is right for every attribute this project writes.
-  const vr = entry.vr.split(' ')[0];
+  const vr = entry.vr.split(' ')[0]!;
   info = { group, element, order: group * 0x10000 + element, vr };
   tagCache.set(keyword, info);
   return info;

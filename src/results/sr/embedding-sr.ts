@@ -208,8 +208,9 @@ function validate(input: EmbeddingSrInput): void {
 export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
   validate(input);
   const uids = srUidsFor(input.jobKey);
-  const studyInstanceUid = input.sourceMetadata[Tag.StudyInstanceUID].Value![0] as string;
-  const sourceSeriesUid = input.sourceMetadata[Tag.SeriesInstanceUID].Value![0] as string;
+  // validate() checked that both UIDs are present.
+  const studyInstanceUid = input.sourceMetadata[Tag.StudyInstanceUID]!.Value![0] as string;
+  const sourceSeriesUid = input.sourceMetadata[Tag.SeriesInstanceUID]!.Value![0] as string;
   const now = input.contentTime ?? new Date();
   const includesPatches =
     input.patches !== undefined &&

@@ -165,7 +165,7 @@ export function planarRoiMeasurementGroup(options: PlanarRoiGroupOptions): Datas
   if (options.measurements.length === 0) throw invalidArgument(where, 'measurements', 'must not be empty');
   const first = options.region[0];
   const last = options.region[options.region.length - 1];
-  if (options.region.length < 4 || first[0] !== last[0] || first[1] !== last[1]) {
+  if (options.region.length < 4 || !first || !last || first[0] !== last[0] || first[1] !== last[1]) {
     throw invalidArgument(
       where,
       'region',
