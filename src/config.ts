@@ -52,7 +52,7 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_INTRA_OP_THREADS: v(
     int(0, 256),
     '0',
-    'ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core).',
+    'ONNX Runtime intra-op threads; 0 runs one per core (os.availableParallelism(); ONNX Runtime itself would count physical cores only).',
   ),
 
   // DICOMweb wire

@@ -10,6 +10,7 @@
  * output tensor, so ORT writes the embeddings into memory the engine already holds.
  */
 import { existsSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import { PathembedError } from '../errors.js';
@@ -34,8 +35,8 @@ import {
 import { loadManifest, type ModelManifest } from './model-manifest.js';
 
 const MS_PER_S = 1000;
-/** PATHEMBED_INTRA_OP_THREADS=0 means "let ONNX Runtime choose" (one thread per core). */
-const ORT_CHOOSES_THREADS = 0;
+/** PATHEMBED_INTRA_OP_THREADS=0 means one thread per core the process may use. */
+const ONE_PER_CORE = 0;
 
 export class EmbeddingEngine {
   /** Side of the square patches `embed` takes, in pixels. */
@@ -91,7 +92,9 @@ export class EmbeddingEngine {
         sessionOptions: {
           graphOptimizationLevel: 'all',
           executionMode: 'sequential',
-          ...(threads === ORT_CHOOSES_THREADS ? {} : { intraOpNumThreads: threads }),
+          // ONNX Runtime's own default counts physical cores, which on a 2-vCPU VM is one thread: half
+          // the throughput (12 against 23 patches/s at batch 8, docs/benchmarks.md "Pipeline").
+          intraOpNumThreads: threads === ONE_PER_CORE ? availableParallelism() : threads,
         },
       },
       logger,

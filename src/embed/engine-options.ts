@@ -20,6 +20,6 @@ export interface EngineOptions {
   readonly deviceId: number;
   /** Most patches per ONNX Runtime run. */
   readonly batchSize: number;
-  /** ONNX Runtime intra-op threads; 0 lets ONNX Runtime choose (one per core). */
+  /** ONNX Runtime intra-op threads; 0 runs one per core (os.availableParallelism()). */
   readonly intraOpThreads: number;
 }
