@@ -3,11 +3,11 @@
  * results writers (JSON, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
  * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
  */
-import { decodeThreadCount, FrameDecoder } from '../codecs/index.js';
+import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
-import { pipelineDeps, slideOpener } from '../domain-options.js';
+import { pipelineDeps, slideOpener, slideReadingOptions } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
 import type { Logger } from '../log.js';
@@ -30,9 +30,10 @@ import { stowSr } from '../results/sr/store-sr.js';
 import type { FrameSource } from '../wsi/frame-source.js';
 import {
   type IccProfileName,
-  IccTransforms,
+  type IccTransforms,
   iccProfileOf,
   type RgbTransform,
+  sharedIccTransforms,
   transformingDecoder,
 } from '../wsi/icc-transform.js';
 import { levelForResize, readResizedPatch } from '../wsi/resized-level.js';
@@ -87,10 +88,11 @@ export class PipelineAdapter implements PipelinePort {
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
-    this.#decoder = new FrameDecoder({ decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS) });
+    this.#decoder = new FrameDecoder({ decodeThreads: slideReadingOptions(config).decodeThreads });
     // Its workers start now, not on the first job's first frame.
     this.#decoder.warmUp();
-    this.#icc = new IccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
+    // The same profile cache as the pipeline's job transforms, so each profile is read once a process.
+    this.#icc = sharedIccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
     const { frames } = options;
     this.#slides = slideOpener(config, {
       logger,

@@ -9,7 +9,7 @@ import type { Job } from 'bullmq';
 import sharp from 'sharp';
 import { PathembedError, toPathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
-import { areaResample } from '../wsi/resample.js';
+import { resizeByArea } from '../wsi/resample.js';
 import { encodeChunk } from './chunk-file.js';
 import {
   type ImagePredictItem,
@@ -108,16 +108,10 @@ async function decodeRgb(
   }
   const icc = meta.icc ? { icc: new Uint8Array(meta.icc) } : {};
   if (shrink && resize && (resize.width !== info.width || resize.height !== info.height)) {
-    const shrunk = areaResample(
+    const shrunk = resizeByArea(
       { width: info.width, height: info.height, data },
-      {
-        srcXPx: 0,
-        srcYPx: 0,
-        scaleX: info.width / resize.width,
-        scaleY: info.height / resize.height,
-        widthPx: resize.width,
-        heightPx: resize.height,
-      },
+      resize.width,
+      resize.height,
     );
     return { data: shrunk.data, width: shrunk.width, height: shrunk.height, ...icc };
   }

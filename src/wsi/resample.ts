@@ -174,3 +174,15 @@ export function areaResample(src: RgbFrame, window: AreaWindow): RgbFrame {
   }
   return { width: widthPx, height: heightPx, data: out };
 }
+
+/** The whole of `src` shrunk (or stretched) to `widthPx` x `heightPx` by area averaging. */
+export function resizeByArea(src: RgbFrame, widthPx: number, heightPx: number): RgbFrame {
+  return areaResample(src, {
+    srcXPx: 0,
+    srcYPx: 0,
+    scaleX: src.width / widthPx,
+    scaleY: src.height / heightPx,
+    widthPx,
+    heightPx,
+  });
+}

@@ -20,7 +20,7 @@ import type { RgbFrame } from '../codecs/index.js';
 import { PathembedError } from '../errors.js';
 import type { PatchReader } from './patch-reader.js';
 import { isInsideImage, type RectPx } from './region.js';
-import { areaResample } from './resample.js';
+import { resizeByArea } from './resample.js';
 import type { SlideLevel } from './slide-level.js';
 
 /** Path Foundation refuses a resize that shrinks the named level more than this. */
@@ -112,12 +112,5 @@ export async function readResizedPatch(
   const block = await reader.readRegion(level, src.x, src.y, src.width, src.height, {
     signal: options.signal,
   });
-  return areaResample(block, {
-    srcXPx: 0,
-    srcYPx: 0,
-    scaleX: src.width / rect.width,
-    scaleY: src.height / rect.height,
-    widthPx: rect.width,
-    heightPx: rect.height,
-  });
+  return resizeByArea(block, rect.width, rect.height);
 }
