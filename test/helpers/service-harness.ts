@@ -20,6 +20,7 @@ import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { scanKeys } from './redis.js';
+import { waitFor } from './wait.js';
 
 export interface JobView {
   readonly id: string;
@@ -62,20 +63,14 @@ export interface Harness {
 }
 
 const DEFAULT_FINAL_TIMEOUT_MS = 120_000;
-const POLL_MS = 100;
 
-export async function until<T>(
+/** waitFor (test/helpers/wait.ts) with the harness's longer default deadline. */
+export function until<T>(
   what: string,
   check: () => Promise<T | undefined | false> | T | undefined | false,
   timeoutMs = DEFAULT_FINAL_TIMEOUT_MS,
 ): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    await new Promise((r) => setTimeout(r, POLL_MS));
-  }
-  throw new Error(`Timed out after ${timeoutMs} ms waiting for ${what}`);
+  return waitFor(what, check, timeoutMs);
 }
 
 export async function filesUnder(dir: string): Promise<string[]> {
