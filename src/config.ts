@@ -168,6 +168,11 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_QUEUE_PREFIX: v(z.string().min(1), 'pathembed', 'Key prefix of the BullMQ queues in Redis.'),
   PATHEMBED_PORT: v(int(0, 65535), '8080', 'Port of `pathembed serve`.'),
   PATHEMBED_HOST: v(z.string().min(1), '127.0.0.1', 'Address `pathembed serve` listens on.'),
+  PATHEMBED_KEEP_ALIVE_TIMEOUT_MS: v(
+    int(1000),
+    '65000',
+    'How long `pathembed serve` keeps an idle HTTP connection open; keep it above the idle timeout of a load balancer in front (60 s on most).',
+  ),
   PATHEMBED_API_KEYS: v(
     list.optional(),
     undefined,
