@@ -73,7 +73,11 @@ export interface ServiceProcess {
 }
 
 /** `pathembed <args>` as its own process (node --import tsx, no npx wrapper, so SIGKILL hits it). */
-export function startServiceProcess(name: string, args: string[], env: Record<string, string>): ServiceProcess {
+export function startServiceProcess(
+  name: string,
+  args: string[],
+  env: Record<string, string>,
+): ServiceProcess {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
     cwd: REPO_ROOT,
     env: { ...process.env, ...env },

@@ -169,7 +169,9 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
       'every job to end',
       async () => {
         const views = await Promise.all(
-          ids.map(async (id) => [id, (await (await fetch(`${api}/v1/jobs/${id}`)).json()) as JobState] as const),
+          ids.map(
+            async (id) => [id, (await (await fetch(`${api}/v1/jobs/${id}`)).json()) as JobState] as const,
+          ),
         );
         let done = 0;
         for (const [id, view] of views) {
@@ -199,7 +201,10 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
     for (const id of ids) {
       const view = last.get(id) as JobState;
       expect({ id, state: view.state }).toEqual({ id, state: 'completed' });
-      expect(view.progress).toMatchObject({ planned: COHORT_PATCHES_PER_SLIDE, done: COHORT_PATCHES_PER_SLIDE });
+      expect(view.progress).toMatchObject({
+        planned: COHORT_PATCHES_PER_SLIDE,
+        done: COHORT_PATCHES_PER_SLIDE,
+      });
       // Read back from the bucket, not through the API: every planned patch exactly once, in order.
       const doc = JSON.parse(((await store.get(resultKeys.json(id))) as Buffer).toString()) as {
         patches: Array<{ index: number; embedding: number[] }>;
