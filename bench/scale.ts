@@ -210,7 +210,7 @@ async function main(): Promise<void> {
     );
     await submit(stack.api, fake);
     const queuedBytes = (await usedMemory(redis)) - before;
-    const counts = await queue.getJobCounts('waiting', 'prioritized', 'paused');
+    const counts = await queue.getJobCounts('waiting', 'prioritized');
     const waiting = Object.values(counts).reduce((a, b) => a + b, 0);
     await queue.close();
     await stack.stop();

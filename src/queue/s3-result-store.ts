@@ -11,6 +11,7 @@ import { PassThrough, type Readable } from 'node:stream';
 import {
   DeleteObjectCommand,
   DeleteObjectsCommand,
+  type DeleteObjectsCommandOutput,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
@@ -46,6 +47,11 @@ const PART_SIZE_BYTES = 8 * 1024 * 1024;
 const UPLOAD_QUEUE_SIZE = 2;
 /** DeleteObjects takes at most 1,000 keys per request (S3's limit; ListObjectsV2 pages match it). */
 const DELETE_BATCH = 1000;
+/**
+ * Parallel DeleteObject calls where the store has no DeleteObjects: a slide's chunks (tens to
+ * hundreds) go in a few round trips without opening more sockets than the SDK's default pool (50).
+ */
+const SINGLE_DELETE_CONCURRENCY = 16;
 
 type Operation = 'read' | 'write' | 'delete' | 'check';
 
@@ -74,6 +80,8 @@ export class S3ResultStore implements ResultStore {
   readonly bucket: string;
   readonly #prefix: string;
   readonly #where: string;
+  /** False once the store answered DeleteObjects with 501: then deleteTree deletes key by key. */
+  #multiDelete = true;
 
   constructor(options: S3ResultStoreOptions) {
     this.bucket = options.bucket;
@@ -276,9 +284,18 @@ export class S3ResultStore implements ResultStore {
   }
 
   async #deleteMany(keys: { Key: string }[]): Promise<void> {
-    const out = await this.client.send(
-      new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }),
-    );
+    if (!this.#multiDelete) return this.#deleteOneByOne(keys);
+    let out: DeleteObjectsCommandOutput;
+    try {
+      out = await this.client.send(
+        new DeleteObjectsCommand({ Bucket: this.bucket, Delete: { Objects: keys, Quiet: true } }),
+      );
+    } catch (err) {
+      // Some S3-compatible stores have no multi-object delete and answer 501 NotImplemented.
+      if (httpStatus(err) !== 501 && (err as Error).name !== 'NotImplemented') throw err;
+      this.#multiDelete = false;
+      return this.#deleteOneByOne(keys);
+    }
     const failed = out.Errors ?? [];
     if (failed.length > 0) {
       const first = failed[0];
@@ -286,6 +303,17 @@ export class S3ResultStore implements ResultStore {
         'RESULT_WRITE_FAILED',
         `Could not delete ${failed.length} of ${keys.length} objects in ${this.#where}; first: ${first?.Key}: ${first?.Code} ${first?.Message}`,
         { store: this.#where, failed: failed.length },
+      );
+    }
+  }
+
+  /** DeleteObject per key, SINGLE_DELETE_CONCURRENCY at a time. */
+  async #deleteOneByOne(keys: { Key: string }[]): Promise<void> {
+    for (let i = 0; i < keys.length; i += SINGLE_DELETE_CONCURRENCY) {
+      await Promise.all(
+        keys
+          .slice(i, i + SINGLE_DELETE_CONCURRENCY)
+          .map(({ Key }) => this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key }))),
       );
     }
   }

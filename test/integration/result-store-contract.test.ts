@@ -5,6 +5,8 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -236,5 +238,54 @@ describe('S3 store only', () => {
     const files = await readdir(path.join(s3.dataDir, BUCKET, 'layout', 'jobs', 'j1'));
     expect(files.some((f) => f.startsWith('plan.json'))).toBe(true);
     store.close();
+  });
+
+  it('deletes key by key where the store has no DeleteObjects (501 NotImplemented)', async () => {
+    // A pass-through proxy to s3rver (headers untouched, so signatures hold) that refuses
+    // multi-object delete as stores without it do; every other request is s3rver's own answer.
+    const upstream = new URL(s3.endpoint);
+    let refused = 0;
+    const proxy = http.createServer((req, res) => {
+      if (req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url ?? '')) {
+        refused++;
+        req.resume();
+        res.writeHead(501, { 'content-type': 'application/xml' });
+        res.end(
+          '<?xml version="1.0" encoding="UTF-8"?><Error><Code>NotImplemented</Code><Message>multi-object delete</Message></Error>',
+        );
+        return;
+      }
+      const out = http.request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (up) => {
+          res.writeHead(up.statusCode ?? 502, up.headers);
+          up.pipe(res);
+        },
+      );
+      req.pipe(out);
+    });
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r));
+    const store = s3Store(BUCKET, 'no-multi', `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`);
+    try {
+      const keys = Array.from({ length: 40 }, (_, i) => `jobs/nm/chunks/${String(i).padStart(6, '0')}.f32`);
+      await Promise.all(keys.map((k) => store.put(k, 'x')));
+      await store.put('jobs/nm/plan.json', 'p');
+      await store.deleteTree('jobs/nm/chunks');
+      expect(refused).toBe(1);
+      expect(await store.list('jobs/nm')).toEqual(['jobs/nm/plan.json']);
+      // Remembered: the next deleteTree does not ask again.
+      await store.deleteTree('jobs/nm');
+      expect(refused).toBe(1);
+      expect(await store.list('jobs/nm')).toEqual([]);
+    } finally {
+      store.close();
+      await new Promise((r) => proxy.close(r));
+    }
   });
 });
