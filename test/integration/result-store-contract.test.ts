@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startServiceProcess } from '../../scripts/dev-services/cohort.js';
 import { freePort } from '../../scripts/dev-services/ports.js';
 import {
   S3RVER_ACCESS_KEY,
@@ -23,6 +24,7 @@ import { resultStoreOptions } from '../../src/domain-options.js';
 import { PathembedError } from '../../src/errors.js';
 import { LocalResultStore, type ResultStore } from '../../src/queue/result-store.js';
 import { S3ResultStore } from '../../src/queue/s3-result-store.js';
+import { services } from '../helpers/services.js';
 
 const BUCKET = 'contract';
 /** Above the S3 store's 8 MiB part size, so streamed writes go up as a multipart upload. */
@@ -286,6 +288,31 @@ describe('S3 store only', () => {
     } finally {
       store.close();
       await new Promise((r) => proxy.close(r));
+    }
+  });
+
+  it('`pathembed serve` and `pathembed worker` stop at start with CONFIG_INVALID naming a missing bucket', async () => {
+    const env = {
+      ...s3.env('missing-bucket', 'p'),
+      REDIS_URL: services().redisUrl,
+      PATHEMBED_QUEUE_PREFIX: `pe-test-contract-${randomBytes(3).toString('hex')}`,
+      PATHEMBED_EXECUTION_PROVIDER: 'cpu',
+      LOG_LEVEL: 'silent',
+    };
+    const procs = [
+      startServiceProcess('api', ['serve', '--port', String(await freePort())], env),
+      startServiceProcess('worker', ['worker', '--concurrency', '1'], env),
+    ];
+    try {
+      for (const p of procs) {
+        const code = await p.exited;
+        const stderr = p.log.join('');
+        expect({ name: p.name, code }).toEqual({ name: p.name, code: 1 });
+        expect(stderr).toMatch(/CONFIG_INVALID/);
+        expect(stderr).toMatch(/s3:\/\/missing-bucket\/p.*the bucket does not exist/);
+      }
+    } finally {
+      for (const p of procs) await p.kill();
     }
   });
 });
