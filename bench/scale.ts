@@ -169,10 +169,17 @@ async function main(): Promise<void> {
   const redis = new Redis(redisServer.url, { maxRetriesPerRequest: null });
   const scratch: string[] = [];
   const cohort = await uploadCohort(orthanc.url, orthanc.dicomWebUrl, SLIDES, 'bench-scale');
-  const throughput: Array<{ workers: number; seconds: number; slidesPerMinute: number }> = [];
+  const throughput: Array<{
+    workers: number;
+    seconds: number;
+    slidesPerMinute: number;
+    loadStart: number;
+    loadEnd: number;
+  }> = [];
   try {
     for (const workers of WORKER_COUNTS) {
       const stack = await startStack(redisServer.url, s3.env(BUCKET, `w${workers}`), workers, scratch);
+      const loadStart = os.loadavg()[0] ?? Number.NaN;
       const began = performance.now();
       const ids = await submit(
         stack.api,
@@ -193,7 +200,13 @@ async function main(): Promise<void> {
         900_000,
       );
       const seconds = (performance.now() - began) / 1000;
-      throughput.push({ workers, seconds, slidesPerMinute: (SLIDES / seconds) * 60 });
+      throughput.push({
+        workers,
+        seconds,
+        slidesPerMinute: (SLIDES / seconds) * 60,
+        loadStart,
+        loadEnd: os.loadavg()[0] ?? Number.NaN,
+      });
       console.error(`${workers} worker(s): ${SLIDES} slides in ${seconds.toFixed(1)} s`);
       await stack.stop();
     }
@@ -268,18 +281,18 @@ async function main(): Promise<void> {
       '',
       `\`npm run bench:scale -- --slides ${SLIDES}\` on this machine (${cores} cores, ${os.cpus()[0]?.model ?? 'unknown CPU'}, 1-minute load average ${load} at the end: other engineers' tests ran at the same time), ${new Date().toISOString().slice(0, 10)}. The service as separate processes (API, workers) on a private redis-server, results in an S3 bucket on s3rver, no shared folder; slides of ${COHORT_PATCHES_PER_SLIDE} patches (448 x 448 px JPEG), ${CHUNK_PATCHES} patches per chunk job, one inference thread per worker.`,
       '',
-      '| CPU workers | slides | seconds | slides/min | vs 1 worker |',
-      '| --- | --- | --- | --- | --- |',
+      '| CPU workers | slides | seconds | slides/min | vs 1 worker | 1-min load average, start / end |',
+      '| --- | --- | --- | --- | --- | --- |',
       ...throughput.map(
         (t) =>
-          `| ${t.workers} | ${SLIDES} | ${t.seconds.toFixed(1)} | ${t.slidesPerMinute.toFixed(1)} | ${(t.slidesPerMinute / one).toFixed(2)}x |`,
+          `| ${t.workers} | ${SLIDES} | ${t.seconds.toFixed(1)} | ${t.slidesPerMinute.toFixed(1)} | ${(t.slidesPerMinute / one).toFixed(2)}x | ${t.loadStart.toFixed(1)} / ${t.loadEnd.toFixed(1)} |`,
       ),
       '',
-      `With ${cores} cores, three single-threaded workers (plus the API, Redis, Orthanc and s3rver) cannot scale linearly: the third worker competes for a core with the others.`,
+      `With ${cores} cores, three single-threaded workers (plus the API, Redis, Orthanc and s3rver) cannot scale linearly: past ${cores} workers they share cores. On a shared machine the ratios also follow the other load (last column): a run that got more of the machine looks faster. Rerun on a quiet host for clean ratios.`,
       '',
       '| Redis memory (INFO used_memory delta) | bytes | per 1,000 |',
       '| --- | --- | --- |',
-      `| ${QUEUED} queued slide jobs (record + BullMQ job, paused queue; ${waiting} jobs waiting) | ${queuedBytes} | ${(((queuedBytes / QUEUED) * 1000) / 1024 / 1024).toFixed(2)} MiB per 1,000 slides |`,
+      `| ${QUEUED.toLocaleString('en-US')} queued slide jobs (record + BullMQ job, paused queue; ${waiting} jobs waiting) | ${queuedBytes} | ${(((queuedBytes / QUEUED) * 1000) / 1024 / 1024).toFixed(2)} MiB per 1,000 slides |`,
       ...perFlow.map(
         (p) =>
           `| one running slide's flow: assemble + ${p.chunks} chunk job(s) (mean of ${FLOWS_PER_SIZE}) | ${Math.round(p.bytes)} | ${((p.bytes * 1000) / 1024 / 1024).toFixed(2)} MiB per 1,000 such slides |`,
