@@ -150,7 +150,30 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_RESULTS_DIR: v(
     z.string().min(1),
     'results',
-    'Folder where JSON results and chunk files are written.',
+    'Folder where JSON results, plans and chunk files are written when PATHEMBED_RESULT_STORE is unset (one machine, or a volume shared by API and workers).',
+  ),
+  PATHEMBED_RESULT_STORE: v(
+    z
+      .string()
+      .regex(/^(file|s3):\/\/./, 'must start with file:// or s3://')
+      .optional(),
+    undefined,
+    'Where results, plans and chunk files live: `file:///abs/path` (a folder) or `s3://bucket/prefix` (any S3-compatible object store; then API and workers share no folder). Unset: the folder PATHEMBED_RESULTS_DIR. S3 credentials come from the AWS SDK default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, web identity, ECS/EC2 instance roles).',
+  ),
+  PATHEMBED_S3_ENDPOINT: v(
+    z.string().url().optional(),
+    undefined,
+    'S3 endpoint URL for S3-compatible stores (MinIO, Ceph; Google Cloud Storage: https://storage.googleapis.com with HMAC keys). Unset: AWS S3.',
+  ),
+  PATHEMBED_S3_REGION: v(
+    z.string().min(1),
+    'us-east-1',
+    'Region of the bucket (S3-compatible stores accept any; Google Cloud Storage: auto). A wrong AWS region is followed by redirect.',
+  ),
+  PATHEMBED_S3_FORCE_PATH_STYLE: v(
+    bool,
+    'false',
+    'Address buckets as <endpoint>/<bucket> instead of <bucket>.<endpoint> (MinIO and most self-hosted stores need true).',
   ),
   PATHEMBED_SR_MAX_PATCHES: v(
     int(0),

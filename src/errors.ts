@@ -236,6 +236,12 @@ export const ERROR_CODES = {
     summary:
       'A result (JSON, SR, plan or chunk file) could not be written, e.g. the results disk is full; its temporary file is removed.',
   },
+  RESULT_STORE_UNAVAILABLE: {
+    httpStatus: 503,
+    retryable: true,
+    summary:
+      'The result store (folder or S3 bucket) could not be read: the object store answered 5xx or could not be reached.',
+  },
   INTERNAL: { httpStatus: 500, retryable: false, summary: 'An unexpected error; the message says where.' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -80,6 +80,13 @@ export function createApp(deps: AppDeps): Express {
 /** Opens the queue connections and builds the app; `close` releases them. */
 export async function createApi(config: Config, logger: Logger): Promise<Api> {
   const ctx = new QueueContext(config, { failFast: true });
+  try {
+    // A missing bucket or bad credentials stop the API at start, not at the first result request.
+    await ctx.results.check();
+  } catch (err) {
+    await ctx.close();
+    throw err;
+  }
   const events = new QueueEvents(QUEUE_NAME, {
     connection: ctx.connection(),
     prefix: config.PATHEMBED_QUEUE_PREFIX,

@@ -114,6 +114,13 @@ export class WorkerRuntime {
     overrides: Partial<WorkerOptions> = {},
   ): Promise<WorkerRuntime> {
     const runtime = new WorkerRuntime(deps, workerOptionsFrom(deps.config, overrides));
+    // A missing bucket or bad credentials stop the worker here, not each job later.
+    try {
+      await runtime.#w.ctx.results.check();
+    } catch (err) {
+      await runtime.close().catch(() => undefined);
+      throw err;
+    }
     await runtime.#w.cancels.ready();
     await runtime.#announcer.start();
     void runtime.worker.run();
