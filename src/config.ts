@@ -231,6 +231,11 @@ export const CONFIG_VARIABLES = {
     '1000',
     'Series a search source looks at when it gives no limit.',
   ),
+  PATHEMBED_SEARCH_PAGE_SIZE: v(
+    int(1, 100_000),
+    '1000',
+    'Series asked for per QIDO-RS page when expanding studies and searches; a store that answers shorter pages (its own cap) is paged on until it runs out.',
+  ),
   PATHEMBED_JOB_ATTEMPTS: v(
     int(1, 100),
     '5',

@@ -15,7 +15,7 @@ import type { JobSubmitter } from '../queue/job-submitter.js';
 import type { QueueContext } from '../queue/queue-context.js';
 import { jobPaths, jobStatus } from './job-view.js';
 import { batchJobsQuerySchema, createBatchRequestSchema, manifestQuerySchema } from './schemas.js';
-import { canonicalSource, expandSources, expansionClient } from './source-expansion.js';
+import { canonicalSource, expandSources, expansionClient, expansionLimits } from './source-expansion.js';
 import { prepareSubmission } from './submission.js';
 import { parseOrThrow } from './validation.js';
 
@@ -154,7 +154,7 @@ export function batchesRouter(deps: BatchesRouteDeps): Router {
     const { slides, skipped } = await expandSources(
       prepared.sources,
       expansionClient(config, body.bearerToken),
-      config.PATHEMBED_MAX_BATCH_SLIDES,
+      expansionLimits(config),
       abort.signal,
     );
     const modelSha256 = await submitter.modelSha256();

@@ -16,7 +16,7 @@ import type { QueueContext } from '../queue/queue-context.js';
 import { resultKeys } from '../queue/result-store.js';
 import { jobPaths, jobStatus } from './job-view.js';
 import { createJobsRequestSchema, listJobsQuerySchema } from './schemas.js';
-import { expandSources, expansionClient } from './source-expansion.js';
+import { expandSources, expansionClient, expansionLimits } from './source-expansion.js';
 import { prepareSubmission } from './submission.js';
 import { parseOrThrow } from './validation.js';
 
@@ -38,7 +38,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const { slides, skipped } = await expandSources(
       prepared.sources,
       client,
-      config.PATHEMBED_MAX_BATCH_SLIDES,
+      expansionLimits(config),
     );
     const modelSha256 = await submitter.modelSha256();
     const submitted = await submitter.submitMany(

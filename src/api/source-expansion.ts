@@ -113,6 +113,11 @@ export interface Expanded {
   readonly skipped: SkippedSlide[];
 }
 
+/** The expansion limits the configuration sets. */
+export function expansionLimits(config: Config): { maxSlides: number; pageSize: number } {
+  return { maxSlides: config.PATHEMBED_MAX_BATCH_SLIDES, pageSize: config.PATHEMBED_SEARCH_PAGE_SIZE };
+}
+
 /** A DICOMweb client for expansion: the request's token when it has one, the service's auth otherwise. */
 export function expansionClient(config: Config, token: string | undefined): DicomWebClient {
   return dicomWebClient(config, token !== undefined ? { auth: bearerAuth(token) } : {});
@@ -125,9 +130,10 @@ export function expansionClient(config: Config, token: string | undefined): Dico
 export async function expandSources(
   sources: readonly ParsedSource[],
   client: DicomWebClient,
-  maxSlides: number,
+  limits: { readonly maxSlides: number; readonly pageSize: number },
   signal?: AbortSignal,
 ): Promise<Expanded> {
+  const { maxSlides, pageSize } = limits;
   const slides: SeriesReference[] = [];
   const skipped: SkippedSlide[] = [];
   const seen = new Set<string>();
@@ -153,8 +159,8 @@ export async function expandSources(
     try {
       found =
         source.kind === 'study'
-          ? await findStudySlides(client, source.ref, maxSlides, { signal })
-          : await searchSlides(client, source.search, { signal });
+          ? await findStudySlides(client, source.ref, maxSlides, { signal, pageSize })
+          : await searchSlides(client, source.search, { signal, pageSize });
     } catch (err) {
       throw atField(err, `sources.${index}`);
     }

@@ -66,6 +66,7 @@ export {
   parseSearchSpec,
   SEARCH_FILTER_KEYS,
   SEARCH_PAGE_SIZE,
+  type SearchOptions,
   type SearchSpec,
   type SkippedSeries,
   searchSlides,

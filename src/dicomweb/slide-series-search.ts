@@ -41,11 +41,17 @@ const SLIDE_MODALITY = 'SM';
 /** ImageType value 3 of the images a slide is read from. */
 const VOLUME = 'VOLUME';
 /**
- * Series asked for per QIDO page. Stores cap pages (Google Healthcare and Orthanc both can answer
- * fewer than asked); the loop below keeps paging until a page is shorter than the longest page the
- * store has given, so a cap below this number costs one extra request, never a lost series.
+ * Default series asked for per QIDO page (PATHEMBED_SEARCH_PAGE_SIZE). Stores cap pages (Google
+ * Healthcare and Orthanc both may answer fewer than asked); the loop below keeps paging until a
+ * page is shorter than the longest page the store has given, so a cap below this number costs one
+ * extra request, never a lost series.
  */
 export const SEARCH_PAGE_SIZE = 1000;
+
+export interface SearchOptions extends RequestOptions {
+  /** Series per QIDO page; default SEARCH_PAGE_SIZE. */
+  readonly pageSize?: number;
+}
 /** Instances asked for per QIDO page when classifying a series (a sparse pyramid has thousands). */
 const INSTANCE_PAGE_SIZE = 1000;
 /** Series classified at once; the client's per-store limiter (PATHEMBED_STORE_CONCURRENCY) caps requests anyway. */
@@ -170,18 +176,22 @@ async function pageSeries(
   path: string,
   filters: Readonly<Record<string, string>>,
   limit: number,
-  options: RequestOptions,
+  options: SearchOptions,
 ): Promise<{ series: SeriesHit[]; requests: number }> {
+  const pageSize = options.pageSize ?? SEARCH_PAGE_SIZE;
   const series: SeriesHit[] = [];
   const seen = new Set<string>();
   let offset = 0;
   let longestPage = 0;
   let requests = 0;
   while (series.length < limit) {
-    const asked = Math.min(SEARCH_PAGE_SIZE, limit - series.length);
+    const asked = Math.min(pageSize, limit - series.length);
     const query = new URLSearchParams({ Modality: SLIDE_MODALITY, ...filters, limit: String(asked) });
     if (offset > 0) query.set('offset', String(offset));
-    const page = await client.qido(baseUrl, path, query, { ...options, what: 'QIDO-RS series search' });
+    const page = await client.qido(baseUrl, path, query, {
+      signal: options.signal,
+      what: 'QIDO-RS series search',
+    });
     requests++;
     for (const ds of page) {
       const studyUid = firstString(ds, Tag.StudyInstanceUID);
@@ -278,7 +288,7 @@ export async function findStudySlides(
   client: DicomWebClient,
   study: StudyReference,
   limit: number,
-  options: RequestOptions = {},
+  options: SearchOptions = {},
 ): Promise<FoundSlides> {
   const { series, requests } = await pageSeries(
     client,
@@ -295,7 +305,7 @@ export async function findStudySlides(
       { studyUid: study.studyUid, baseUrl: study.baseUrl },
     );
   }
-  const found = await classify(client, study.baseUrl, series, options);
+  const found = await classify(client, study.baseUrl, series, { signal: options.signal });
   return { ...found, requests: requests + found.requests };
 }
 
@@ -303,7 +313,7 @@ export async function findStudySlides(
 export async function searchSlides(
   client: DicomWebClient,
   search: SearchSpec,
-  options: RequestOptions = {},
+  options: SearchOptions = {},
 ): Promise<FoundSlides> {
   const { series, requests } = await pageSeries(
     client,
@@ -313,6 +323,6 @@ export async function searchSlides(
     search.limit,
     options,
   );
-  const found = await classify(client, search.baseUrl, series, options);
+  const found = await classify(client, search.baseUrl, series, { signal: options.signal });
   return { ...found, requests: requests + found.requests };
 }
