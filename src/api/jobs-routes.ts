@@ -35,11 +35,7 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const body = parseOrThrow(createJobsRequestSchema, req.body, 'request body');
     const prepared = prepareSubmission(body, { config, ctx, allowList }, res.locals.keyId as string);
     const client = expansionClient(config, body.bearerToken);
-    const { slides, skipped } = await expandSources(
-      prepared.sources,
-      client,
-      expansionLimits(config),
-    );
+    const { slides, skipped } = await expandSources(prepared.sources, client, expansionLimits(config));
     const modelSha256 = await submitter.modelSha256();
     const submitted = await submitter.submitMany(
       slides.map((ref) => prepared.request(ref)),
