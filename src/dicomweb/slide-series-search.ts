@@ -218,7 +218,10 @@ async function imageTypesOf(
   const flavors: string[] = [];
   let requests = 0;
   for (let offset = 0; ; offset += INSTANCE_PAGE_SIZE) {
-    const query = new URLSearchParams({ includefield: `${Tag.ImageType},${Tag.SOPClassUID}` });
+    // One includefield per attribute: a comma list is encoded as %2C, which Orthanc reads as one name.
+    const query = new URLSearchParams();
+    query.append('includefield', Tag.ImageType);
+    query.append('includefield', Tag.SOPClassUID);
     query.set('limit', String(INSTANCE_PAGE_SIZE));
     if (offset > 0) query.set('offset', String(offset));
     const page = await client.qido(
