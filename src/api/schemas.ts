@@ -50,12 +50,19 @@ export const seriesObjectSchema = z
   })
   .describe('A series named by its parts');
 
-export const studyObjectSchema = z
-  .strictObject({
-    baseUrl: httpUrl.describe('DICOMweb base URL of the store (without /studies/...)'),
-    studyUid: uid,
+/**
+ * A series or a study named by its parts: one object schema (seriesUid optional) rather than two
+ * in a union, so a wrong field is reported at its own path, not as a mismatch of every branch.
+ */
+export const partsSourceSchema = seriesObjectSchema
+  .extend({
+    seriesUid: uid.optional().describe('Omit it to name the whole study: every slide series in it'),
   })
-  .describe('A study named by its parts: every slide series in it');
+  .refine((o) => o.seriesUid !== undefined || o.instanceUids === undefined, {
+    message: 'instanceUids needs a seriesUid',
+    path: ['instanceUids'],
+  })
+  .describe('A series (or, without seriesUid, a study) named by its parts');
 
 /** Longest search filter value (QIDO matches are short). */
 const MAX_FILTER_CHARS = 256;
@@ -94,8 +101,7 @@ export const sourceSchema = z
       .describe(
         'A DICOMweb series URL (<base>/studies/<uid>/series/<uid>[/instances/<uid>]), a study URL (<base>/studies/<uid>: every slide series in it), the Google Healthcare URL or path forms of both (projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid>[/series/<uid>])',
       ),
-    seriesObjectSchema,
-    studyObjectSchema,
+    partsSourceSchema,
     searchSourceSchema,
   ])
   .describe('A slide (one WSI series), a study or a search');
