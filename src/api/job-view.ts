@@ -59,6 +59,7 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
     results: {
       json: record.state === 'completed' && record.result?.json ? jobPaths.result(record.id) : null,
       sr: record.result?.sr ? { ...record.result.sr, url: jobPaths.sr(record.id) } : null,
+      failedPatches: record.result?.failedPatches ?? 0,
     },
     model: { sha256: record.modelSha256 },
   };

@@ -13,16 +13,22 @@ export {
   READ_AHEAD_BATCHES,
 } from './embed-plan.js';
 export { jobKeyFor } from './job-key.js';
-export type {
-  EmbedOptions,
-  JobProgress,
-  PatchEmbedding,
-  PlanBaseLevel,
-  PlannedPatch,
-  RectPx,
-  SlidePlan,
-  SlideSourceSpec,
-  StageTimings,
+export {
+  type EmbedOptions,
+  type FailedPatch,
+  FRAME_ERROR_POLICIES,
+  type FrameErrorPolicy,
+  isFailedPatch,
+  type JobProgress,
+  type PatchEmbedding,
+  type PatchFailure,
+  type PatchOutcome,
+  type PlanBaseLevel,
+  type PlannedPatch,
+  type RectPx,
+  type SlidePlan,
+  type SlideSourceSpec,
+  type StageTimings,
 } from './job-types.js';
 export {
   type JsonOutputOptions,
@@ -31,6 +37,7 @@ export {
   writeJsonResult,
   writePlannedEmbedding,
 } from './json-output.js';
+export { PatchFailureTally } from './patch-failures.js';
 export type {
   EmbedDefaults,
   PipelineDeps,

@@ -59,7 +59,12 @@ export interface JobRecord {
   /** Patches embedded so far (completed chunks). */
   readonly done: number;
   readonly error?: { readonly code: string; readonly message: string };
-  readonly result?: { readonly json: boolean; readonly sr?: SrReference };
+  readonly result?: {
+    readonly json: boolean;
+    readonly sr?: SrReference;
+    /** Patches left out under frameErrors: skip (listed in the JSON result's summary). */
+    readonly failedPatches?: number;
+  };
 }
 
 type NewRecord = Omit<JobRecord, 'state' | 'done'>;
