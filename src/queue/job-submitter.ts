@@ -41,6 +41,13 @@ export interface Submitted {
   readonly existing: boolean;
 }
 
+/**
+ * Jobs of one batch submitted at once: each is a few Redis round trips, so a thousand one after
+ * another spend most of their time waiting on the network; more lanes than this gain little and
+ * crowd the Redis connection other requests share.
+ */
+const SUBMIT_CONCURRENCY = 16;
+
 /** Finished BullMQ jobs are kept this long for inspection; the job record is the source of truth. */
 const KEEP_FINISHED_S = 24 * 3600;
 
@@ -134,15 +141,18 @@ export class JobSubmitter {
         );
       }
     }
-    const out: Submitted[] = [];
-    for (const [i, request] of requests.entries()) {
-      const known = reusable[i];
-      out.push(
-        known
+    const out: Submitted[] = new Array(requests.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < requests.length) {
+        const i = next++;
+        const known = reusable[i];
+        out[i] = known
           ? { jobId: known.id, state: known.state, existing: true }
-          : await this.#submit(request, modelSha256, false),
-      );
-    }
+          : await this.#submit(requests[i]!, modelSha256, false);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, requests.length) }, lane));
     return out;
   }
 

@@ -16,6 +16,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { uploadFolder } from '../../scripts/dev-services/orthanc.js';
+import { createApi } from '../../src/api/app.js';
+import { listen } from '../../src/api/server.js';
+import { createLogger } from '../../src/log.js';
 import { type SyntheticWsiOptions, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
 import { type Harness, startHarness, until } from '../helpers/service-harness.js';
@@ -207,6 +210,56 @@ describe('a study as a batch', () => {
     expect(again.body.id).toBe(batchId);
     expect(again.body).toMatchObject({ existing: true, reusedJobs: 2, state: 'completed', runs: 1 });
     expect(again.body.progress.finished).toBe(2);
+  });
+
+  it('expands a study in POST /v1/jobs too, one job per slide series', async () => {
+    const res = await call('POST', '/v1/jobs', {
+      sources: [`${dicomWeb}/studies/${studies.s1}`],
+      options: EVERY_PATCH,
+    });
+    expect(res.status, res.text).toBe(202);
+    expect(res.body.jobs.map((j: { existing: boolean }) => j.existing)).toEqual([true, true]);
+    expect(res.body.jobs.map((j: { source: string }) => j.source).sort()).toEqual(
+      [seriesUrl(dicomWeb, studies.s1, 'A'), seriesUrl(dicomWeb, studies.s1, 'B')].sort(),
+    );
+    expect(res.body.skipped.map((s: { seriesUrl: string }) => s.seriesUrl)).toEqual([
+      seriesUrl(dicomWeb, studies.s1, 'C'),
+    ]);
+  });
+
+  it('is admitted whole against PATHEMBED_MAX_JOBS_PER_KEY: refused before any job exists, or reused', async () => {
+    // A second API on the same Redis and prefix whose keys may hold one unfinished job.
+    const limited = await createApi(
+      Object.freeze({ ...h.config, PATHEMBED_MAX_JOBS_PER_KEY: 1 }),
+      createLogger('silent'),
+    );
+    const server = await listen(limited.app, '127.0.0.1', 0);
+    try {
+      const post = async (body: unknown) => {
+        const res = await fetch(`${server.url}/v1/batches`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify(body),
+        });
+        return { status: res.status, body: (await res.json()) as Reply['body'] };
+      };
+      const jobsBefore = (await call('GET', '/v1/jobs?limit=1')).body.total;
+      const tooMany = await post({
+        sources: [`${dicomWeb}/studies/${studies.s1}`],
+        options: { minTissue: 0, stridePx: 150 },
+      });
+      expect(tooMany.status).toBe(429);
+      expect(tooMany.body.error.code).toBe('TOO_MANY_JOBS');
+      expect(tooMany.body.error.details).toMatchObject({ newJobs: 2, limit: 1 });
+      expect((await call('GET', '/v1/jobs?limit=1')).body.total).toBe(jobsBefore);
+      // The finished study batch needs no new job, so the same limit lets it through.
+      const reused = await post({ sources: [`${dicomWeb}/studies/${studies.s1}`], options: EVERY_PATCH });
+      expect(reused.status).toBe(202);
+      expect(reused.body).toMatchObject({ existing: true, reusedJobs: 2, state: 'completed' });
+    } finally {
+      await server.close();
+      await limited.close();
+    }
   });
 });
 
