@@ -354,6 +354,8 @@ describe('a search as a batch', () => {
     );
     expect(res.body.error.message).toContain('PatientID');
     expect(res.body.error.details.allowed).toContain('ContainerIdentifier');
+    expect((await call('GET', `/v1/batches/b${'0'.repeat(32)}`)).status).toBe(404);
+    expect((await call('GET', '/v1/batches/not-a-batch/manifest')).status).toBe(404);
   });
 });
 

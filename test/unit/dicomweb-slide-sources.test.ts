@@ -12,6 +12,7 @@ import {
 } from '../../src/dicomweb/index.js';
 import { PathembedError } from '../../src/errors.js';
 import { batchIdFor } from '../../src/queue/batch-record.js';
+import { storeAsking } from '../../src/queue/store-pause.js';
 
 const STUDY = '1.2.276.0.7230010.3.1.2.8323328.12053.1795923530.681923';
 const SERIES = '1.2.276.0.7230010.3.1.3.8323328.12053.1795923530.681924';
@@ -209,5 +210,21 @@ describe('manifest CSV', () => {
       `j1,completed,1.2,1.3,http://h/dw/studies/1.2/series/1.3,12,,/v1/jobs/j1/result,34,${'ab'.repeat(32)},,,`,
     );
     expect(lines[2]).toBe('j2,failed,1.2,1.4,"http://h/dw/studies/1.2/series/1.4,""x""",,NOT_A_WSI,,,,,,');
+  });
+});
+
+describe('the store a 429 came from', () => {
+  const err = (url?: string) =>
+    new PathembedError('DICOMWEB_UNAVAILABLE', 'x', url ? { url, status: 429 } : { status: 429 });
+  it('is the job store the failed request went to, else the job’s first store', () => {
+    const stores = ['http://a:1/dicom-web', 'http://b:2/dw'];
+    expect(storeAsking(err('http://b:2/dw/studies/1/series/2/instances/3/frames/1'), stores)).toBe(
+      'http://b:2/dw',
+    );
+    expect(storeAsking(err('http://a:1/dicom-web/studies/1'), stores)).toBe('http://a:1/dicom-web');
+    // A prefix of the base URL's path is not the store: /dw-other is another store.
+    expect(storeAsking(err('http://b:2/dw-other/studies/1'), stores)).toBe('http://a:1/dicom-web');
+    expect(storeAsking(err(), stores)).toBe('http://a:1/dicom-web');
+    expect(storeAsking(err('http://b:2/dw/x'), [])).toBeUndefined();
   });
 });
