@@ -252,7 +252,22 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_STORE_RATE_LIMIT_MS: v(
     int(1000),
     '10000',
-    'How long the queue pauses after a store answers 429.',
+    'How long a store that answered 429 is paused: its jobs wait (delayed, no attempt used) while jobs of other stores go on.',
+  ),
+  PATHEMBED_MAX_BATCH_SLIDES: v(
+    int(1, 1_000_000),
+    '10000',
+    'Most slides one batch may hold (after expanding its studies and searches), and the largest search limit.',
+  ),
+  PATHEMBED_SEARCH_DEFAULT_LIMIT: v(
+    int(1, 1_000_000),
+    '1000',
+    'Series a search source looks at when it gives no limit.',
+  ),
+  PATHEMBED_SEARCH_PAGE_SIZE: v(
+    int(1, 100_000),
+    '1000',
+    'Series asked for per QIDO-RS page when expanding studies and searches; a store that answers shorter pages (its own cap) is paged on until it runs out.',
   ),
   PATHEMBED_JOB_ATTEMPTS: v(
     int(1, 100),
