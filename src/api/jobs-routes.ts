@@ -44,15 +44,25 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   router.post('/jobs', async (req, res) => {
     const body = parseOrThrow(createJobsRequestSchema, req.body, 'request body');
     if (body.bearerToken !== undefined) ctx.vault.assertEnabled('bearerToken');
-    const wantsSr = body.outputs.includes('dicom-sr');
+    // The SR and the bulk annotations go to the same store: srDestination serves both.
+    const wantsDicom = body.outputs.includes('dicom-sr') || body.outputs.includes('dicom-ann');
+    if (body.annEmbedding && !body.outputs.includes('dicom-ann')) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        'annEmbedding: true, but outputs does not include dicom-ann',
+        {
+          issues: [{ path: 'annEmbedding', reason: 'needs the dicom-ann output' }],
+        },
+      );
+    }
     let srDestination: string | undefined;
     if (body.srDestination !== undefined) {
-      if (!wantsSr) {
+      if (!wantsDicom) {
         throw new PathembedError(
           'INVALID_ARGUMENT',
-          'srDestination: given, but outputs does not include dicom-sr',
+          'srDestination: given, but outputs includes neither dicom-sr nor dicom-ann',
           {
-            issues: [{ path: 'srDestination', reason: 'needs the dicom-sr output' }],
+            issues: [{ path: 'srDestination', reason: 'needs the dicom-sr or dicom-ann output' }],
           },
         );
       }
@@ -92,7 +102,8 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
           source,
           options,
           outputs: body.outputs,
-          srDestination: wantsSr ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined,
+          srDestination: wantsDicom ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined,
+          ...(body.annEmbedding ? { annEmbedding: true } : {}),
           token: body.bearerToken,
           priority: body.priority,
           recompute: body.recompute,
@@ -158,6 +169,18 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
       });
     }
     await streamValue(ctx, resultKeys.sr(record.id), 'application/dicom', res);
+  });
+
+  router.get('/jobs/:id/ann', async (req, res) => {
+    const record = await submitter.get(req.params.id, res.locals.keyId as string);
+    if (record.state !== 'completed' || !record.result?.ann) {
+      throw new PathembedError(
+        'NOT_FOUND',
+        `Job ${record.id} has no DICOM bulk annotations (state ${record.state}${record.outputs.includes('dicom-ann') ? '' : '; the dicom-ann output was not asked for'})`,
+        { jobId: record.id, state: record.state },
+      );
+    }
+    await streamValue(ctx, resultKeys.ann(record.id), 'application/dicom', res);
   });
 
   return router;

@@ -40,6 +40,7 @@ export interface FingerprintInput {
   readonly options: EmbedOptions;
   readonly outputs: readonly OutputKind[];
   readonly srDestination?: string;
+  readonly annEmbedding?: boolean;
   readonly modelSha256: string;
   readonly keyId: string;
 }
@@ -56,6 +57,8 @@ export function requestFingerprint(input: FingerprintInput): string {
     options: input.options,
     outputs: [...input.outputs].sort(),
     srDestination: input.srDestination?.replace(/\/+$/, ''),
+    // Only when set, so fingerprints (and ids) of requests without it stay as they were.
+    ...(input.annEmbedding ? { annEmbedding: true } : {}),
     model: input.modelSha256,
     key: input.keyId,
   });
