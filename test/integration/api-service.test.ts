@@ -380,10 +380,20 @@ describe('POST /v1/predict (Path Foundation format)', () => {
 
 const FINAL = ['completed', 'failed', 'cancelled'];
 
+/** A pooled keep-alive socket the server timed out while the in-process worker held its event loop. */
+function isStaleSocket(err: unknown): boolean {
+  return (err as { cause?: { code?: string } })?.cause?.code === 'ECONNRESET';
+}
+
 async function finished(id: string) {
   return waitFor(`job ${id} to end`, async () => {
-    const res = await call('GET', `/v1/jobs/${id}`);
-    return FINAL.includes(res.body.state) ? res.body : undefined;
+    // Polling asks again on a reset socket: the worker in this process blocks the event loop for
+    // seconds at a time (planning, inference), past the server's keep-alive timeout.
+    const res = await call('GET', `/v1/jobs/${id}`).catch((err) => {
+      if (isStaleSocket(err)) return undefined;
+      throw err;
+    });
+    return res && FINAL.includes(res.body.state) ? res.body : undefined;
   });
 }
 
