@@ -135,6 +135,11 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_STRIDE_PX: v(int(1), '224', 'Stride of the patch grid in pixels at the target spacing.'),
   PATHEMBED_MIN_TISSUE: v(num(0, 1), '0.5', 'Least tissue fraction for a grid patch to be embedded.'),
+  PATHEMBED_FRAME_ERRORS: v(
+    z.enum(['fail', 'skip']),
+    'fail',
+    'What a frame the decoder reports as corrupt does to a job that does not choose (option frameErrors): fail ends the job with FRAME_DECODE_ERROR; skip leaves out the patches that need it and lists them in the result summary (failedPatches).',
+  ),
   PATHEMBED_TISSUE_SPACING_UM: v(
     num(1, 1000),
     '8',

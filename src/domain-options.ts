@@ -117,6 +117,7 @@ export function pipelineOptions(config: Config): PipelineOptions {
       pixelSpacingUm: config.PATHEMBED_PIXEL_SPACING_UM,
       stridePx: config.PATHEMBED_STRIDE_PX,
       minTissue: config.PATHEMBED_MIN_TISSUE,
+      frameErrors: config.PATHEMBED_FRAME_ERRORS,
     },
     batchSize: config.PATHEMBED_BATCH_SIZE,
     tissueSpacingUm: config.PATHEMBED_TISSUE_SPACING_UM,

@@ -61,6 +61,7 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
       json: record.state === 'completed' && record.result?.json ? jobPaths.result(record.id) : null,
       sr: record.result?.sr ? { ...record.result.sr, url: jobPaths.sr(record.id) } : null,
       ann: record.result?.ann ? { ...record.result.ann, url: jobPaths.ann(record.id) } : null,
+      failedPatches: record.result?.failedPatches ?? 0,
     },
     model: { sha256: record.modelSha256 },
   };

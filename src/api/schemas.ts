@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { JOB_STATES } from '../queue/job-record.js';
 import {
   DEFAULT_REQUEST_PRIORITY,
+  FRAME_ERROR_POLICIES,
   MAX_REQUEST_PRIORITY,
   MIN_REQUEST_PRIORITY,
   OUTPUT_KINDS,
@@ -99,6 +100,12 @@ export const embedOptionsSchema = z
       .optional()
       .describe(
         'Refuse explicit patches reaching outside the image (PATCH_OUTSIDE_IMAGE) instead of padding',
+      ),
+    frameErrors: z
+      .enum(FRAME_ERROR_POLICIES)
+      .optional()
+      .describe(
+        'A frame the decoder reports as corrupt: fail the job with FRAME_DECODE_ERROR (fail), or leave out the patches that need it and list them in the result summary (skip); default PATHEMBED_FRAME_ERRORS',
       ),
   })
   .refine((o) => o.magnification === undefined || o.pixelSpacingUm === undefined, {
@@ -205,6 +212,11 @@ export const jobStatusSchema = z.object({
       })
       .nullable()
       .describe('The DICOM bulk annotations (dicom-ann output)'),
+    failedPatches: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe('Planned patches left out because their frames could not be decoded (frameErrors: skip)'),
   }),
   model: z.object({ sha256: z.string() }),
 });

@@ -21,7 +21,8 @@ import type { ResultModel } from '../results/result-document.js';
 import { encodePart10Parts } from '../results/sr/dicom-part10.js';
 import { SopClass } from '../uids.js';
 import { jobKeyFor } from './job-key.js';
-import type { PatchEmbedding, SlidePlan } from './job-types.js';
+import { isFailedPatch, type PatchEmbedding, type PatchOutcome, type SlidePlan } from './job-types.js';
+import { PatchFailureTally } from './patch-failures.js';
 import { level0PerGridPixel } from './plan-geometry.js';
 
 /** Three scores colour a patch (as RGB) in a viewer, the use the issue names. */
@@ -71,18 +72,25 @@ function narrowed(points: Float64Array): Float32Array | Float64Array {
 export async function buildAnnForPlan(
   plan: SlidePlan,
   metadata: readonly DicomJsonDataset[],
-  embeddings: () => AsyncIterable<PatchEmbedding>,
+  embeddings: () => AsyncIterable<PatchOutcome>,
   options: AnnOutputOptions,
 ): Promise<AnnOutput> {
   const width = options.embeddingWidth;
   const covariance = new CovarianceAccumulator(width);
+  const failures = new PatchFailureTally();
   let previous = -1;
   for await (const e of embeddings()) {
+    // A failed patch (frameErrors: skip) has no embedding to place; the JSON result lists it.
+    if (isFailedPatch(e)) {
+      failures.add(e.failed);
+      continue;
+    }
     plannedPatch(plan, e, previous);
     previous = e.index;
     covariance.add(e.embedding);
   }
   const n = covariance.count;
+  failures.assertSomeEmbedded(n);
   if (n === 0) {
     throw new PathembedError(
       'INVALID_ARGUMENT',
@@ -100,6 +108,7 @@ export async function buildAnnForPlan(
   let row = 0;
   previous = -1;
   for await (const e of embeddings()) {
+    if (isFailedPatch(e)) continue;
     const p = plannedPatch(plan, e, previous);
     previous = e.index;
     if (row >= n) {

@@ -19,16 +19,22 @@ export {
   READ_AHEAD_BATCHES,
 } from './embed-plan.js';
 export { jobKeyFor } from './job-key.js';
-export type {
-  EmbedOptions,
-  JobProgress,
-  PatchEmbedding,
-  PlanBaseLevel,
-  PlannedPatch,
-  RectPx,
-  SlidePlan,
-  SlideSourceSpec,
-  StageTimings,
+export {
+  type EmbedOptions,
+  type FailedPatch,
+  FRAME_ERROR_POLICIES,
+  type FrameErrorPolicy,
+  isFailedPatch,
+  type JobProgress,
+  type PatchEmbedding,
+  type PatchFailure,
+  type PatchOutcome,
+  type PlanBaseLevel,
+  type PlannedPatch,
+  type RectPx,
+  type SlidePlan,
+  type SlideSourceSpec,
+  type StageTimings,
 } from './job-types.js';
 export {
   type JsonOutputOptions,
@@ -37,6 +43,7 @@ export {
   writeJsonResult,
   writePlannedEmbedding,
 } from './json-output.js';
+export { PatchFailureTally } from './patch-failures.js';
 export type {
   EmbedDefaults,
   PipelineDeps,

@@ -18,8 +18,15 @@ import { stowSr, writeSrFile } from '../results/sr/store-sr.js';
 import { buildAnnForPlan } from './ann-output.js';
 import { EmbedRunStats, embedOnSession, type PatchRange } from './embed-plan.js';
 import { jobKeyFor } from './job-key.js';
-import type { EmbedOptions, PatchEmbedding, SlidePlan, SlideSourceSpec } from './job-types.js';
+import {
+  type EmbedOptions,
+  isFailedPatch,
+  type PatchEmbedding,
+  type SlidePlan,
+  type SlideSourceSpec,
+} from './job-types.js';
 import { openJsonResult, writePlannedEmbedding } from './json-output.js';
+import { PatchFailureTally } from './patch-failures.js';
 import type { PipelineDeps, RunContext } from './pipeline-deps.js';
 import { planOnSession } from './plan-slide.js';
 import { openReadingSession } from './reading-session.js';
@@ -137,6 +144,7 @@ export async function runEmbeddingJob(
   let metadata: Awaited<ReturnType<typeof planOnSession>>['metadata'];
   let summary: StoredResultSummary;
   const stats = new EmbedRunStats();
+  const failures = new PatchFailureTally();
   try {
     ({ plan, metadata } = await planOnSession(session, spec, options, deps, ctx));
     const planMs = performance.now() - started;
@@ -151,8 +159,10 @@ export async function runEmbeddingJob(
     });
     try {
       for await (const e of embedOnSession(session, plan, output.range, deps, ctx, stats)) {
+        if (isFailedPatch(e)) failures.add(e.failed);
         await writePlannedEmbedding(writer, plan, e);
       }
+      failures.assertSomeEmbedded(writer.patchCount);
     } catch (err) {
       await writer.abort();
       throw err;
@@ -172,7 +182,12 @@ export async function runEmbeddingJob(
   }
   const jobKey = jobKeyFor(plan, model.sha256);
   deps.logger.info(
-    { jsonPath: output.jsonPath, patches: summary.patchCount, patchesPerSecond: summary.patchesPerSecond },
+    {
+      jsonPath: output.jsonPath,
+      patches: summary.patchCount,
+      failedPatches: summary.failedPatchCount,
+      patchesPerSecond: summary.patchesPerSecond,
+    },
     'JSON result written',
   );
   const outcome = { jobKey, plan, jsonPath: output.jsonPath, summary, timings: summary.timings };

@@ -66,7 +66,13 @@ export interface JobRecord {
   /** Patches embedded so far (completed chunks). */
   readonly done: number;
   readonly error?: { readonly code: string; readonly message: string };
-  readonly result?: { readonly json: boolean; readonly sr?: SrReference; readonly ann?: AnnReference };
+  readonly result?: {
+    readonly json: boolean;
+    readonly sr?: SrReference;
+    readonly ann?: AnnReference;
+    /** Patches left out under frameErrors: skip (listed in the JSON result's summary). */
+    readonly failedPatches?: number;
+  };
 }
 
 type NewRecord = Omit<JobRecord, 'state' | 'done'>;

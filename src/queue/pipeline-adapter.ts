@@ -20,7 +20,7 @@ import {
   EmbedRunStats,
   embedOnSession,
   openReadingSession,
-  type PatchEmbedding,
+  type PatchOutcome,
   type PipelineDeps,
   type PipelineEngine,
   planOnSession,
@@ -135,7 +135,7 @@ export class PipelineAdapter implements PipelinePort {
     range: PlanRange,
     run: RunContext,
     stageMs?: StageBusyMs,
-  ): AsyncGenerator<PatchEmbedding> {
+  ): AsyncGenerator<PatchOutcome> {
     checkRange(range, plan.patches.length);
     const ctx = { token: run.token, signal: run.signal };
     const session = await openReadingSession(this.#deps, plan.source, ctx);
@@ -162,7 +162,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async writeJson(
     plan: SlidePlan,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: JsonResultInfo,
   ): Promise<void> {
@@ -194,7 +194,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async writeSr(
     planned: PlannedSlide,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: SrInfo,
     run: RunContext,
@@ -234,7 +234,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async writeAnn(
     planned: PlannedSlide,
-    embeddings: () => AsyncIterable<PatchEmbedding>,
+    embeddings: () => AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: AnnInfo,
     run: RunContext,

@@ -8,7 +8,7 @@
 import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { RectPx } from '../geometry.js';
-import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
+import type { EmbedOptions, PatchOutcome, SlidePlan } from '../pipeline/index.js';
 import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
@@ -108,11 +108,11 @@ export interface PipelinePort {
     range: PlanRange,
     run: RunContext,
     stageMs?: StageBusyMs,
-  ): AsyncIterable<PatchEmbedding>;
+  ): AsyncIterable<PatchOutcome>;
   /** Streams the JSON result of `embeddings` (every plan patch, in order) into `upload`. */
   writeJson(
     plan: SlidePlan,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: JsonResultInfo,
   ): Promise<void>;
@@ -123,7 +123,7 @@ export interface PipelinePort {
    */
   writeAnn(
     planned: PlannedSlide,
-    embeddings: () => AsyncIterable<PatchEmbedding>,
+    embeddings: () => AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: AnnInfo,
     run: RunContext,
@@ -131,7 +131,7 @@ export interface PipelinePort {
   /** Writes the DICOM SR of `embeddings` into `upload`; stores it over STOW-RS when `info.stowTo` is set. */
   writeSr(
     planned: PlannedSlide,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: SrInfo,
     run: RunContext,
