@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { DicomJsonDataset } from '../../src/dicom-json.js';
+import { buildAnnForPlan, type PatchOutcome, type SlidePlan } from '../../src/pipeline/index.js';
 import { buildBulkAnnotations, COORDINATES_PER_PATCH } from '../../src/results/ann/bulk-annotations.js';
 import { ANN_CODES, principalComponentCode, UCUM } from '../../src/results/ann/codes.js';
 import { annUidsFor } from '../../src/results/sr/derived-uids.js';
@@ -111,5 +112,72 @@ describe('Microscopy Bulk Simple Annotations', () => {
     expect(a.seriesInstanceUid).toBe(b.seriesInstanceUid);
     expect(a.sopInstanceUid).not.toBe(b.sopInstanceUid);
     expect(a.sopInstanceUid).toMatch(/^2\.25\.\d+$/);
+  });
+
+  it('leaves failed patches (frameErrors: skip) out, and fails as the SR does when every patch failed', async () => {
+    const spacingMm = { x: 0.00025, y: 0.00025 };
+    const plan = {
+      version: 1,
+      source: { kind: 'local', folder: '/unit' },
+      studyInstanceUid: '1.2.826.0.1.1',
+      seriesInstanceUid: '1.2.826.0.1.2',
+      pixelSpacingUm: 0.5,
+      level: { index: 0, pixelSpacingMm: spacingMm, instances: [{ sopInstanceUid: '1.2.826.0.1.3' }] },
+      downsample: 2,
+      patchSizePx: 224,
+      stridePx: 224,
+      minTissue: 0.5,
+      patchSelection: 'tissue-grid',
+      baseLevel: {
+        widthPx: 2000,
+        heightPx: 2000,
+        pixelSpacingMm: spacingMm,
+        sopInstanceUid: '1.2.826.0.1.3',
+      },
+      patches: [0, 1, 2].map((i) => ({
+        index: i,
+        x: 224 * i,
+        y: 0,
+        width: 224,
+        height: 224,
+        tissueFraction: 0.6 + i / 10,
+      })),
+    } as unknown as SlidePlan;
+    const failed = { code: 'FRAME_DECODE_ERROR', message: 'frame 7 is corrupt' };
+    const stream = (outcomes: PatchOutcome[]) =>
+      async function* () {
+        yield* outcomes;
+      };
+    const embedding = (v: number) => new Float32Array(4).fill(v);
+    const options = {
+      model: { name: 'm', version: '1', sha256: 'c'.repeat(64) },
+      embeddingWidth: 4,
+      includeEmbedding: true,
+    };
+    const out = await buildAnnForPlan(
+      plan,
+      [SOURCE],
+      stream([
+        { index: 0, embedding: embedding(1) },
+        { index: 1, failed },
+        { index: 2, embedding: embedding(3) },
+      ]),
+      options,
+    );
+    expect(out.ann.annotationCount).toBe(2);
+    const group = (decodePart10(Buffer.concat(out.parts)) as Ds).AnnotationGroupSequence[0];
+    // Patches 0 and 2 (grid x 0-224 and 448-672) at 2 level-0 pixels per grid pixel (0.5 / 0.25 um).
+    expect(Array.from(new Float32Array(group.PointCoordinatesData[0]))).toEqual([
+      0, 0, 448, 0, 448, 448, 0, 448, 896, 0, 1344, 0, 1344, 448, 896, 448,
+    ]);
+    const columns = group.MeasurementsSequence.map((m: Ds) =>
+      Array.from(new Float32Array(m.MeasurementValuesSequence[0].FloatingPointValues[0])),
+    );
+    expect(columns[0]).toEqual([Math.fround(0.6), Math.fround(0.8)]);
+    expect(columns[4]).toEqual([1, 3]);
+    const none = await buildAnnForPlan(plan, [SOURCE], stream([{ index: 0, failed }]), options).catch(
+      (e) => e,
+    );
+    expect(none.code).toBe('FRAME_DECODE_ERROR');
   });
 });
