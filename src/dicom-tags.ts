@@ -52,6 +52,7 @@ export const Tag = {
   InstanceNumber: '00200013',
   PatientOrientation: '00200020',
   FrameOfReferenceUID: '00200052',
+  Laterality: '00200060',
   PositionReferenceIndicator: '00201040',
   SOPInstanceUIDOfConcatenationSource: '00200242',
   FrameContentSequence: '00209111',

@@ -84,6 +84,9 @@ export const MANIFEST_CSV_COLUMNS = [
   'sr_url',
   'sr_bytes',
   'sr_sha256',
+  'ann_url',
+  'ann_bytes',
+  'ann_sha256',
 ] as const;
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled. */
@@ -94,6 +97,7 @@ function csvField(value: string | number | null): string {
 }
 
 function fileUrl(output: string, jobId: string): string {
+  if (output === 'dicom-ann') return jobPaths.ann(jobId);
   return output === 'json' ? jobPaths.result(jobId) : jobPaths.sr(jobId);
 }
 
@@ -102,6 +106,7 @@ export function manifestCsv(rows: readonly ManifestRow[]): string {
   for (const r of rows) {
     const json = r.files.find((f) => f.output === 'json');
     const sr = r.files.find((f) => f.output === 'dicom-sr');
+    const ann = r.files.find((f) => f.output === 'dicom-ann');
     lines.push(
       [
         r.jobId,
@@ -117,6 +122,9 @@ export function manifestCsv(rows: readonly ManifestRow[]): string {
         sr ? fileUrl('dicom-sr', r.jobId) : null,
         sr?.bytes ?? null,
         sr?.sha256 ?? null,
+        ann ? fileUrl('dicom-ann', r.jobId) : null,
+        ann?.bytes ?? null,
+        ann?.sha256 ?? null,
       ]
         .map(csvField)
         .join(','),
@@ -143,6 +151,8 @@ export function batchesRouter(deps: BatchesRouteDeps): Router {
         options: prepared.options,
         outputs: [...body.outputs].sort(),
         srDestination: prepared.srDestination,
+        // Only when set, so the ids of batches without it stay as they were.
+        ...(prepared.annEmbedding ? { annEmbedding: true } : {}),
       },
       keyId,
     );

@@ -14,6 +14,7 @@ export const jobPaths = {
   status: (id: string) => `/v1/jobs/${id}`,
   result: (id: string) => `/v1/jobs/${id}/result`,
   sr: (id: string) => `/v1/jobs/${id}/sr`,
+  ann: (id: string) => `/v1/jobs/${id}/ann`,
 };
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -59,6 +60,7 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
     results: {
       json: record.state === 'completed' && record.result?.json ? jobPaths.result(record.id) : null,
       sr: record.result?.sr ? { ...record.result.sr, url: jobPaths.sr(record.id) } : null,
+      ann: record.result?.ann ? { ...record.result.ann, url: jobPaths.ann(record.id) } : null,
       failedPatches: record.result?.failedPatches ?? 0,
     },
     model: { sha256: record.modelSha256 },

@@ -100,6 +100,18 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     await streamValue(ctx, resultKeys.sr(record.id), 'application/dicom', res);
   });
 
+  router.get('/jobs/:id/ann', async (req, res) => {
+    const record = await submitter.get(req.params.id, res.locals.keyId as string);
+    if (record.state !== 'completed' || !record.result?.ann) {
+      throw new PathembedError(
+        'NOT_FOUND',
+        `Job ${record.id} has no DICOM bulk annotations (state ${record.state}${record.outputs.includes('dicom-ann') ? '' : '; the dicom-ann output was not asked for'})`,
+        { jobId: record.id, state: record.state },
+      );
+    }
+    await streamValue(ctx, resultKeys.ann(record.id), 'application/dicom', res);
+  });
+
   return router;
 }
 

@@ -130,6 +130,16 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      '/v1/jobs/{id}/ann': {
+        get: {
+          summary: 'The DICOM Microscopy Bulk Simple Annotations of a completed job (streamed)',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'DICOM Part 10 (docs/ann.md)', content: { 'application/dicom': {} } },
+            404: errorResponse('No such job, or no bulk annotations'),
+          },
+        },
+      },
       '/v1/batches': {
         post: {
           summary:

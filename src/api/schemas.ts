@@ -165,10 +165,18 @@ export const createJobsRequestSchema = z
       .array(z.enum(OUTPUT_KINDS))
       .min(1)
       .default(['json'])
-      .describe('json: the embeddings document; dicom-sr: a DICOM Comprehensive SR'),
+      .describe(
+        'json: the embeddings document; dicom-sr: a DICOM Comprehensive SR; dicom-ann: DICOM Microscopy Bulk Simple Annotations (docs/ann.md)',
+      ),
     srDestination: httpUrl
       .optional()
-      .describe('DICOMweb base URL the SR is stored to over STOW-RS (must be on the allow-list)'),
+      .describe(
+        'DICOMweb base URL the SR and the bulk annotations are stored to over STOW-RS (must be on the allow-list)',
+      ),
+    annEmbedding: z
+      .boolean()
+      .default(false)
+      .describe('The bulk annotations (dicom-ann) hold every embedding component of every patch too'),
     bearerToken: z
       .string()
       .min(1)
@@ -297,6 +305,18 @@ export const jobStatusSchema = z.object({
         url: z.string().optional(),
       })
       .nullable(),
+    ann: z
+      .object({
+        studyUid: z.string(),
+        seriesUid: z.string(),
+        sopInstanceUid: z.string(),
+        annotationCount: z.number().int(),
+        includesEmbedding: z.boolean(),
+        storedTo: z.string().optional(),
+        url: z.string().optional(),
+      })
+      .nullable()
+      .describe('The DICOM bulk annotations (dicom-ann output)'),
     failedPatches: z
       .number()
       .int()

@@ -1,6 +1,6 @@
 /**
  * What POST /v1/jobs and POST /v1/batches share before anything is queued: the request's options
- * resolved (a magnification becomes its spacing), the SR destination and every source validated
+ * resolved (a magnification becomes its spacing), the SR and ANN destination and every source validated
  * against the allow-list, and a factory for one slide's submit request. A request is accepted
  * whole or not at all, so every check here runs before the first job exists.
  */
@@ -23,6 +23,8 @@ export interface PreparedSubmission {
   /** Options as jobs take them (magnification already turned into its spacing). */
   readonly options: SubmitRequest['options'];
   readonly srDestination: string | undefined;
+  /** The bulk annotations hold every embedding component (needs the dicom-ann output). */
+  readonly annEmbedding: boolean;
   /** The submit request of one slide series. */
   request(ref: SeriesReference): SubmitRequest;
 }
@@ -34,15 +36,25 @@ export function prepareSubmission(
 ): PreparedSubmission {
   const { config, ctx, allowList } = deps;
   if (body.bearerToken !== undefined) ctx.vault.assertEnabled('bearerToken');
-  const wantsSr = body.outputs.includes('dicom-sr');
+  // The SR and the bulk annotations go to the same store: srDestination serves both.
+  const wantsDicom = body.outputs.includes('dicom-sr') || body.outputs.includes('dicom-ann');
+  if (body.annEmbedding && !body.outputs.includes('dicom-ann')) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      'annEmbedding: true, but outputs does not include dicom-ann',
+      {
+        issues: [{ path: 'annEmbedding', reason: 'needs the dicom-ann output' }],
+      },
+    );
+  }
   let srDestination: string | undefined;
   if (body.srDestination !== undefined) {
-    if (!wantsSr) {
+    if (!wantsDicom) {
       throw new PathembedError(
         'INVALID_ARGUMENT',
-        'srDestination: given, but outputs does not include dicom-sr',
+        'srDestination: given, but outputs includes neither dicom-sr nor dicom-ann',
         {
-          issues: [{ path: 'srDestination', reason: 'needs the dicom-sr output' }],
+          issues: [{ path: 'srDestination', reason: 'needs the dicom-sr or dicom-ann output' }],
         },
       );
     }
@@ -65,16 +77,19 @@ export function prepareSubmission(
     );
   }
   const sources = body.sources.map((input, i) => parseSource(input as SourceInput, i, allowList, config));
-  const destination = wantsSr ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined;
+  const destination = wantsDicom ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined;
+  const annEmbedding = body.annEmbedding === true;
   return {
     sources,
     options,
     srDestination: destination,
+    annEmbedding,
     request: (ref) => ({
       source: { kind: 'dicomweb', ...ref },
       options,
       outputs: body.outputs,
       srDestination: destination,
+      ...(annEmbedding ? { annEmbedding: true } : {}),
       token: body.bearerToken,
       priority: body.priority,
       recompute: body.recompute,

@@ -208,7 +208,7 @@ export function registerBatchCommand(program: Command): void {
     .option('--api <url>', 'the pathembed API', DEFAULT_API)
     .option('--api-key <key>', 'API key (when the API has PATHEMBED_API_KEYS)')
     .option('--token <token>', 'bearer token for the store(s), kept encrypted while the jobs run')
-    .option('--outputs <list>', 'comma-separated outputs (json, dicom-sr)', 'json')
+    .option('--outputs <list>', 'comma-separated outputs (json, dicom-sr, dicom-ann)', 'json')
     .option('--min-tissue <f>', 'least tissue fraction of a grid patch')
     .option('--stride <px>', 'grid stride at the target spacing')
     .option('--priority <n>', '1 runs first, 10 last')

@@ -5,7 +5,9 @@
  *
  *   slide/          the sample slide (DICOM Part 10 files), reused by later runs
  *   result.json     the JSON result
- *   result-sr.dcm   the DICOM Comprehensive SR
+ *   result-ann.dcm  the DICOM Microscopy Bulk Simple Annotations: every patch as a rectangle on
+ *                   level 0 with its tissue fraction and principal component scores (docs/ann.md)
+ *   result-sr.dcm   the DICOM Comprehensive SR, referring to the annotations
  *   overview.png    the thumbnail with the tissue mask tinted and outlined, and every embedded
  *                   patch coloured by the first three principal components of its embedding
  *
@@ -127,6 +129,7 @@ async function demoAction(opts: DemoOptions): Promise<void> {
   const slideDir = path.join(out, 'slide');
   const jsonPath = path.join(out, 'result.json');
   const srPath = path.join(out, 'result-sr.dcm');
+  const annPath = path.join(out, 'result-ann.dcm');
   const pngPath = path.join(out, 'overview.png');
   process.stderr.write(`pathembed demo: writing into ${out}\n`);
   const engine = await openEngine(config, logger);
@@ -136,7 +139,7 @@ async function demoAction(opts: DemoOptions): Promise<void> {
     const outcome = await runEmbeddingJob(
       { kind: 'local', folder: slideDir },
       {},
-      { jsonPath, srPath },
+      { jsonPath, srPath, annPath },
       pipelineDeps(config, logger, engine),
       { onProgress: (p) => progress.update(p) },
     );
@@ -155,6 +158,7 @@ async function demoAction(opts: DemoOptions): Promise<void> {
         'pathembed demo finished:',
         `  slide (DICOM WSI)  ${slideDir}`,
         `  JSON result        ${jsonPath}`,
+        `  DICOM annotations  ${annPath}`,
         `  DICOM SR           ${srPath}`,
         `  overview picture   ${pngPath}`,
         engine.manifest.synthetic
@@ -172,7 +176,7 @@ export function registerDemoCommand(program: Command): void {
   program
     .command('demo')
     .description(
-      'Run a whole job on a synthetic sample slide (CPU, nothing else needed): JSON, SR and overview.png',
+      'Run a whole job on a synthetic sample slide (CPU, nothing else needed): JSON, bulk annotations, SR and overview.png',
     )
     .option('--output-dir <dir>', 'where to write the slide and the results', 'demo-output')
     .action(demoAction);

@@ -1,8 +1,9 @@
 /**
  * `pathembed embed <series|folder>`: one embedding job in this process (no Redis, no server):
  * plan the slide, embed its tissue patches (or the patches of `--patches file.json`), write the
- * JSON result (`-o`), and optionally the DICOM SR (`--sr out.dcm`) and its STOW-RS upload
- * (`--stow [URL]`: the URL, else PATHEMBED_SR_DESTINATION, else the source store). Progress goes
+ * JSON result (`-o`), and optionally the DICOM bulk annotations (`--ann out.dcm`, with every
+ * embedding component under `--ann-embedding`), the DICOM SR (`--sr out.dcm`) and their STOW-RS
+ * upload (`--stow [URL]`: the URL, else PATHEMBED_SR_DESTINATION, else the source store). Progress goes
  * to stderr (a bar on a terminal, one line per batch otherwise); a JSON summary goes to stdout.
  * Ctrl-C cancels within one batch and leaves no partial result. A failed upload exits 1 after
  * the summary, with the JSON result kept.
@@ -41,6 +42,8 @@ interface EmbedCommandOptions extends SourceArgumentOptions {
   readonly minTissue?: string;
   readonly patches?: string;
   readonly sr?: string;
+  readonly ann?: string;
+  readonly annEmbedding?: boolean;
   readonly stow?: boolean | string;
   readonly embeddingEncoding?: string;
   readonly frameErrors?: string;
@@ -147,6 +150,7 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
     tissueFraction: outcome.plan.tissue?.fraction ?? null,
     patchesPerSecond: outcome.summary.patchesPerSecond,
     timingsMs: outcome.timings,
+    ...(outcome.ann ? { ann: outcome.ann } : {}),
     ...(outcome.sr ? { sr: outcome.sr } : {}),
     ...(outcome.srSkipped ? { srSkipped: outcome.srSkipped } : {}),
   };
@@ -180,6 +184,13 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
       { option: 'embedding-encoding' },
     );
   }
+  if (opts.annEmbedding && !opts.ann) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      '--ann-embedding puts the embeddings into the bulk annotations: give --ann <file> too',
+      { option: 'ann-embedding' },
+    );
+  }
   const options: EmbedOptions = {
     ...(opts.pixelSpacing !== undefined
       ? { pixelSpacingUm: number('pixel-spacing', opts.pixelSpacing) }
@@ -205,6 +216,7 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
         jsonPath: path.resolve(opts.output),
         embeddingEncoding: encoding as EmbeddingEncoding,
         ...(opts.sr ? { srPath: path.resolve(opts.sr) } : {}),
+        ...(opts.ann ? { annPath: path.resolve(opts.ann), annEmbedding: opts.annEmbedding === true } : {}),
         ...(opts.stow !== undefined ? { stow: opts.stow } : {}),
       },
       pipelineDeps(config, logger, engine, commandSlideOpener(config, opts, logger)),
@@ -212,9 +224,13 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
     );
     progress.stop();
     process.stdout.write(`${JSON.stringify(jobSummary(outcome, engine.manifest), null, 2)}\n`);
-    if (outcome.sr?.stow && !outcome.sr.stow.ok) {
+    for (const [what, stow] of [
+      ['the bulk annotations', outcome.ann?.stow],
+      ['the SR', outcome.sr?.stow],
+    ] as const) {
+      if (!stow || stow.ok) continue;
       process.stderr.write(
-        `pathembed: ${outcome.sr.stow.error.code}: storing the SR failed: ${outcome.sr.stow.error.message} (the JSON result is at ${outcome.jsonPath})\n`,
+        `pathembed: ${stow.error.code}: storing ${what} failed: ${stow.error.message} (the JSON result is at ${outcome.jsonPath})\n`,
       );
       process.exitCode = 1;
     }
@@ -250,8 +266,13 @@ export function registerEmbedCommand(program: Command): void {
       )
       .option('--sr <file>', 'also write the DICOM Comprehensive SR here')
       .option(
+        '--ann <file>',
+        'also write the DICOM Microscopy Bulk Simple Annotations here (patches, tissue fraction, PCA scores)',
+      )
+      .option('--ann-embedding', 'put every embedding component into the bulk annotations too')
+      .option(
         '--stow [url]',
-        'also store the SR with STOW-RS (default: PATHEMBED_SR_DESTINATION, else the source store)',
+        'also store the SR (and the bulk annotations) with STOW-RS (default: PATHEMBED_SR_DESTINATION, else the source store)',
       )
       .option(
         '--frame-errors <policy>',

@@ -3,6 +3,12 @@
  * bounded read-ahead pipeline, run a whole job into a JSON result and an SR. Runs without Redis
  * or Express; the CLI, the queue workers and the tests inject config, logger, engine and sources.
  */
+export {
+  ANN_PRINCIPAL_COMPONENTS,
+  type AnnOutput,
+  type AnnOutputOptions,
+  buildAnnForPlan,
+} from './ann-output.js';
 export { cancelledError, throwIfCancelled } from './cancellation.js';
 export {
   checkRange,
@@ -56,6 +62,7 @@ export {
 } from './plan-slide.js';
 export { openReadingSession, type ReadingSession } from './reading-session.js';
 export {
+  type AnnOutcome,
   assertSrStored,
   type JobOutcome,
   type JobOutputOptions,

@@ -1,18 +1,21 @@
 /**
  * One embedding job in one process, as the CLI (and the demo) run it: plan the slide, embed every
  * patch (or a range) through the bounded pipeline straight into the streamed JSON result, then,
- * when asked, build the SR from the finished JSON, write it to a file and store it over STOW-RS.
+ * when asked, build the bulk annotations (ANN) and the SR from the finished JSON (the SR referring
+ * to the ANN), write them to files and store them over STOW-RS.
  *
- * The JSON is complete and renamed into place before the SR is attempted, so a refused or failed
- * upload never loses it: the outcome reports the upload's error code beside the JSON's path.
+ * The JSON is complete and renamed into place before the DICOM objects are attempted, so a refused
+ * or failed upload never loses it: the outcome reports the upload's error code beside the JSON's path.
  */
 import path from 'node:path';
 import { isPathembedError, PathembedError, toPathembedError } from '../errors.js';
 import type { EmbeddingEncoding } from '../results/embedding-codec.js';
 import type { ResultModel, ResultTimings, StoredResultSummary } from '../results/result-document.js';
 import { streamResult } from '../results/result-reader.js';
+import { fileSink } from '../results/result-sink.js';
 import { publicBaseUrl } from '../results/result-source.js';
 import { stowSr, writeSrFile } from '../results/sr/store-sr.js';
+import { buildAnnForPlan } from './ann-output.js';
 import { EmbedRunStats, embedOnSession, type PatchRange } from './embed-plan.js';
 import { jobKeyFor } from './job-key.js';
 import {
@@ -46,6 +49,10 @@ export interface JobOutputOptions {
   readonly stow?: boolean | string;
   /** How the SR names the JSON result; default the JSON file's name. */
   readonly jsonResultName?: string;
+  /** Also write the Microscopy Bulk Simple Annotations here (and store it when `stow` is set). */
+  readonly annPath?: string;
+  /** The ANN holds every embedding component too (the `annEmbedding` job option). */
+  readonly annEmbedding?: boolean;
 }
 
 export type StowOutcome =
@@ -72,6 +79,17 @@ export interface SrOutcome {
   readonly stow?: StowOutcome;
 }
 
+export interface AnnOutcome {
+  readonly studyInstanceUid: string;
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  readonly annotationCount: number;
+  readonly includesEmbedding: boolean;
+  readonly bytes: number;
+  readonly path: string;
+  readonly stow?: StowOutcome;
+}
+
 export interface JobOutcome {
   readonly jobKey: string;
   readonly plan: SlidePlan;
@@ -82,6 +100,8 @@ export interface JobOutcome {
   readonly sr?: SrOutcome;
   /** Why no SR was written although one was asked for. */
   readonly srSkipped?: string;
+  /** Present when an ANN was asked for and the job embedded at least one patch. */
+  readonly ann?: AnnOutcome;
 }
 
 function modelOf(deps: PipelineDeps): ResultModel {
@@ -107,11 +127,12 @@ export async function runEmbeddingJob(
   ctx: RunContext = {},
 ): Promise<JobOutcome> {
   const started = performance.now();
-  if (output.range && (output.srPath || output.stow)) {
-    // An SR reports the whole slide (its mean is over every patch); a chunk cannot write one.
+  if (output.range && (output.srPath || output.stow || output.annPath)) {
+    // An SR reports the whole slide (its mean is over every patch), as do the ANN's principal
+    // components; a chunk cannot write either.
     throw new PathembedError(
       'INVALID_ARGUMENT',
-      'An SR covers the whole slide: do not combine a patch range with srPath or stow',
+      'An SR or ANN covers the whole slide: do not combine a patch range with srPath, annPath or stow',
       {
         argument: 'range',
       },
@@ -170,32 +191,126 @@ export async function runEmbeddingJob(
     'JSON result written',
   );
   const outcome = { jobKey, plan, jsonPath: output.jsonPath, summary, timings: summary.timings };
-  if (!output.srPath && !output.stow) return outcome;
+  if (!output.srPath && !output.stow && !output.annPath) return outcome;
   if (summary.patchCount === 0) {
     deps.logger.warn(
       { jsonPath: output.jsonPath },
-      'no patch was embedded (no tissue?), so no SR is written',
+      'no patch was embedded (no tissue?), so no SR or ANN is written',
     );
     return {
       ...outcome,
       srSkipped: 'The job embedded no patch (no tissue found?), so there is no mean embedding to report.',
     };
   }
-  return { ...outcome, sr: await writeAndStoreSr(plan, metadata, output, deps, ctx) };
+  const ann = output.annPath
+    ? await writeAndStoreAnn(plan, metadata, { ...output, annPath: output.annPath }, deps, ctx)
+    : undefined;
+  if (!output.srPath && !output.stow) return { ...outcome, ...(ann ? { ann } : {}) };
+  return {
+    ...outcome,
+    sr: await writeAndStoreSr(plan, metadata, output, deps, ctx, ann),
+    ...(ann ? { ann } : {}),
+  };
+}
+
+type PlanMetadata = Awaited<ReturnType<typeof planOnSession>>['metadata'];
+
+/** STOW-RS of one instance; a failure is reported in the outcome, not thrown (the JSON is kept). */
+async function stowInstance(
+  plan: SlidePlan,
+  bytes: Uint8Array,
+  sopInstanceUid: string,
+  what: 'SR' | 'ANN',
+  output: JobOutputOptions,
+  deps: PipelineDeps,
+  ctx: RunContext,
+): Promise<StowOutcome> {
+  const destination = stowDestinationFor(
+    plan,
+    deps.options.srDestination,
+    typeof output.stow === 'string' ? output.stow : undefined,
+  );
+  const shown = publicBaseUrl(destination);
+  try {
+    const client = deps.slides.stowClient(plan.source, destination, { token: ctx.token });
+    const label = what === 'SR' ? 'the SR' : 'the bulk annotations';
+    const stored = await stowSr(client, bytes, sopInstanceUid, destination, ctx.signal, label);
+    deps.logger.info({ destination: shown, sopInstanceUid }, `${what} stored`);
+    return { ok: true, destination: shown, ...stored };
+  } catch (err) {
+    const e = isPathembedError(err) ? err : toPathembedError(err, `STOW-RS of the ${what}`);
+    deps.logger.error(
+      { destination: shown, code: e.code, err: e.message },
+      `storing the ${what} failed; the JSON result is kept`,
+    );
+    return { ok: false, destination: shown, error: { code: e.code, message: e.message } };
+  }
+}
+
+async function writeAndStoreAnn(
+  plan: SlidePlan,
+  metadata: PlanMetadata,
+  output: JobOutputOptions & { annPath: string },
+  deps: PipelineDeps,
+  ctx: RunContext,
+): Promise<AnnOutcome> {
+  const includeEmbedding = output.annEmbedding ?? false;
+  const { parts, byteLength, ann } = await buildAnnForPlan(
+    plan,
+    metadata,
+    () => storedEmbeddings(output.jsonPath),
+    { model: modelOf(deps), embeddingWidth: deps.engine.embeddingWidth, includeEmbedding },
+  );
+  const sink = await fileSink(output.annPath);
+  try {
+    for (const part of parts) await sink.write(part);
+    await sink.commit();
+  } catch (err) {
+    await sink.abort();
+    throw err;
+  }
+  deps.logger.info(
+    { annPath: output.annPath, annotations: ann.annotationCount, bytes: byteLength },
+    'ANN written',
+  );
+  const base: AnnOutcome = {
+    studyInstanceUid: ann.studyInstanceUid,
+    seriesInstanceUid: ann.seriesInstanceUid,
+    sopInstanceUid: ann.sopInstanceUid,
+    annotationCount: ann.annotationCount,
+    includesEmbedding: includeEmbedding,
+    bytes: byteLength,
+    path: output.annPath,
+  };
+  if (!output.stow) return base;
+  // STOW-RS sends one body: the parts become one buffer here (and only here).
+  const bytes = Buffer.concat(parts);
+  return { ...base, stow: await stowInstance(plan, bytes, ann.sopInstanceUid, 'ANN', output, deps, ctx) };
 }
 
 async function writeAndStoreSr(
   plan: SlidePlan,
-  metadata: Awaited<ReturnType<typeof planOnSession>>['metadata'],
+  metadata: PlanMetadata,
   output: JobOutputOptions,
   deps: PipelineDeps,
   ctx: RunContext,
+  ann?: AnnOutcome,
 ): Promise<SrOutcome> {
   const { bytes, sr } = await buildSrForPlan(plan, metadata, storedEmbeddings(output.jsonPath), {
     model: modelOf(deps),
     embeddingWidth: deps.engine.embeddingWidth,
     maxPatches: deps.options.srMaxPatches,
     jsonResultName: output.jsonResultName ?? path.basename(output.jsonPath),
+    ...(ann
+      ? {
+          bulkAnnotations: {
+            seriesInstanceUid: ann.seriesInstanceUid,
+            sopInstanceUid: ann.sopInstanceUid,
+            annotationCount: ann.annotationCount,
+            includesEmbedding: ann.includesEmbedding,
+          },
+        }
+      : {}),
   });
   if (output.srPath) await writeSrFile(output.srPath, bytes);
   const base: SrOutcome = {
@@ -207,31 +322,13 @@ async function writeAndStoreSr(
     ...(output.srPath ? { path: output.srPath } : {}),
   };
   if (!output.stow) return base;
-  const destination = stowDestinationFor(
-    plan,
-    deps.options.srDestination,
-    typeof output.stow === 'string' ? output.stow : undefined,
-  );
-  const shown = publicBaseUrl(destination);
-  try {
-    const client = deps.slides.stowClient(plan.source, destination, { token: ctx.token });
-    const stored = await stowSr(client, bytes, sr.sopInstanceUid, destination, ctx.signal);
-    deps.logger.info({ destination: shown, sopInstanceUid: sr.sopInstanceUid }, 'SR stored');
-    return { ...base, stow: { ok: true, destination: shown, ...stored } };
-  } catch (err) {
-    const e = isPathembedError(err) ? err : toPathembedError(err, 'STOW-RS of the SR');
-    deps.logger.error(
-      { destination: shown, code: e.code, err: e.message },
-      'storing the SR failed; the JSON result is kept',
-    );
-    return { ...base, stow: { ok: false, destination: shown, error: { code: e.code, message: e.message } } };
-  }
+  return { ...base, stow: await stowInstance(plan, bytes, sr.sopInstanceUid, 'SR', output, deps, ctx) };
 }
 
-/** Throws the upload's error when the outcome says the SR could not be stored. */
+/** Throws the upload's error when the outcome says the SR (or the ANN) could not be stored. */
 export function assertSrStored(outcome: JobOutcome): void {
-  const stow = outcome.sr?.stow;
-  if (stow && !stow.ok) {
+  for (const stow of [outcome.ann?.stow, outcome.sr?.stow]) {
+    if (!stow || stow.ok) continue;
     throw new PathembedError(
       stow.error.code as ConstructorParameters<typeof PathembedError>[0],
       `${stow.error.message} (the JSON result is kept at ${outcome.jsonPath})`,

@@ -10,7 +10,12 @@ import { PathembedError } from '../errors.js';
 import type { ResultModel } from '../results/result-document.js';
 import { RunningMean } from '../results/running-mean.js';
 import { encodePart10 } from '../results/sr/dicom-part10.js';
-import { type BuiltSr, buildEmbeddingSr, type SrPatch } from '../results/sr/embedding-sr.js';
+import {
+  type AnnReference,
+  type BuiltSr,
+  buildEmbeddingSr,
+  type SrPatch,
+} from '../results/sr/embedding-sr.js';
 import { SopClass } from '../uids.js';
 import { jobKeyFor } from './job-key.js';
 import { isFailedPatch, type PatchOutcome, type SlidePlan } from './job-types.js';
@@ -24,6 +29,8 @@ export interface SrOutputOptions {
   readonly maxPatches: number;
   /** How the SR names the JSON result (file name, or the job's result URL). */
   readonly jsonResultName: string;
+  /** The job's ANN when one is written with the SR (the SR refers to it). */
+  readonly bulkAnnotations?: AnnReference;
   readonly contentTime?: Date;
 }
 
@@ -119,6 +126,7 @@ export async function buildSrForPlan(
     ...(patches ? { patches } : {}),
     maxPatches: options.maxPatches,
     jsonResultName: options.jsonResultName,
+    ...(options.bulkAnnotations ? { bulkAnnotations: options.bulkAnnotations } : {}),
     ...(options.contentTime ? { contentTime: options.contentTime } : {}),
   });
   return { bytes: encodePart10(sr.dataset), sr };

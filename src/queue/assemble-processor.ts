@@ -1,16 +1,17 @@
 /**
  * The assemble job, parent of a slide's chunk jobs, run once all of them are done: streams the
- * chunk files in order into the JSON result, writes the SR (and stores it over STOW-RS when a
- * destination is set), ends the job record as completed, deletes the token and the chunk files.
- * Chunk files are read one at a time, so a slide of any size is assembled in bounded memory.
+ * chunk files in order into the JSON result, writes the bulk annotations (ANN) and then the SR
+ * that refers to them (storing both over STOW-RS when a destination is set), ends the job record
+ * as completed, deletes the token and the chunk files. Chunk files are read one at a time, so a
+ * slide of any size is assembled in bounded memory (the ANN's columns aside: N x 4 bytes each).
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
 import { isFailedPatch, PatchFailureTally, type PatchOutcome } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
-import { isFinal, type SrReference } from './job-record.js';
-import type { StageBusyMs } from './pipeline-port.js';
+import { type AnnReference, isFinal, type SrReference } from './job-record.js';
+import type { AnnWritten, PlannedSlide, StageBusyMs } from './pipeline-port.js';
 import type { AssembleJobData } from './queue-jobs.js';
 import { resultKeys } from './result-store.js';
 import { jobToken, type WorkerContext } from './worker-context.js';
@@ -95,22 +96,62 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       }
       json = true;
     }
-    if (d.outputs.includes('dicom-sr') && planned === 0) {
-      // No patch (no tissue found): there is no mean embedding to report, so no SR.
-      w.logger.warn({ jobId: d.jobId }, 'no patch was planned, so no SR is written');
-    } else if (d.outputs.includes('dicom-sr')) {
+    const wantsDicom = d.outputs.includes('dicom-sr') || d.outputs.includes('dicom-ann');
+    let slide: PlannedSlide | undefined;
+    if (wantsDicom && planned === 0) {
+      // No patch (no tissue found): there is no mean embedding to report, so no SR and no ANN.
+      w.logger.warn({ jobId: d.jobId }, 'no patch was planned, so no SR or ANN is written');
+    } else if (wantsDicom) {
+      const metadata = await ctx.results.get(resultKeys.metadata(d.jobId));
+      if (!metadata) throw new PathembedError('INTERNAL', `The slide metadata of job ${d.jobId} is missing`);
+      slide = { plan, metadata: JSON.parse(metadata.toString('utf8')) };
+    }
+    // One more pass over the chunk files; failed patches are counted on the first pass only.
+    let countFailures = !json;
+    const chunkPass = () => {
+      const tally = countFailures ? failures : undefined;
+      countFailures = false;
+      return chunkEmbeddings(w, d, planned, undefined, tally);
+    };
+    let annWritten: AnnWritten | undefined;
+    let ann: AnnReference | undefined;
+    if (slide && d.outputs.includes('dicom-ann')) {
+      const upload = await ctx.results.openWrite(resultKeys.ann(d.jobId));
+      try {
+        annWritten = await w.pipeline.writeAnn(
+          slide,
+          chunkPass,
+          upload,
+          {
+            includeEmbedding: d.annEmbedding === true,
+            ...(d.srDestination ? { stowTo: d.srDestination } : {}),
+          },
+          { token, signal: watch.signal },
+        );
+        ann = {
+          studyUid: annWritten.studyUid,
+          seriesUid: annWritten.seriesUid,
+          sopInstanceUid: annWritten.sopInstanceUid,
+          annotationCount: annWritten.annotationCount,
+          includesEmbedding: annWritten.includesEmbedding,
+          ...(d.srDestination ? { storedTo: d.srDestination } : {}),
+        };
+      } catch (err) {
+        await upload.abort();
+        throw err;
+      }
+    }
+    if (slide && d.outputs.includes('dicom-sr')) {
       const upload = await ctx.results.openWrite(resultKeys.sr(d.jobId));
       try {
-        const metadata = await ctx.results.get(resultKeys.metadata(d.jobId));
-        if (!metadata)
-          throw new PathembedError('INTERNAL', `The slide metadata of job ${d.jobId} is missing`);
         const written = await w.pipeline.writeSr(
-          { plan, metadata: JSON.parse(metadata.toString('utf8')) },
-          chunkEmbeddings(w, d, planned, undefined, json ? undefined : failures),
+          slide,
+          chunkPass(),
           upload,
           {
             jsonResultName: `/v1/jobs/${d.jobId}/result`,
             ...(d.srDestination ? { stowTo: d.srDestination } : {}),
+            ...(annWritten ? { bulkAnnotations: annWritten } : {}),
           },
           { token, signal: watch.signal },
         );
@@ -127,7 +168,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       );
     }
     const ended = await ctx.records.finish(d.jobId, 'completed', {
-      result: { json, ...(sr ? { sr } : {}), failedPatches: failures.count },
+      result: { json, ...(sr ? { sr } : {}), ...(ann ? { ann } : {}), failedPatches: failures.count },
     });
     if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
   } catch (err) {
@@ -136,6 +177,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
     await Promise.all([
       ctx.results.delete(resultKeys.json(d.jobId)),
       ctx.results.delete(resultKeys.sr(d.jobId)),
+      ctx.results.delete(resultKeys.ann(d.jobId)),
     ]).catch(() => undefined);
     throw err;
   } finally {

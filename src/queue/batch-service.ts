@@ -80,6 +80,7 @@ const RESULT_FILES: ReadonlyArray<{
 }> = [
   { output: 'json', key: resultKeys.json, has: (r) => r.result?.json === true },
   { output: 'dicom-sr', key: resultKeys.sr, has: (r) => r.result?.sr !== undefined },
+  { output: 'dicom-ann', key: resultKeys.ann, has: (r) => r.result?.ann !== undefined },
 ];
 
 function seriesUrlOf(r: Pick<JobRecord, 'source'>): string {

@@ -42,6 +42,7 @@ export interface FingerprintInput {
   readonly options: EmbedOptions;
   readonly outputs: readonly OutputKind[];
   readonly srDestination?: string;
+  readonly annEmbedding?: boolean;
   readonly modelSha256: string;
   readonly keyId: string;
 }
@@ -58,6 +59,8 @@ export function requestFingerprint(input: FingerprintInput): string {
     options: withoutDefaultFrameErrors(input.options),
     outputs: [...input.outputs].sort(),
     srDestination: input.srDestination?.replace(/\/+$/, ''),
+    // Only when set, so fingerprints (and ids) of requests without it stay as they were.
+    ...(input.annEmbedding ? { annEmbedding: true } : {}),
     model: input.modelSha256,
     key: input.keyId,
   });

@@ -108,6 +108,7 @@ export class JobReconciler {
       options: record.options,
       outputs: record.outputs,
       srDestination: record.srDestination,
+      ...(record.annEmbedding ? { annEmbedding: true } : {}),
       hasToken: record.hasToken,
       priority: record.priority,
     });

@@ -37,6 +37,12 @@ export interface SrReference {
   readonly storedTo?: string;
 }
 
+/** The job's bulk annotations (dicom-ann), as the SR's reference. */
+export interface AnnReference extends SrReference {
+  readonly annotationCount: number;
+  readonly includesEmbedding: boolean;
+}
+
 export interface JobRecord {
   readonly id: string;
   readonly state: JobState;
@@ -49,6 +55,7 @@ export interface JobRecord {
   readonly options: EmbedOptions;
   readonly outputs: readonly OutputKind[];
   readonly srDestination?: string;
+  readonly annEmbedding?: boolean;
   readonly priority: number;
   /** Short hash of the API key that submitted the job ('anonymous' without keys). */
   readonly keyId: string;
@@ -62,6 +69,7 @@ export interface JobRecord {
   readonly result?: {
     readonly json: boolean;
     readonly sr?: SrReference;
+    readonly ann?: AnnReference;
     /** Patches left out under frameErrors: skip (listed in the JSON result's summary). */
     readonly failedPatches?: number;
   };
@@ -144,7 +152,7 @@ function decodeRecord(hash: Record<string, string>, chunkCounts: string[]): JobR
   for (const [name, raw] of Object.entries(hash)) {
     if (JSON_FIELDS.has(name)) out[name] = JSON.parse(raw);
     else if (NUMBER_FIELDS.has(name)) out[name] = Number(raw);
-    else if (name === 'hasToken') out[name] = raw === 'true';
+    else if (name === 'hasToken' || name === 'annEmbedding') out[name] = raw === 'true';
     else out[name] = raw;
   }
   out.done = chunkCounts.reduce((sum, n) => sum + Number(n), 0);

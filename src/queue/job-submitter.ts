@@ -28,6 +28,8 @@ export interface SubmitRequest {
   readonly options: EmbedOptions;
   readonly outputs: readonly OutputKind[];
   readonly srDestination?: string;
+  /** The bulk annotations hold every embedding component (needs the dicom-ann output). */
+  readonly annEmbedding?: boolean;
   readonly token?: string;
   readonly priority: number;
   readonly recompute: boolean;
@@ -104,6 +106,7 @@ export class JobSubmitter {
       options,
       outputs: request.outputs,
       srDestination: request.srDestination,
+      annEmbedding: request.annEmbedding,
       modelSha256,
       keyId: request.keyId,
     });
@@ -187,6 +190,7 @@ export class JobSubmitter {
         options,
         outputs: request.outputs,
         srDestination: request.srDestination,
+        ...(request.annEmbedding ? { annEmbedding: true } : {}),
         priority: request.priority,
         keyId: request.keyId,
         hasToken: request.token !== undefined,
@@ -204,6 +208,7 @@ export class JobSubmitter {
       options,
       outputs: request.outputs,
       srDestination: request.srDestination,
+      ...(request.annEmbedding ? { annEmbedding: true } : {}),
       hasToken: request.token !== undefined,
       priority: request.priority,
     });

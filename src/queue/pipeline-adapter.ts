@@ -1,8 +1,9 @@
 /**
  * Binds the queue's PipelinePort to the real layers: the pipeline (planSlide, embedPlan), the
- * results writers (JSON, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
+ * results writers (JSON, bulk annotations, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
  * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
  */
+import { once } from 'node:events';
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
@@ -12,6 +13,7 @@ import { PathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
 import type { Logger } from '../log.js';
 import {
+  buildAnnForPlan,
   buildSrForPlan,
   checkRange,
   type EmbedOptions,
@@ -41,6 +43,8 @@ import type { Slide } from '../wsi/slide.js';
 import type { SlideLevel } from '../wsi/slide-level.js';
 import type { SlideOpener } from '../wsi/slide-opener.js';
 import type {
+  AnnInfo,
+  AnnWritten,
   DicomPatchOptions,
   JsonResultInfo,
   PipelinePort,
@@ -197,11 +201,22 @@ export class PipelineAdapter implements PipelinePort {
   ): Promise<SrWritten> {
     const { manifest } = this.engine;
     const { plan } = planned;
+    const ann = info.bulkAnnotations;
     const { bytes, sr } = await buildSrForPlan(plan, planned.metadata, embeddings, {
       model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
       embeddingWidth: this.engine.embeddingWidth,
       maxPatches: this.#deps.options.srMaxPatches,
       jsonResultName: info.jsonResultName,
+      ...(ann
+        ? {
+            bulkAnnotations: {
+              seriesInstanceUid: ann.seriesUid,
+              sopInstanceUid: ann.sopInstanceUid,
+              annotationCount: ann.annotationCount,
+              includesEmbedding: ann.includesEmbedding,
+            },
+          }
+        : {}),
     });
     upload.stream.end(bytes);
     await upload.commit();
@@ -214,6 +229,45 @@ export class PipelineAdapter implements PipelinePort {
       studyUid: sr.studyInstanceUid,
       seriesUid: sr.seriesInstanceUid,
       sopInstanceUid: sr.sopInstanceUid,
+    };
+  }
+
+  async writeAnn(
+    planned: PlannedSlide,
+    embeddings: () => AsyncIterable<PatchOutcome>,
+    upload: ResultUpload,
+    info: AnnInfo,
+    run: RunContext,
+  ): Promise<AnnWritten> {
+    const { manifest } = this.engine;
+    const { plan } = planned;
+    const { parts, ann } = await buildAnnForPlan(plan, planned.metadata, embeddings, {
+      model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
+      embeddingWidth: this.engine.embeddingWidth,
+      includeEmbedding: info.includeEmbedding,
+    });
+    // Part by part, honouring backpressure: the columns are never copied into one buffer here.
+    for (const part of parts) {
+      if (!upload.stream.write(part)) await once(upload.stream, 'drain');
+    }
+    await upload.commit();
+    if (info.stowTo) {
+      const client = this.#slides.stowClient(plan.source, info.stowTo, run);
+      await stowSr(
+        client,
+        Buffer.concat(parts),
+        ann.sopInstanceUid,
+        info.stowTo,
+        run.signal,
+        'the bulk annotations',
+      );
+    }
+    return {
+      studyUid: ann.studyInstanceUid,
+      seriesUid: ann.seriesInstanceUid,
+      sopInstanceUid: ann.sopInstanceUid,
+      annotationCount: ann.annotationCount,
+      includesEmbedding: info.includeEmbedding,
     };
   }
 

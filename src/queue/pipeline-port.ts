@@ -61,6 +61,23 @@ export interface SrInfo {
   readonly jsonResultName: string;
   /** DICOMweb base URL to store it to over STOW-RS; none: only written to `upload`. */
   readonly stowTo?: string;
+  /** The job's bulk annotations, written before the SR, for the SR to refer to. */
+  readonly bulkAnnotations?: AnnWritten;
+}
+
+export interface AnnInfo {
+  /** Every embedding component as a measurement too (the job's annEmbedding). */
+  readonly includeEmbedding: boolean;
+  /** DICOMweb base URL to store it to over STOW-RS; none: only written to `upload`. */
+  readonly stowTo?: string;
+}
+
+export interface AnnWritten {
+  readonly studyUid: string;
+  readonly seriesUid: string;
+  readonly sopInstanceUid: string;
+  readonly annotationCount: number;
+  readonly includesEmbedding: boolean;
 }
 
 export interface SrWritten {
@@ -99,6 +116,18 @@ export interface PipelinePort {
     upload: ResultUpload,
     info: JsonResultInfo,
   ): Promise<void>;
+  /**
+   * Writes the DICOM bulk annotations of the embeddings into `upload` (and stores them over
+   * STOW-RS when `info.stowTo` is set). `embeddings` is read twice (principal components first),
+   * so each call must give the same stream anew.
+   */
+  writeAnn(
+    planned: PlannedSlide,
+    embeddings: () => AsyncIterable<PatchOutcome>,
+    upload: ResultUpload,
+    info: AnnInfo,
+    run: RunContext,
+  ): Promise<AnnWritten>;
   /** Writes the DICOM SR of `embeddings` into `upload`; stores it over STOW-RS when `info.stowTo` is set. */
   writeSr(
     planned: PlannedSlide,

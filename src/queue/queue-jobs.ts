@@ -20,7 +20,7 @@ export const JOB_NAMES = {
 } as const;
 export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];
 
-export const OUTPUT_KINDS = ['json', 'dicom-sr'] as const;
+export const OUTPUT_KINDS = ['json', 'dicom-sr', 'dicom-ann'] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
 
 /** BullMQ priority of predict jobs: 1 runs before anything else (lower runs first). */
@@ -42,6 +42,8 @@ export interface SlideJobData {
   readonly outputs: readonly OutputKind[];
   /** DICOMweb base URL the SR is stored to (STOW-RS); none: the SR is only written to results. */
   readonly srDestination?: string;
+  /** The bulk annotations (dicom-ann) hold every embedding component too. */
+  readonly annEmbedding?: boolean;
   readonly hasToken: boolean;
   readonly priority: number;
 }
@@ -59,7 +61,9 @@ export interface AssembleJobData {
   readonly jobId: string;
   readonly chunkCount: number;
   readonly outputs: readonly OutputKind[];
+  /** Where the SR and the bulk annotations are stored over STOW-RS, when set. */
   readonly srDestination?: string;
+  readonly annEmbedding?: boolean;
   readonly hasToken: boolean;
 }
 

@@ -83,6 +83,7 @@ export const resultKeys = {
   chunkRoot: (jobId: string) => `jobs/${jobId}/chunks`,
   json: (jobId: string) => `jobs/${jobId}/result.json`,
   sr: (jobId: string) => `jobs/${jobId}/result-sr.dcm`,
+  ann: (jobId: string) => `jobs/${jobId}/result-ann.dcm`,
 };
 
 /** The local file system implementation: one folder, writes via temporary file + rename. */

@@ -76,6 +76,7 @@ export async function processSlide(
     chunkCount: ranges.length,
     outputs: d.outputs,
     srDestination: d.srDestination,
+    ...(d.annEmbedding ? { annEmbedding: true } : {}),
     hasToken: d.hasToken,
   };
   // Fixed ids make the fan-out idempotent: a slide job retried after this point adds nothing new.

@@ -27,7 +27,9 @@ import { REDACTED_PATHS } from '../../src/log.js';
 import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
+import { decodePart10 } from '../../src/results/sr/dicom-part10.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
+import { readAnnWithPydicom, validateAnnFile } from '../helpers/ann-validation.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
 import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
@@ -378,10 +380,20 @@ describe('POST /v1/predict (Path Foundation format)', () => {
 
 const FINAL = ['completed', 'failed', 'cancelled'];
 
+/** A pooled keep-alive socket the server timed out while the in-process worker held its event loop. */
+function isStaleSocket(err: unknown): boolean {
+  return (err as { cause?: { code?: string } })?.cause?.code === 'ECONNRESET';
+}
+
 async function finished(id: string) {
   return waitFor(`job ${id} to end`, async () => {
-    const res = await call('GET', `/v1/jobs/${id}`);
-    return FINAL.includes(res.body.state) ? res.body : undefined;
+    // Polling asks again on a reset socket: the worker in this process blocks the event loop for
+    // seconds at a time (planning, inference), past the server's keep-alive timeout.
+    const res = await call('GET', `/v1/jobs/${id}`).catch((err) => {
+      if (isStaleSocket(err)) return undefined;
+      throw err;
+    });
+    return res && FINAL.includes(res.body.state) ? res.body : undefined;
   });
 }
 
@@ -446,6 +458,61 @@ describe('slide jobs', () => {
     });
     const instances = (await stored.json()) as Array<Record<string, { Value: string[] }>>;
     expect(instances.map((i) => i['00080018'].Value[0])).toContain(sr.sopInstanceUid);
+  });
+
+  it('writes the bulk annotations (dicom-ann, annEmbedding) and the SR referring to them, stores both', async () => {
+    const { dicomWebUrl } = services();
+    const refused = await call('POST', '/v1/jobs', {
+      sources: [fixture('synthetic-full').seriesUrl],
+      outputs: ['json'],
+      annEmbedding: true,
+    });
+    expect(refused.status).toBe(400);
+    expect(refused.body.error.message).toContain('annEmbedding');
+    const res = await call('POST', '/v1/jobs', {
+      sources: [fixture('synthetic-full').seriesUrl],
+      options: { minTissue: 0, stridePx: 448 },
+      outputs: ['json', 'dicom-sr', 'dicom-ann'],
+      annEmbedding: true,
+      srDestination: dicomWebUrl,
+    });
+    const end = await finished(res.body.jobs[0].id);
+    expect(end.state).toBe('completed');
+    const ann = end.results.ann;
+    expect(ann).toMatchObject({
+      storedTo: dicomWebUrl,
+      url: `/v1/jobs/${end.id}/ann`,
+      annotationCount: end.progress.planned,
+      includesEmbedding: true,
+    });
+    const get = async (route: string) =>
+      Buffer.from(
+        await (
+          await fetch(`${server.url}${route}`, { headers: { authorization: `Bearer ${API_KEY}` } })
+        ).arrayBuffer(),
+      );
+    // Assembled from chunk files of 4 patches each, read twice (principal components first).
+    const annPath = path.join(resultsDir, 'api-ann.dcm');
+    const jsonPath = path.join(resultsDir, 'api-ann.json');
+    await fs.writeFile(annPath, await get(ann.url));
+    await fs.writeFile(jsonPath, await get(`/v1/jobs/${end.id}/result`));
+    await validateAnnFile(annPath);
+    const back = await readAnnWithPydicom(annPath, jsonPath);
+    expect(back.count).toBe(end.progress.planned);
+    expect(back.sopInstanceUid).toBe(ann.sopInstanceUid);
+    expect(back.measurements).toHaveLength(4 + 384);
+    expect(back.measurements[4 + 7]!.values).toEqual(back.expected.embeddings.map((e) => e[7]!));
+    // biome-ignore lint/suspicious/noExplicitAny: a decoded DICOM dataset is walked freely
+    const sr = decodePart10(new Uint8Array(await get(end.results.sr.url))) as Record<string, any>;
+    expect(
+      sr.PertinentOtherEvidenceSequence[0].ReferencedSeriesSequence[0].ReferencedSOPSequence[0]
+        .ReferencedSOPInstanceUID,
+    ).toBe(ann.sopInstanceUid);
+    const stored = await fetch(`${dicomWebUrl}/studies/${ann.studyUid}/series/${ann.seriesUid}/instances`, {
+      headers: { accept: 'application/dicom+json' },
+    });
+    const instances = (await stored.json()) as Array<Record<string, { Value: string[] }>>;
+    expect(instances.map((i) => i['00080018'].Value[0])).toEqual([ann.sopInstanceUid]);
   });
 
   it('returns the existing job for a repeated request, and a new one with recompute', async () => {

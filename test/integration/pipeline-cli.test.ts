@@ -10,6 +10,7 @@ import { promisify } from 'node:util';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readResult } from '../../src/results/index.js';
+import { readAnnWithPydicom, validateAnnFile } from '../helpers/ann-validation.js';
 import { fixture } from '../helpers/services.js';
 import { validateSrFile } from '../helpers/sr-validation.js';
 
@@ -133,7 +134,7 @@ describe('pathembed embed', () => {
     expect((await readResult(out)).summary.patchCount).toBeGreaterThan(0);
   });
 
-  it('runs the demo: sample slide, JSON, a valid SR and the overview picture', async () => {
+  it('runs the demo: sample slide, JSON, valid bulk annotations and SR, and the overview picture', async () => {
     const out = path.join(dir, 'demo');
     const res = await pathembed(['demo', '--output-dir', out]);
     expect(res.code, res.stderr).toBe(0);
@@ -143,11 +144,32 @@ describe('pathembed embed', () => {
     expect(doc.header.source.kind).toBe('local');
     expect(doc.patches).toHaveLength(summary.patches);
     await checkSr(path.join(out, 'result-sr.dcm'));
+    const annPath = path.join(out, 'result-ann.dcm');
+    await validateAnnFile(annPath);
+    const ann = await readAnnWithPydicom(annPath, path.join(out, 'result.json'));
+    expect(ann.count).toBe(summary.patches);
+    expect(ann.measurements.map((m) => m.code)).toEqual(['TISSUEFRAC', 'PCA1', 'PCA2', 'PCA3']);
+    expect(ann.measurements[0]!.values).toEqual(ann.expected.tissue.map((t) => Math.fround(t)));
+    expect(summary.ann.sopInstanceUid).toBe(ann.sopInstanceUid);
+    expect(res.stderr).toContain('DICOM annotations');
     const png = await sharp(path.join(out, 'overview.png')).metadata();
     expect(png.format).toBe('png');
     expect(Math.max(png.width ?? 0, png.height ?? 0)).toBeLessThanOrEqual(1024);
     expect(res.stderr).toContain('overview picture');
   }, 240_000);
+
+  it('refuses --ann-embedding without --ann', async () => {
+    const res = await pathembed([
+      'embed',
+      fixture('cmu-jpeg').dir,
+      '-o',
+      path.join(dir, 'y.json'),
+      '--ann-embedding',
+    ]);
+    expect(res.code).toBe(1);
+    expect(res.stderr).toContain('INVALID_ARGUMENT');
+    expect(res.stderr).toContain('--ann <file>');
+  });
 
   it('refuses a bad option naming it', async () => {
     const res = await pathembed([

@@ -51,3 +51,18 @@ export function srUidsFor(jobKey: string) {
 export function deviceUidFor(modelSha256: string): string {
   return uidFromName(`pathembed/device/${modelSha256}`);
 }
+
+/**
+ * The UIDs of one job's Microscopy Bulk Simple Annotations (ANN), all functions of the job key and
+ * of whether the embedding columns are in it: a series of its own beside the SR's, so viewers list
+ * the annotations apart from the report.
+ */
+export function annUidsFor(jobKey: string, withEmbedding: boolean) {
+  // With and without the embedding columns are two different objects, so two instances.
+  const root = `${jobKey}/ann${withEmbedding ? '+embedding' : ''}`;
+  return {
+    seriesInstanceUid: uidFromName(`${jobKey}/ann/series`),
+    sopInstanceUid: uidFromName(`${root}/instance`),
+    patchGroupUid: uidFromName(`${root}/group/patches`),
+  };
+}

@@ -9,6 +9,7 @@
  * buffer, with no length to compute before its content; 1,000 patch groups encode in about a second.
  */
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import { PathembedError } from '../../errors.js';
 import { TransferSyntax } from '../../uids.js';
 import type { Dataset } from './content-items.js';
@@ -91,6 +92,22 @@ export const MAX_VALUE_CHARS: Readonly<Record<string, number>> = {
   UI: 64,
 };
 const FILE_META_VERSION = new Uint8Array([0, 1]);
+/**
+ * Binary values at least this long (bulk annotation coordinates and measurement columns) are not
+ * copied into the writer's buffer but passed on as parts of their own, so a file of N x 4-byte
+ * columns costs the columns once, not again for a growing buffer.
+ */
+const ATTACH_MIN_BYTES = 64 * 1024;
+/** Typed arrays are written as they lie in memory only where memory is little endian, as the file. */
+const LITTLE_ENDIAN = os.endianness() === 'LE';
+/** Binary VRs whose value may be given as a typed array, and the width of one number. */
+const TYPED_VRS: Readonly<
+  Record<string, { size: number; set: (d: DataView, o: number, v: number) => void }>
+> = {
+  OF: { size: 4, set: (d, o, v) => d.setFloat32(o, v, true) },
+  OD: { size: 8, set: (d, o, v) => d.setFloat64(o, v, true) },
+  OL: { size: 4, set: (d, o, v) => d.setUint32(o, v, true) },
+};
 const UTF8_CHARACTER_SET = 'ISO_IR 192';
 
 interface TagInfo {
@@ -130,6 +147,8 @@ class ByteWriter {
   private bytes = new Uint8Array(INITIAL_CAPACITY_BYTES);
   private view = new DataView(this.bytes.buffer);
   length = 0;
+  /** Finished parts before `bytes`: flushed buffers and attached values, in file order. */
+  private readonly parts: Uint8Array[] = [];
 
   private reserve(n: number): void {
     if (this.length + n <= this.bytes.length) return;
@@ -165,8 +184,29 @@ class ByteWriter {
     this.length += s.length;
   }
 
+  /** Appends `data` without copying it (the caller must not change it until the file is written). */
+  attach(data: Uint8Array): void {
+    if (data.length < ATTACH_MIN_BYTES) {
+      this.raw(data);
+      return;
+    }
+    if (this.length > 0) this.parts.push(this.bytes.subarray(0, this.length));
+    this.parts.push(data);
+    this.bytes = new Uint8Array(INITIAL_CAPACITY_BYTES);
+    this.view = new DataView(this.bytes.buffer);
+    this.length = 0;
+  }
+
+  /** Everything written, as parts in order (one part when nothing was attached). */
+  resultParts(): Uint8Array[] {
+    return this.length > 0 || this.parts.length === 0
+      ? [...this.parts, this.bytes.subarray(0, this.length)]
+      : [...this.parts];
+  }
+
   result(): Uint8Array {
-    return this.bytes.subarray(0, this.length);
+    const parts = this.resultParts();
+    return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
   }
 }
 
@@ -185,7 +225,37 @@ interface WriteState {
   nonAscii: boolean;
 }
 
+/** The little-endian bytes of an OF, OD or OL value given as a typed array or a list of numbers. */
+function typedValueBytes(keyword: string, vr: string, value: unknown): Uint8Array {
+  const { size, set } = TYPED_VRS[vr]!;
+  const bytesPer = ArrayBuffer.isView(value)
+    ? (value as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT
+    : 0;
+  if (LITTLE_ENDIAN && bytesPer === size && !(value instanceof DataView)) {
+    const view = value as ArrayBufferView;
+    return new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+  }
+  const numbers = ArrayBuffer.isView(value)
+    ? Array.from(value as unknown as ArrayLike<number>)
+    : Array.isArray(value)
+      ? (value as number[])
+      : undefined;
+  if (!numbers) {
+    throw new PathembedError('INTERNAL', `DICOM writer: ${keyword} (${vr}) needs a typed array or numbers`, {
+      keyword,
+      vr,
+    });
+  }
+  const out = new Uint8Array(numbers.length * size);
+  const dv = new DataView(out.buffer);
+  numbers.forEach((v, i) => {
+    set(dv, i * size, Number(v));
+  });
+  return out;
+}
+
 function valueBytes(keyword: string, vr: string, value: unknown, state: WriteState): Uint8Array {
+  if (vr in TYPED_VRS) return typedValueBytes(keyword, vr, value);
   const values = Array.isArray(value)
     ? value
     : value === undefined || value === null || value === ''
@@ -297,7 +367,7 @@ function writeDataset(out: ByteWriter, dataset: Dataset, state: WriteState): voi
     } else {
       const bytes = valueBytes(keyword, info.vr, value, state);
       writeHeader(out, info, info.vr, bytes.length);
-      out.raw(bytes);
+      out.attach(bytes);
     }
   }
 }
@@ -309,6 +379,16 @@ function writeDataset(out: ByteWriter, dataset: Dataset, state: WriteState): voi
  * that know no other character sets.
  */
 export function encodePart10(dataset: Dataset): Uint8Array {
+  const parts = encodePart10Parts(dataset);
+  return parts.length === 1 ? parts[0]! : Buffer.concat(parts);
+}
+
+/**
+ * The Part 10 bytes as parts in file order: long binary values (OF, OD, OL typed arrays of bulk
+ * annotations) are parts of their own, not copied, so a large file can be written to a sink part
+ * by part without ever being one buffer.
+ */
+export function encodePart10Parts(dataset: Dataset): Uint8Array[] {
   const state: WriteState = { nonAscii: false };
   const meta = new ByteWriter();
   writeDataset(
@@ -332,9 +412,9 @@ export function encodePart10(dataset: Dataset): Uint8Array {
   out.raw(metaBytes);
   writeDataset(out, dataset, state);
   if (state.nonAscii && dataset.SpecificCharacterSet === undefined) {
-    return encodePart10({ ...dataset, SpecificCharacterSet: UTF8_CHARACTER_SET });
+    return encodePart10Parts({ ...dataset, SpecificCharacterSet: UTF8_CHARACTER_SET });
   }
-  return out.result();
+  return out.resultParts();
 }
 
 /** Parses Part 10 bytes into a naturalized dataset (tests, tools). */

@@ -87,8 +87,23 @@ export interface EmbeddingSrInput {
   readonly maxPatches: number;
   /** How the SR names the JSON result that holds every patch (file name or job URL). */
   readonly jsonResultName: string;
+  /**
+   * The job's bulk annotations (ANN), when written with the SR: listed in Pertinent Other Evidence
+   * and named in the slide-level group. When they hold every embedding component, the per-patch
+   * groups are left out of the SR (the ANN holds the same numbers in a fraction of the bytes).
+   */
+  readonly bulkAnnotations?: AnnReference;
   /** Content date/time; default now. */
   readonly contentTime?: Date;
+}
+
+/** Where the job's ANN is, for the SR to point at. */
+export interface AnnReference {
+  readonly seriesInstanceUid: string;
+  readonly sopInstanceUid: string;
+  readonly annotationCount: number;
+  /** Whether it holds every embedding component of every patch. */
+  readonly includesEmbedding: boolean;
 }
 
 export interface BuiltSr {
@@ -212,10 +227,12 @@ export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
   const studyInstanceUid = input.sourceMetadata[Tag.StudyInstanceUID]!.Value![0] as string;
   const sourceSeriesUid = input.sourceMetadata[Tag.SeriesInstanceUID]!.Value![0] as string;
   const now = input.contentTime ?? new Date();
+  const ann = input.bulkAnnotations;
   const includesPatches =
     input.patches !== undefined &&
     input.patches.length === input.patchCount &&
-    input.patchCount <= input.maxPatches;
+    input.patchCount <= input.maxPatches &&
+    !ann?.includesEmbedding;
 
   const algorithm: AlgorithmIdentificationOptions = {
     name: input.model.name,
@@ -232,7 +249,18 @@ export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
     numItem('CONTAINS', PRIVATE.patchCount, input.patchCount, UCUM.patches),
     ...embeddingMeasurements(input.meanEmbedding),
   ];
-  if (!includesPatches) {
+  if (ann) {
+    slideMeasurements.push(
+      textItem(
+        'CONTAINS',
+        DCM.comment,
+        `The patches' regions, tissue fractions and principal component scores${ann.includesEmbedding ? ' and embeddings' : ''} are ` +
+          `in the Microscopy Bulk Simple Annotations ${ann.sopInstanceUid} (series ${ann.seriesInstanceUid}), ` +
+          `${ann.annotationCount} annotations, listed in Pertinent Other Evidence.`,
+      ),
+    );
+  }
+  if (!includesPatches && !ann?.includesEmbedding) {
     slideMeasurements.push(
       textItem(
         'CONTAINS',
@@ -335,6 +363,26 @@ export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
         ],
       },
     ],
+    ...(ann
+      ? {
+          PertinentOtherEvidenceSequence: [
+            {
+              StudyInstanceUID: studyInstanceUid,
+              ReferencedSeriesSequence: [
+                {
+                  SeriesInstanceUID: ann.seriesInstanceUid,
+                  ReferencedSOPSequence: [
+                    {
+                      ReferencedSOPClassUID: SopClass.MicroscopyBulkSimpleAnnotations,
+                      ReferencedSOPInstanceUID: ann.sopInstanceUid,
+                    },
+                  ],
+                },
+              ],
+            },
+          ],
+        }
+      : {}),
     ...root,
   };
   return {

@@ -39,6 +39,8 @@ export async function stowSr(
   sopInstanceUid: string,
   destination: string | undefined,
   signal?: AbortSignal,
+  /** What the instance is, for messages: the SR, or the bulk annotations. */
+  what = 'the SR',
 ): Promise<StoredSr> {
   let result: Awaited<ReturnType<StowClient['store']>>;
   try {
@@ -47,7 +49,7 @@ export async function stowSr(
     if (err instanceof PathembedError) throw err;
     throw new PathembedError(
       'STOW_FAILED',
-      `STOW-RS of the SR failed: ${(err as Error)?.message ?? String(err)}`,
+      `STOW-RS of ${what} failed: ${(err as Error)?.message ?? String(err)}`,
       {
         sopInstanceUid,
       },
@@ -58,7 +60,7 @@ export async function stowSr(
   if (!stored) {
     throw new PathembedError(
       'STOW_FAILED',
-      `STOW-RS answered ${result.status} but does not list the SR ${sopInstanceUid} as stored`,
+      `STOW-RS answered ${result.status} but does not list ${what} ${sopInstanceUid} as stored`,
       { sopInstanceUid, status: result.status },
     );
   }
