@@ -397,7 +397,7 @@ describe('store faults that end the job with the right code', () => {
     // The survivors are the clean run's patches, with the same embeddings, value for value.
     const survivors = cleanDoc.patches.filter((p) => !expectedFailed.includes(p.index));
     expect(doc.patches.map((p) => p.index)).toEqual(survivors.map((p) => p.index));
-    doc.patches.forEach((p, i) => expect(p.embedding).toEqual(survivors[i].embedding));
+    expect(doc.patches.map((p) => p.embedding)).toEqual(survivors.map((p) => p.embedding));
     // Visible on the job too, and the SR was written from the survivors.
     const view = (await h.job(id)) as unknown as { results: { failedPatches: number; sr: unknown } };
     expect(view.results.failedPatches).toBe(expectedFailed.length);
