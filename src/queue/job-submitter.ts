@@ -60,7 +60,7 @@ const KEEP_FINISHED_S = 24 * 3600;
 export async function enqueueSlide(ctx: QueueContext, data: SlideJobData): Promise<void> {
   const opts: JobsOptions = {
     jobId: bullJobIds.slide(data.jobId),
-    priority: bullPriority(data.priority),
+    priority: bullPriority(data.priority, 'plan'),
     ...jobRetryOptions(ctx.config),
     removeOnComplete: { age: KEEP_FINISHED_S },
     removeOnFail: { age: KEEP_FINISHED_S },

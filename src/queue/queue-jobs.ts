@@ -29,8 +29,20 @@ export const PREDICT_PRIORITY = 1;
 export const MIN_REQUEST_PRIORITY = 1;
 export const MAX_REQUEST_PRIORITY = 10;
 export const DEFAULT_REQUEST_PRIORITY = 5;
-export function bullPriority(requestPriority: number): number {
-  return PREDICT_PRIORITY + requestPriority;
+
+/**
+ * A slide job plans; its chunk and assemble jobs embed and write. Within one request priority the
+ * second run first: a slide already planned is finished before another is planned. With one
+ * priority for both, a cohort planned every slide before embedding any (its plans and flows all
+ * in Redis, no result until the last plan), and a worker killed late lost the most work.
+ */
+export type JobStage = 'plan' | 'embed';
+const STAGES_PER_PRIORITY = 2;
+
+export function bullPriority(requestPriority: number, stage: JobStage): number {
+  // Request priority p gives 2p (embed) and 2p + 1 (plan): above predict's 1, and a more urgent
+  // request's planning still comes before a less urgent one's embedding.
+  return STAGES_PER_PRIORITY * requestPriority + (stage === 'plan' ? 1 : 0);
 }
 
 export type DicomWebSourceSpec = Extract<SlideSourceSpec, { kind: 'dicomweb' }>;

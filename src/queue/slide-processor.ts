@@ -70,7 +70,7 @@ export async function processSlide(
     planned: patchCount,
     chunkCount: ranges.length,
   });
-  const priority = bullPriority(d.priority);
+  const priority = bullPriority(d.priority, 'embed');
   const assemble: AssembleJobData = {
     jobId: d.jobId,
     chunkCount: ranges.length,
