@@ -14,6 +14,7 @@ export const jobPaths = {
   status: (id: string) => `/v1/jobs/${id}`,
   result: (id: string) => `/v1/jobs/${id}/result`,
   sr: (id: string) => `/v1/jobs/${id}/sr`,
+  file: (id: string, format: 'hdf5' | 'parquet') => `/v1/jobs/${id}/result?format=${format}`,
 };
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -59,6 +60,9 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
     results: {
       json: record.state === 'completed' && record.result?.json ? jobPaths.result(record.id) : null,
       sr: record.result?.sr ? { ...record.result.sr, url: jobPaths.sr(record.id) } : null,
+      hdf5: record.state === 'completed' && record.result?.hdf5 ? jobPaths.file(record.id, 'hdf5') : null,
+      parquet:
+        record.state === 'completed' && record.result?.parquet ? jobPaths.file(record.id, 'parquet') : null,
     },
     model: { sha256: record.modelSha256 },
   };

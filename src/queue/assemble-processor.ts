@@ -1,12 +1,13 @@
 /**
  * The assemble job, parent of a slide's chunk jobs, run once all of them are done: streams the
- * chunk files in order into the JSON result, writes the SR (and stores it over STOW-RS when a
+ * chunk files in order into the JSON result, then into the HDF5 and Parquet files (one pass each,
+ * as asked), writes the SR (and stores it over STOW-RS when a
  * destination is set), ends the job record as completed, deletes the token and the chunk files.
  * Chunk files are read one at a time, so a slide of any size is assembled in bounded memory.
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import type { PatchEmbedding } from '../pipeline/index.js';
+import { PATCH_FILE_KINDS, type PatchEmbedding } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { isFinal, type SrReference } from './job-record.js';
@@ -91,6 +92,18 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       }
       json = true;
     }
+    const files: { hdf5?: boolean; parquet?: boolean } = {};
+    for (const kind of PATCH_FILE_KINDS) {
+      if (!d.outputs.includes(kind)) continue;
+      const upload = await ctx.results.openWrite(resultKeys[kind](d.jobId));
+      try {
+        await w.pipeline.writePatchFile(kind, plan, chunkEmbeddings(w, d, planned), upload, { jobId: d.jobId });
+      } catch (err) {
+        await upload.abort();
+        throw err;
+      }
+      files[kind] = true;
+    }
     if (d.outputs.includes('dicom-sr') && planned === 0) {
       // No patch (no tissue found): there is no mean embedding to report, so no SR.
       w.logger.warn({ jobId: d.jobId }, 'no patch was planned, so no SR is written');
@@ -116,14 +129,18 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
         throw err;
       }
     }
-    const ended = await ctx.records.finish(d.jobId, 'completed', { result: { json, ...(sr ? { sr } : {}) } });
+    const ended = await ctx.records.finish(d.jobId, 'completed', {
+      result: { json, ...files, ...(sr ? { sr } : {}) },
+    });
     if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
   } catch (err) {
-    // A job that is not completed presents no result: a JSON written before the SR failed goes
-    // too (a retry writes both again).
+    // A job that is not completed presents no result: a JSON (or HDF5, Parquet) written before a
+    // later output failed goes too (a retry writes them all again).
     await Promise.all([
       ctx.results.delete(resultKeys.json(d.jobId)),
       ctx.results.delete(resultKeys.sr(d.jobId)),
+      ctx.results.delete(resultKeys.hdf5(d.jobId)),
+      ctx.results.delete(resultKeys.parquet(d.jobId)),
     ]).catch(() => undefined);
     throw err;
   } finally {

@@ -59,7 +59,13 @@ export interface JobRecord {
   /** Patches embedded so far (completed chunks). */
   readonly done: number;
   readonly error?: { readonly code: string; readonly message: string };
-  readonly result?: { readonly json: boolean; readonly sr?: SrReference };
+  readonly result?: {
+    readonly json: boolean;
+    readonly sr?: SrReference;
+    /** Whether the HDF5 and Parquet files were written (absent in records from before them). */
+    readonly hdf5?: boolean;
+    readonly parquet?: boolean;
+  };
 }
 
 type NewRecord = Omit<JobRecord, 'state' | 'done'>;

@@ -8,7 +8,7 @@
 import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { RectPx } from '../geometry.js';
-import type { EmbedOptions, PatchEmbedding, SlidePlan } from '../pipeline/index.js';
+import type { EmbedOptions, PatchEmbedding, PatchFileKind, SlidePlan } from '../pipeline/index.js';
 import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
@@ -99,6 +99,17 @@ export interface PipelinePort {
     upload: ResultUpload,
     info: JsonResultInfo,
   ): Promise<void>;
+  /**
+   * Streams the HDF5 or Parquet result of `embeddings` (every plan patch, in order) into `upload`
+   * and commits it; returns its patch count and size.
+   */
+  writePatchFile(
+    kind: PatchFileKind,
+    plan: SlidePlan,
+    embeddings: AsyncIterable<PatchEmbedding>,
+    upload: ResultUpload,
+    info: { readonly jobId: string },
+  ): Promise<{ readonly patchCount: number; readonly bytes: number }>;
   /** Writes the DICOM SR of `embeddings` into `upload`; stores it over STOW-RS when `info.stowTo` is set. */
   writeSr(
     planned: PlannedSlide,

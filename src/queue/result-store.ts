@@ -1,6 +1,6 @@
 /**
- * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result and the
- * SR. Behind a small interface so the local folder (PATHEMBED_RESULTS_DIR, shared by API and
+ * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result, the
+ * HDF5 and Parquet files and the SR. Behind a small interface so the local folder (PATHEMBED_RESULTS_DIR, shared by API and
  * workers on one machine or a shared volume) can later be swapped for an object store. Every
  * write is all-or-nothing: a reader sees no value or the complete value, which is what lets a
  * chunk whose file exists be skipped safely after a worker died.
@@ -76,6 +76,8 @@ export const resultKeys = {
   chunkRoot: (jobId: string) => `jobs/${jobId}/chunks`,
   json: (jobId: string) => `jobs/${jobId}/result.json`,
   sr: (jobId: string) => `jobs/${jobId}/result-sr.dcm`,
+  hdf5: (jobId: string) => `jobs/${jobId}/result.h5`,
+  parquet: (jobId: string) => `jobs/${jobId}/result.parquet`,
 };
 
 /** The local file system implementation: one folder, writes via temporary file + rename. */
