@@ -22,7 +22,12 @@ import type { DicomWebSourceSpec, OutputKind } from '../queue/queue-jobs.js';
 import { resultKeys } from '../queue/result-store.js';
 import { magnificationSpacingUm } from '../wsi/magnification.js';
 import { jobPaths, jobStatus } from './job-view.js';
-import { createJobsRequestSchema, listJobsQuerySchema, RESULT_FORMATS, resultQuerySchema } from './schemas.js';
+import {
+  createJobsRequestSchema,
+  listJobsQuerySchema,
+  type RESULT_FORMATS,
+  resultQuerySchema,
+} from './schemas.js';
 import { parseOrThrow } from './validation.js';
 
 export interface JobsRouteDeps {
@@ -143,7 +148,11 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
     const record = await submitter.get(req.params.id, res.locals.keyId as string);
     const served = RESULT_FILES[format];
     const written =
-      format === 'json' ? record.result?.json : format === 'sr' ? !!record.result?.sr : record.result?.[format];
+      format === 'json'
+        ? record.result?.json
+        : format === 'sr'
+          ? !!record.result?.sr
+          : record.result?.[format];
     if (record.state !== 'completed' || !written) {
       const notAsked = !record.outputs.includes(served.output);
       throw new PathembedError(

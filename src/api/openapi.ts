@@ -111,7 +111,8 @@ export function openApiDocument(): Record<string, unknown> {
               in: 'query',
               required: false,
               schema: { type: 'string', enum: ['json', 'hdf5', 'parquet', 'sr'], default: 'json' },
-              description: 'json: docs/result-schema.json; hdf5 and parquet: docs/outputs.md; sr: DICOM Part 10',
+              description:
+                'json: docs/result-schema.json; hdf5 and parquet: docs/outputs.md; sr: DICOM Part 10',
             },
           ],
           responses: {

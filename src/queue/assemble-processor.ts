@@ -97,7 +97,9 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       if (!d.outputs.includes(kind)) continue;
       const upload = await ctx.results.openWrite(resultKeys[kind](d.jobId));
       try {
-        await w.pipeline.writePatchFile(kind, plan, chunkEmbeddings(w, d, planned), upload, { jobId: d.jobId });
+        await w.pipeline.writePatchFile(kind, plan, chunkEmbeddings(w, d, planned), upload, {
+          jobId: d.jobId,
+        });
       } catch (err) {
         await upload.abort();
         throw err;

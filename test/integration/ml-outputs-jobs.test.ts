@@ -155,11 +155,19 @@ describe('HDF5 and Parquet outputs of real jobs', () => {
       hdf5: `/v1/jobs/${id}/result?format=hdf5`,
       parquet: `/v1/jobs/${id}/result?format=parquet`,
     });
-    const files = { json: path.join(dir, 'q.json'), h5: path.join(dir, 'q.h5'), pq: path.join(dir, 'q.parquet') };
+    const files = {
+      json: path.join(dir, 'q.json'),
+      h5: path.join(dir, 'q.h5'),
+      pq: path.join(dir, 'q.parquet'),
+    };
     await download(`${h.url}/v1/jobs/${id}/result`, files.json, 'application/json');
     await download(`${h.url}/v1/jobs/${id}/result?format=json`, files.json, 'application/json');
     await download(`${h.url}/v1/jobs/${id}/result?format=hdf5`, files.h5, 'application/x-hdf5');
-    await download(`${h.url}/v1/jobs/${id}/result?format=parquet`, files.pq, 'application/vnd.apache.parquet');
+    await download(
+      `${h.url}/v1/jobs/${id}/result?format=parquet`,
+      files.pq,
+      'application/vnd.apache.parquet',
+    );
     await download(`${h.url}/v1/jobs/${id}/result?format=sr`, path.join(dir, 'q.dcm'), 'application/dicom');
     await compare(files.json, files.h5, files.pq);
     expect(await h.tempFiles()).toEqual([]);
@@ -171,7 +179,9 @@ describe('HDF5 and Parquet outputs of real jobs', () => {
       outputs: ['json'],
     });
     expect((await h.final(id)).state).toBe('completed');
-    const status = (await (await fetch(`${h.url}/v1/jobs/${id}`)).json()) as { results: Record<string, unknown> };
+    const status = (await (await fetch(`${h.url}/v1/jobs/${id}`)).json()) as {
+      results: Record<string, unknown>;
+    };
     expect(status.results).toMatchObject({ hdf5: null, parquet: null });
     for (const format of ['hdf5', 'parquet'] as const) {
       const res = await fetch(`${h.url}/v1/jobs/${id}/result?format=${format}`);

@@ -276,7 +276,9 @@ describe('HDF5 and Parquet results read by independent readers', () => {
       schemaVersion: '1.0',
     });
 
-    const duck = JSON.parse((await py.run(DUCKDB_CHECK, [target, prefix, String(DIM)])).trim().split('\n').pop()!);
+    const duck = JSON.parse(
+      (await py.run(DUCKDB_CHECK, [target, prefix, String(DIM)])).trim().split('\n').pop()!,
+    );
     // DuckDB reads the list as a variable-length FLOAT[] (it does not use Arrow's fixed size); values are equal.
     expect(duck).toEqual({ rows: PATCHES, type: 'FLOAT[]', featuresEqual: true, coordsEqual: true });
   });
