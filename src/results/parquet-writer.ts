@@ -11,8 +11,8 @@
  *   whole JSON result header), beside Arrow's own ARROW:schema (which keeps the list fixed-size).
  *
  * Built with apache-arrow (record batches in JS) and parquet-wasm (arrow-rs's Parquet writer in
- * WebAssembly), and streamed: patches are buffered into record batches of ROW_GROUP_PATCHES rows,
- * each one becomes one row group, and the bytes flow into the sink as row groups are closed, so
+ * WebAssembly), and streamed: patches are buffered into record batches of BATCH_PATCHES rows, a
+ * row group is closed every ROW_GROUP_PATCHES rows, and the bytes flow into the sink as row groups are closed, so
  * memory does not grow with N. The sink is all-or-nothing (temporary file + rename, or a result
  * store upload); a failure aborts it.
  */
@@ -47,10 +47,16 @@ import {
 export const PARQUET_LAYOUT_VERSION = '1.0';
 /**
  * Patches per row group: 8,192 × 384 float32 is 12.6 MB of embeddings, within the usual advice
- * for row groups that scan well in DuckDB and polars, while the writer holds at most about two of
- * them (the batch being filled and the row group being encoded).
+ * for row groups that scan well in DuckDB and polars; arrow-rs holds one row group's encoded
+ * pages until it closes it.
  */
 export const ROW_GROUP_PATCHES = 8192;
+/**
+ * Patches per record batch handed to parquet-wasm (1.5 MB of embeddings). Smaller than a row
+ * group on purpose: measured with whole 12.6 MB row-group batches, the WebAssembly heap kept
+ * growing with N (large blocks fragment its allocator); with 1,024-row batches it stays flat.
+ */
+const BATCH_PATCHES = 1024;
 
 export interface ParquetFileSummary {
   readonly patchCount: number;
@@ -115,11 +121,10 @@ export class ParquetResultWriter {
   private written = 0;
   private lastIndex = -1;
   private pending = 0;
-  private rowGroups = 0;
   private closed = false;
   private failure: unknown;
   private readonly ints: Record<IntColumn, Int32Array>;
-  private readonly tissue = new Float64Array(ROW_GROUP_PATCHES);
+  private readonly tissue = new Float64Array(BATCH_PATCHES);
   private readonly embeddings: Float32Array;
   private readonly schema: Schema;
   /** Resolves when the writer side asks for another batch (back-pressure from parquet-wasm). */
@@ -133,11 +138,11 @@ export class ParquetResultWriter {
     private readonly scale: Level0Scale,
   ) {
     this.schema = arrowSchema(header.embeddingDimension);
-    this.ints = Object.fromEntries(INT_COLUMNS.map((c) => [c, new Int32Array(ROW_GROUP_PATCHES)])) as Record<
+    this.ints = Object.fromEntries(INT_COLUMNS.map((c) => [c, new Int32Array(BATCH_PATCHES)])) as Record<
       IntColumn,
       Int32Array
     >;
-    this.embeddings = new Float32Array(ROW_GROUP_PATCHES * header.embeddingDimension);
+    this.embeddings = new Float32Array(BATCH_PATCHES * header.embeddingDimension);
     written$.catch((err) => {
       this.failure = err;
     });
@@ -198,7 +203,7 @@ export class ParquetResultWriter {
     return this.written + this.pending;
   }
 
-  /** Appends one patch (in increasing index order); every ROW_GROUP_PATCHES patches make a row group. */
+  /** Appends one patch (in increasing index order); every BATCH_PATCHES patches go to parquet-wasm. */
   async writePatch(patch: ResultPatch): Promise<void> {
     this.assertOpen();
     checkResultPatch(patch, this.lastIndex, this.header.embeddingDimension, 'ParquetResultWriter.writePatch');
@@ -216,7 +221,7 @@ export class ParquetResultWriter {
     this.embeddings.set(patch.embedding, row * this.header.embeddingDimension);
     this.pending++;
     this.lastIndex = patch.index;
-    if (this.pending === ROW_GROUP_PATCHES) await this.flush();
+    if (this.pending === BATCH_PATCHES) await this.flush();
   }
 
   /** Writes the last row group and the footer, and publishes the file. */
@@ -229,7 +234,7 @@ export class ParquetResultWriter {
       this.batches.close();
       const bytes = await this.written$;
       await this.sink.commit();
-      return { patchCount: this.written, bytes, rowGroups: this.rowGroups };
+      return { patchCount: this.written, bytes, rowGroups: Math.ceil(this.written / ROW_GROUP_PATCHES) };
     } catch (err) {
       await this.abort();
       throw writeFailed(this.target, err);
@@ -250,7 +255,7 @@ export class ParquetResultWriter {
     await this.sink.abort();
   }
 
-  /** Hands the buffered rows to parquet-wasm as one record batch (one row group). */
+  /** Hands the buffered rows to parquet-wasm as one record batch (row groups close every ROW_GROUP_PATCHES rows). */
   private async flush(): Promise<void> {
     if (this.failure) {
       await this.abort();
@@ -278,7 +283,6 @@ export class ParquetResultWriter {
     } finally {
       table.free();
     }
-    if (n > 0) this.rowGroups++;
     this.written += n;
     this.pending = 0;
   }
@@ -287,9 +291,9 @@ export class ParquetResultWriter {
     const { study, series } = uidsOf(this.header);
     const d = this.header.embeddingDimension;
     const fields = this.schema.fields;
-    // Copies (slice), not views: the buffers are refilled while parquet-wasm may still read a batch.
+    // Views, not copies: tableToIPC copies them into the IPC buffer before the next patch refills them.
     const ints = INT_COLUMNS.map((c) =>
-      makeData({ type: new Int32(), length: n, data: this.ints[c].slice(0, n) }),
+      makeData({ type: new Int32(), length: n, data: this.ints[c].subarray(0, n) }),
     );
     const children = [
       vectorFromArray(
@@ -301,12 +305,12 @@ export class ParquetResultWriter {
         new Utf8(),
       ).data[0]!,
       ...ints,
-      makeData({ type: new Float64(), length: n, data: this.tissue.slice(0, n) }),
+      makeData({ type: new Float64(), length: n, data: this.tissue.subarray(0, n) }),
       makeData({
         type: fields[fields.length - 1]!.type as FixedSizeList<Float32>,
         length: n,
         nullCount: 0,
-        child: makeData({ type: new Float32(), length: n * d, data: this.embeddings.slice(0, n * d) }),
+        child: makeData({ type: new Float32(), length: n * d, data: this.embeddings.subarray(0, n * d) }),
       }),
     ];
     return new RecordBatch(
