@@ -135,6 +135,11 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_STRIDE_PX: v(int(1), '224', 'Stride of the patch grid in pixels at the target spacing.'),
   PATHEMBED_MIN_TISSUE: v(num(0, 1), '0.5', 'Least tissue fraction for a grid patch to be embedded.'),
+  PATHEMBED_FRAME_ERRORS: v(
+    z.enum(['fail', 'skip']),
+    'fail',
+    'What a frame the decoder reports as corrupt does to a job that does not choose (option frameErrors): fail ends the job with FRAME_DECODE_ERROR; skip leaves out the patches that need it and lists them in the result summary (failedPatches).',
+  ),
   PATHEMBED_TISSUE_SPACING_UM: v(
     num(1, 1000),
     '8',
@@ -145,7 +150,30 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_RESULTS_DIR: v(
     z.string().min(1),
     'results',
-    'Folder where JSON results and chunk files are written.',
+    'Folder where JSON results, plans and chunk files are written when PATHEMBED_RESULT_STORE is unset (one machine, or a volume shared by API and workers).',
+  ),
+  PATHEMBED_RESULT_STORE: v(
+    z
+      .string()
+      .regex(/^(file|s3):\/\/./, 'must start with file:// or s3://')
+      .optional(),
+    undefined,
+    'Where results, plans and chunk files live: `file:///abs/path` (a folder) or `s3://bucket/prefix` (any S3-compatible object store; then API and workers share no folder). Unset: the folder PATHEMBED_RESULTS_DIR. S3 credentials come from the AWS SDK default chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, web identity, ECS/EC2 instance roles).',
+  ),
+  PATHEMBED_S3_ENDPOINT: v(
+    z.string().url().optional(),
+    undefined,
+    'S3 endpoint URL for S3-compatible stores (MinIO, Ceph; Google Cloud Storage: https://storage.googleapis.com with HMAC keys). Unset: AWS S3.',
+  ),
+  PATHEMBED_S3_REGION: v(
+    z.string().min(1),
+    'us-east-1',
+    'Region of the bucket (S3-compatible stores accept any; Google Cloud Storage: auto). A wrong AWS region is followed by redirect.',
+  ),
+  PATHEMBED_S3_FORCE_PATH_STYLE: v(
+    bool,
+    'false',
+    'Address buckets as <endpoint>/<bucket> instead of <bucket>.<endpoint> (MinIO and most self-hosted stores need true).',
   ),
   PATHEMBED_SR_MAX_PATCHES: v(
     int(0),
@@ -163,6 +191,11 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_QUEUE_PREFIX: v(z.string().min(1), 'pathembed', 'Key prefix of the BullMQ queues in Redis.'),
   PATHEMBED_PORT: v(int(0, 65535), '8080', 'Port of `pathembed serve`.'),
   PATHEMBED_HOST: v(z.string().min(1), '127.0.0.1', 'Address `pathembed serve` listens on.'),
+  PATHEMBED_KEEP_ALIVE_TIMEOUT_MS: v(
+    int(1000),
+    '65000',
+    'How long `pathembed serve` keeps an idle HTTP connection open; keep it above the idle timeout of a load balancer in front (60 s on most).',
+  ),
   PATHEMBED_API_KEYS: v(
     list.optional(),
     undefined,
@@ -219,7 +252,22 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_STORE_RATE_LIMIT_MS: v(
     int(1000),
     '10000',
-    'How long the queue pauses after a store answers 429.',
+    'How long a store that answered 429 is paused: its jobs wait (delayed, no attempt used) while jobs of other stores go on.',
+  ),
+  PATHEMBED_MAX_BATCH_SLIDES: v(
+    int(1, 1_000_000),
+    '10000',
+    'Most slides one batch may hold (after expanding its studies and searches), and the largest search limit.',
+  ),
+  PATHEMBED_SEARCH_DEFAULT_LIMIT: v(
+    int(1, 1_000_000),
+    '1000',
+    'Series a search source looks at when it gives no limit.',
+  ),
+  PATHEMBED_SEARCH_PAGE_SIZE: v(
+    int(1, 100_000),
+    '1000',
+    'Series asked for per QIDO-RS page when expanding studies and searches; a store that answers shorter pages (its own cap) is paged on until it runs out.',
   ),
   PATHEMBED_JOB_ATTEMPTS: v(
     int(1, 100),

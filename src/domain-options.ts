@@ -21,6 +21,7 @@ import type { EngineOptions } from './embed/engine-options.js';
 import { PathembedError } from './errors.js';
 import type { Logger } from './log.js';
 import type { PipelineDeps, PipelineEngine, PipelineOptions } from './pipeline/index.js';
+import type { ResultStoreOptions } from './queue/open-result-store.js';
 import { SlideOpener, type SlideOpenerOptions, type SlideReadingOptions } from './wsi/slide-opener.js';
 
 export function engineOptions(config: Config): EngineOptions {
@@ -117,6 +118,7 @@ export function pipelineOptions(config: Config): PipelineOptions {
       pixelSpacingUm: config.PATHEMBED_PIXEL_SPACING_UM,
       stridePx: config.PATHEMBED_STRIDE_PX,
       minTissue: config.PATHEMBED_MIN_TISSUE,
+      frameErrors: config.PATHEMBED_FRAME_ERRORS,
     },
     batchSize: config.PATHEMBED_BATCH_SIZE,
     tissueSpacingUm: config.PATHEMBED_TISSUE_SPACING_UM,
@@ -135,4 +137,56 @@ export function pipelineDeps(
   opener: SlideOpener = slideOpener(config, { logger }),
 ): PipelineDeps {
   return { options: pipelineOptions(config), logger, engine, slides: opener };
+}
+
+/** S3 bucket names (AWS rules, which GCS and MinIO share): 3-63 lowercase letters, digits, '.', '-'. */
+const BUCKET_PATTERN = /^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/;
+/** Prefix segments follow result keys' rule, so every stored key is a plain relative path. */
+const PREFIX_SEGMENT = /^[A-Za-z0-9_-][A-Za-z0-9._-]*$/;
+
+/** Where results live (PATHEMBED_RESULT_STORE, else the folder PATHEMBED_RESULTS_DIR). */
+export function resultStoreOptions(
+  config: Pick<
+    Config,
+    | 'PATHEMBED_RESULTS_DIR'
+    | 'PATHEMBED_RESULT_STORE'
+    | 'PATHEMBED_S3_ENDPOINT'
+    | 'PATHEMBED_S3_REGION'
+    | 'PATHEMBED_S3_FORCE_PATH_STYLE'
+  >,
+): ResultStoreOptions {
+  const raw = config.PATHEMBED_RESULT_STORE;
+  if (raw === undefined) return { kind: 'file', root: config.PATHEMBED_RESULTS_DIR };
+  const bad = (why: string) =>
+    new PathembedError(
+      'CONFIG_INVALID',
+      `PATHEMBED_RESULT_STORE '${raw}' ${why}. Use file:///absolute/folder or s3://bucket/optional/prefix.`,
+      { variable: 'PATHEMBED_RESULT_STORE' },
+    );
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw bad('is not a URL');
+  }
+  if (url.protocol === 'file:') {
+    if (url.host) throw bad(`names a host (${url.host}); a folder URL is file:///path`);
+    return { kind: 'file', root: decodeURIComponent(url.pathname) };
+  }
+  // Split by hand: URL parsing would lower-case the bucket and resolve '..' in the prefix.
+  const [bucket = '', ...segments] = raw
+    .slice('s3://'.length)
+    .split('/')
+    .filter((x) => x.length > 0);
+  if (!BUCKET_PATTERN.test(bucket)) throw bad(`has an invalid bucket name '${bucket}'`);
+  const wrong = segments.find((x) => !PREFIX_SEGMENT.test(x) || x === '..');
+  if (wrong !== undefined) throw bad(`has a prefix segment '${wrong}' outside [A-Za-z0-9._-]`);
+  return {
+    kind: 's3',
+    bucket,
+    prefix: segments.join('/'),
+    ...(config.PATHEMBED_S3_ENDPOINT ? { endpoint: config.PATHEMBED_S3_ENDPOINT } : {}),
+    region: config.PATHEMBED_S3_REGION,
+    forcePathStyle: config.PATHEMBED_S3_FORCE_PATH_STYLE,
+  };
 }

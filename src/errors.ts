@@ -45,6 +45,17 @@ export const ERROR_CODES = {
     summary: 'A request or a job exceeds a configured limit.',
   },
   TOO_MANY_JOBS: { httpStatus: 429, retryable: true, summary: 'Too many jobs in flight for this API key.' },
+  INVALID_SEARCH_FILTER: {
+    httpStatus: 400,
+    retryable: false,
+    summary: 'A search source filters on a key that is not on the QIDO allow-list, or with a bad value.',
+  },
+  NO_SLIDE_SERIES: {
+    httpStatus: 422,
+    retryable: false,
+    summary:
+      'The studies and searches of a request matched no series holding a VOLUME whole-slide image (skipped series are listed).',
+  },
 
   // DICOMweb wire
   DICOMWEB_HTTP_ERROR: {
@@ -235,6 +246,12 @@ export const ERROR_CODES = {
     retryable: true,
     summary:
       'A result (JSON, SR, plan or chunk file) could not be written, e.g. the results disk is full; its temporary file is removed.',
+  },
+  RESULT_STORE_UNAVAILABLE: {
+    httpStatus: 503,
+    retryable: true,
+    summary:
+      'The result store (folder or S3 bucket) could not be read: the object store answered 5xx or could not be reached.',
   },
   INTERNAL: { httpStatus: 500, retryable: false, summary: 'An unexpected error; the message says where.' },
 } as const satisfies Record<string, ErrorSpec>;

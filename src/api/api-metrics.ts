@@ -149,17 +149,22 @@ export class ApiMetrics {
     add(
       new ComputedMetric(
         'pathembed_store_rate_limit_engagements_total',
-        'Times a store answering 429 made the workers pause the queue',
+        'Times a store answering 429 made the workers pause that store, by store base URL',
         'counter',
-        async () => [{ value: (await this.#read()).rateLimitEngagements }],
+        async () =>
+          Object.entries((await this.#read()).rateLimitEngagementsByStore).map(([store, value]) => ({
+            value,
+            labels: { store },
+          })),
       ),
     );
     add(
       new ComputedMetric(
         'pathembed_store_rate_limited',
-        '1 while the queue is paused because a store answered 429',
+        '1 while a store is paused because it answered 429 (its jobs wait; other stores go on), by store base URL',
         'gauge',
-        async () => [{ value: (await this.#read()).rateLimitedMs > 0 ? 1 : 0 }],
+        async () =>
+          Object.keys((await this.#read()).pausedStores).map((store) => ({ value: 1, labels: { store } })),
       ),
     );
     add(

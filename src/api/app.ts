@@ -10,12 +10,14 @@ import type { Config } from '../config.js';
 import { type AllowedStore, parseAllowList } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { BatchService } from '../queue/batch-service.js';
 import { JobReconciler } from '../queue/job-reconciler.js';
 import { JobSubmitter } from '../queue/job-submitter.js';
 import { QueueContext } from '../queue/queue-context.js';
 import { QUEUE_NAME } from '../queue/queue-jobs.js';
 import { ApiKeyVerifier, requireApiKey } from './api-keys.js';
 import { ApiMetrics } from './api-metrics.js';
+import { batchesRouter } from './batches-routes.js';
 import { errorMiddleware } from './error-middleware.js';
 import { healthRouter } from './health-routes.js';
 import { jobsRouter } from './jobs-routes.js';
@@ -44,6 +46,7 @@ export function createApp(deps: AppDeps): Express {
   const auth = requireApiKey(verifier);
   const metrics = new ApiMetrics({ queue: ctx.queue, redis: ctx.redis, keys: ctx.keys });
   const submitter = new JobSubmitter(ctx, logger);
+  const batches = new BatchService(ctx, submitter, logger);
   const predictor = new PredictService({ config, ctx, events, allowList, logger });
   const openApi = openApiDocument();
 
@@ -67,6 +70,7 @@ export function createApp(deps: AppDeps): Express {
   const v1 = express.Router();
   v1.use(auth);
   v1.use(jobsRouter({ config, ctx, submitter, allowList }));
+  v1.use(batchesRouter({ config, ctx, submitter, batches, allowList }));
   v1.use(predictRouter(predictor, logger));
   app.use('/v1', v1);
 
@@ -80,6 +84,13 @@ export function createApp(deps: AppDeps): Express {
 /** Opens the queue connections and builds the app; `close` releases them. */
 export async function createApi(config: Config, logger: Logger): Promise<Api> {
   const ctx = new QueueContext(config, { failFast: true });
+  try {
+    // A missing bucket or bad credentials stop the API at start, not at the first result request.
+    await ctx.results.check();
+  } catch (err) {
+    await ctx.close();
+    throw err;
+  }
   const events = new QueueEvents(QUEUE_NAME, {
     connection: ctx.connection(),
     prefix: config.PATHEMBED_QUEUE_PREFIX,

@@ -63,6 +63,7 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
       hdf5: record.state === 'completed' && record.result?.hdf5 ? jobPaths.file(record.id, 'hdf5') : null,
       parquet:
         record.state === 'completed' && record.result?.parquet ? jobPaths.file(record.id, 'parquet') : null,
+      failedPatches: record.result?.failedPatches ?? 0,
     },
     model: { sha256: record.modelSha256 },
   };

@@ -1,6 +1,7 @@
 /**
- * /v1/jobs: submit slides (one job per source), read a job's state, stream its results (JSON,
- * HDF5, Parquet, SR: `/result?format=`),
+ * /v1/jobs: submit slides (one job per slide series; a study or search source expands into its
+ * slide series, source-expansion.ts), read a job's state, stream its results (JSON, HDF5,
+ * Parquet, SR: `/result?format=`),
  * cancel it, list recent jobs. Every source and the SR destination are checked against the store
  * allow-list here, before anything is queued, so an unapproved store is refused with
  * UNAPPROVED_DICOM_STORE without a single request leaving the service.
@@ -9,18 +10,12 @@
 import { pipeline } from 'node:stream/promises';
 import { Router } from 'express';
 import type { Config } from '../config.js';
-import {
-  type AllowedStore,
-  assertApprovedStore,
-  normaliseBaseUrl,
-  parseSeriesReference,
-} from '../dicomweb/index.js';
-import { isPathembedError, PathembedError } from '../errors.js';
+import { type AllowedStore, formatSeriesUrl } from '../dicomweb/index.js';
+import { PathembedError } from '../errors.js';
 import type { JobSubmitter } from '../queue/job-submitter.js';
 import type { QueueContext } from '../queue/queue-context.js';
-import type { DicomWebSourceSpec, OutputKind } from '../queue/queue-jobs.js';
+import type { OutputKind } from '../queue/queue-jobs.js';
 import { resultKeys } from '../queue/result-store.js';
-import { magnificationSpacingUm } from '../wsi/magnification.js';
 import { jobPaths, jobStatus } from './job-view.js';
 import {
   createJobsRequestSchema,
@@ -28,6 +23,8 @@ import {
   type RESULT_FORMATS,
   resultQuerySchema,
 } from './schemas.js';
+import { expandSources, expansionClient, expansionLimits } from './source-expansion.js';
+import { prepareSubmission } from './submission.js';
 import { parseOrThrow } from './validation.js';
 
 export interface JobsRouteDeps {
@@ -37,85 +34,29 @@ export interface JobsRouteDeps {
   readonly allowList: readonly AllowedStore[];
 }
 
-/** Prefixes an input error with the field it came from, so the client sees which source is wrong. */
-function atField(err: unknown, field: string): unknown {
-  if (!isPathembedError(err)) return err;
-  return new PathembedError(err.code, `${field}: ${err.message}`, { ...err.details, field }, { cause: err });
-}
-
 export function jobsRouter(deps: JobsRouteDeps): Router {
   const { config, ctx, submitter, allowList } = deps;
   const router = Router();
 
   router.post('/jobs', async (req, res) => {
     const body = parseOrThrow(createJobsRequestSchema, req.body, 'request body');
-    if (body.bearerToken !== undefined) ctx.vault.assertEnabled('bearerToken');
-    const wantsSr = body.outputs.includes('dicom-sr');
-    let srDestination: string | undefined;
-    if (body.srDestination !== undefined) {
-      if (!wantsSr) {
-        throw new PathembedError(
-          'INVALID_ARGUMENT',
-          'srDestination: given, but outputs does not include dicom-sr',
-          {
-            issues: [{ path: 'srDestination', reason: 'needs the dicom-sr output' }],
-          },
-        );
-      }
-      try {
-        srDestination = normaliseBaseUrl(body.srDestination);
-        assertApprovedStore(srDestination, allowList, 'SR destination store');
-      } catch (err) {
-        throw atField(err, 'srDestination');
-      }
-    }
-    // A magnification is its nominal spacing: one level-choice rule, one job key for both spellings.
-    const { magnification, ...rest } = body.options;
-    const options = magnification ? { ...rest, pixelSpacingUm: magnificationSpacingUm(magnification) } : rest;
-    const explicit = body.options.patches?.length ?? 0;
-    if (explicit > config.PATHEMBED_MAX_PATCHES_PER_JOB) {
-      throw new PathembedError(
-        'PAYLOAD_TOO_LARGE',
-        `options.patches: ${explicit} patches; a job may have at most ${config.PATHEMBED_MAX_PATCHES_PER_JOB} (PATHEMBED_MAX_PATCHES_PER_JOB)`,
-        { field: 'options.patches', count: explicit, limit: config.PATHEMBED_MAX_PATCHES_PER_JOB },
-      );
-    }
-    // Every source is validated before any job is queued: a request is accepted whole or not at all.
-    const sources: DicomWebSourceSpec[] = body.sources.map((input, i) => {
-      try {
-        const ref = parseSeriesReference(input);
-        assertApprovedStore(ref.baseUrl, allowList);
-        return { kind: 'dicomweb', ...ref };
-      } catch (err) {
-        throw atField(err, `sources.${i}`);
-      }
-    });
+    const prepared = prepareSubmission(body, { config, ctx, allowList }, res.locals.keyId as string);
+    const client = expansionClient(config, body.bearerToken);
+    const { slides, skipped } = await expandSources(prepared.sources, client, expansionLimits(config));
     const modelSha256 = await submitter.modelSha256();
-    const jobs = [];
-    for (const source of sources) {
-      const submitted = await submitter.submit(
-        {
-          source,
-          options,
-          outputs: body.outputs,
-          srDestination: wantsSr ? (srDestination ?? config.PATHEMBED_SR_DESTINATION) : undefined,
-          token: body.bearerToken,
-          priority: body.priority,
-          recompute: body.recompute,
-          keyId: res.locals.keyId as string,
-        },
-        modelSha256,
-      );
-      jobs.push({
-        id: submitted.jobId,
-        state: submitted.state,
-        statusUrl: jobPaths.status(submitted.jobId),
-        source: `${source.baseUrl}/studies/${source.studyUid}/series/${source.seriesUid}`,
-        existing: submitted.existing,
-      });
-    }
+    const submitted = await submitter.submitMany(
+      slides.map((ref) => prepared.request(ref)),
+      modelSha256,
+    );
+    const jobs = submitted.map((s, i) => ({
+      id: s.jobId,
+      state: s.state,
+      statusUrl: jobPaths.status(s.jobId),
+      source: formatSeriesUrl(slides[i]!),
+      existing: s.existing,
+    }));
     if (jobs.length === 1) res.location(jobs[0]!.statusUrl);
-    res.status(202).json({ jobs });
+    res.status(202).json({ jobs, skipped });
   });
 
   router.get('/jobs', async (req, res) => {

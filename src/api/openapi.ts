@@ -5,6 +5,9 @@
 import { z } from 'zod';
 import { predictRequestSchema, predictResponseSchema } from './predict-schema.js';
 import {
+  batchStatusSchema,
+  createBatchRequestSchema,
+  createBatchResponseSchema,
   createJobsRequestSchema,
   createJobsResponseSchema,
   errorResponseSchema,
@@ -44,6 +47,9 @@ export function openApiDocument(): Record<string, unknown> {
         CreateJobsResponse: schema(createJobsResponseSchema, 'output'),
         JobStatus: schema(jobStatusSchema, 'output'),
         JobList: schema(listJobsResponseSchema, 'output'),
+        CreateBatchRequest: schema(createBatchRequestSchema, 'input'),
+        CreateBatchResponse: schema(createBatchResponseSchema, 'output'),
+        BatchStatus: schema(batchStatusSchema, 'output'),
         PredictRequest: schema(predictRequestSchema, 'input'),
         PredictResponse: schema(predictResponseSchema, 'output'),
         Health: schema(healthResponseSchema, 'output'),
@@ -136,6 +142,73 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             200: { description: 'DICOM Part 10', content: { 'application/dicom': {} } },
             404: errorResponse('No such job, or no SR'),
+          },
+        },
+      },
+      '/v1/batches': {
+        post: {
+          summary:
+            'Embed a cohort: series, instances, studies and searches expanded into one job per slide series',
+          requestBody: { required: true, content: json('CreateBatchRequest') },
+          responses: {
+            202: {
+              description: 'The batch (the same one when submitted again)',
+              content: json('CreateBatchResponse'),
+            },
+            400: errorResponse('INVALID_ARGUMENT, INVALID_SERIES_REFERENCE, INVALID_SEARCH_FILTER'),
+            403: errorResponse('UNAPPROVED_DICOM_STORE'),
+            413: errorResponse('PAYLOAD_TOO_LARGE (PATHEMBED_MAX_BATCH_SLIDES)'),
+            422: errorResponse('NO_SLIDE_SERIES: nothing left to embed'),
+            429: errorResponse('TOO_MANY_JOBS: the batch does not fit PATHEMBED_MAX_JOBS_PER_KEY'),
+          },
+        },
+      },
+      '/v1/batches/{id}': {
+        get: {
+          summary: 'Counts by state, monotone progress, slides per minute, ETA, failed and skipped slides',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'The batch', content: json('BatchStatus') },
+            404: errorResponse('No such batch'),
+          },
+        },
+        delete: {
+          summary: 'Cancel every unfinished job of the batch',
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: 'The cancelled batch', content: json('BatchStatus') },
+            404: errorResponse('No such batch'),
+          },
+        },
+      },
+      '/v1/batches/{id}/jobs': {
+        get: {
+          summary: 'A page of the batch jobs, in slide order',
+          parameters: [
+            jobIdParam,
+            { name: 'cursor', in: 'query', schema: { type: 'integer', minimum: 0, default: 0 } },
+            {
+              name: 'limit',
+              in: 'query',
+              schema: { type: 'integer', minimum: 1, maximum: 1000, default: 100 },
+            },
+          ],
+          responses: { 200: { description: 'Jobs (JobStatus each), total and the next page' } },
+        },
+      },
+      '/v1/batches/{id}/manifest': {
+        get: {
+          summary: 'One row per slide: state, patch count, result files with bytes and sha256',
+          parameters: [
+            jobIdParam,
+            {
+              name: 'format',
+              in: 'query',
+              schema: { type: 'string', enum: ['json', 'csv'], default: 'json' },
+            },
+          ],
+          responses: {
+            200: { description: 'The manifest', content: { 'application/json': {}, 'text/csv': {} } },
           },
         },
       },

@@ -48,6 +48,8 @@ export const PREDICT_CODE_OF: Partial<Record<ErrorCode, PredictErrorCode>> = {
   NOT_FOUND: 'DICOM_PATH_ERROR',
   PAYLOAD_TOO_LARGE: 'TOO_MANY_PATCHES_ERROR',
   TOO_MANY_JOBS: 'INTERNAL_ERROR',
+  INVALID_SEARCH_FILTER: 'INVALID_REQUEST_FIELD_ERROR',
+  NO_SLIDE_SERIES: 'DICOM_ERROR',
   DICOMWEB_HTTP_ERROR: 'HTTP_ERROR',
   // Google answers a series or instance the store does not have with DICOM_PATH_ERROR ("could not
   // find DICOM imaging"), not as an HTTP failure.

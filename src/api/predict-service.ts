@@ -365,10 +365,18 @@ export class PredictService {
           });
           continue;
         }
+        // Predict plans never skip patches (no frameErrors), so every outcome has an embedding.
+        const vectors = embeddings.map((e) => ('embedding' in e ? e.embedding : undefined));
+        if (vectors.some((v) => v === undefined)) {
+          out.set(r.position, {
+            error: predictError('INTERNAL_ERROR', 'the worker left a patch without an embedding'),
+          });
+          continue;
+        }
         out.set(r.position, {
           result: {
             patch_embeddings: item.patches.map((p, i) => ({
-              embedding_vector: Array.from(embeddings[i]!.embedding),
+              embedding_vector: Array.from(vectors[i]!),
               patch_coordinate: { x_origin: p.x, y_origin: p.y, width: p.width, height: p.height },
             })),
           },

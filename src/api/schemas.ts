@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { JOB_STATES } from '../queue/job-record.js';
 import {
   DEFAULT_REQUEST_PRIORITY,
+  FRAME_ERROR_POLICIES,
   MAX_REQUEST_PRIORITY,
   MIN_REQUEST_PRIORITY,
   OUTPUT_KINDS,
@@ -50,6 +51,48 @@ export const seriesObjectSchema = z
   })
   .describe('A series named by its parts');
 
+/**
+ * A series or a study named by its parts: one object schema (seriesUid optional) rather than two
+ * in a union, so a wrong field is reported at its own path, not as a mismatch of every branch.
+ */
+export const partsSourceSchema = seriesObjectSchema
+  .extend({
+    seriesUid: uid.optional().describe('Omit it to name the whole study: every slide series in it'),
+  })
+  .refine((o) => o.seriesUid !== undefined || o.instanceUids === undefined, {
+    message: 'instanceUids needs a seriesUid',
+    path: ['instanceUids'],
+  })
+  .describe('A series (or, without seriesUid, a study) named by its parts');
+
+/** Longest search filter value (QIDO matches are short). */
+const MAX_FILTER_CHARS = 256;
+/** Most filters in one search: the allow-list has fewer keys than this. */
+const MAX_FILTERS = 32;
+
+export const searchSourceSchema = z
+  .strictObject({
+    search: z.strictObject({
+      store: httpUrl.describe('DICOMweb base URL of the store to search'),
+      filters: z
+        .record(z.string().max(64), z.string().max(MAX_FILTER_CHARS))
+        .refine((f) => Object.keys(f).length <= MAX_FILTERS, `at most ${MAX_FILTERS} filters`)
+        .default({})
+        .describe(
+          'QIDO-RS matches by keyword or tag (PatientID, StudyDate as YYYYMMDD-YYYYMMDD, ContainerIdentifier, …); Modality SM is always added',
+        ),
+      limit: z
+        .number()
+        .int()
+        .min(1)
+        .optional()
+        .describe(
+          'Most series to look at (default PATHEMBED_SEARCH_DEFAULT_LIMIT, at most PATHEMBED_MAX_BATCH_SLIDES)',
+        ),
+    }),
+  })
+  .describe('Every slide series a QIDO-RS search of a store matches');
+
 export const sourceSchema = z
   .union([
     z
@@ -57,11 +100,12 @@ export const sourceSchema = z
       .min(1)
       .max(MAX_REFERENCE_CHARS)
       .describe(
-        'A DICOMweb series URL (<base>/studies/<uid>/series/<uid>), a Google Healthcare series URL, or a Google Healthcare path (projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid>/series/<uid>)',
+        'A DICOMweb series URL (<base>/studies/<uid>/series/<uid>[/instances/<uid>]), a study URL (<base>/studies/<uid>: every slide series in it), the Google Healthcare URL or path forms of both (projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid>[/series/<uid>])',
       ),
-    seriesObjectSchema,
+    partsSourceSchema,
+    searchSourceSchema,
   ])
-  .describe('A slide: one WSI series');
+  .describe('A slide (one WSI series), a study or a search');
 
 export const embedOptionsSchema = z
   .strictObject({
@@ -100,6 +144,12 @@ export const embedOptionsSchema = z
       .describe(
         'Refuse explicit patches reaching outside the image (PATCH_OUTSIDE_IMAGE) instead of padding',
       ),
+    frameErrors: z
+      .enum(FRAME_ERROR_POLICIES)
+      .optional()
+      .describe(
+        'A frame the decoder reports as corrupt: fail the job with FRAME_DECODE_ERROR (fail), or leave out the patches that need it and list them in the result summary (skip); default PATHEMBED_FRAME_ERRORS',
+      ),
   })
   .refine((o) => o.magnification === undefined || o.pixelSpacingUm === undefined, {
     message: 'give pixelSpacingUm or magnification, not both',
@@ -137,6 +187,63 @@ export const createJobsRequestSchema = z
   .describe('Embed one or more slides');
 export type CreateJobsRequest = z.output<typeof createJobsRequestSchema>;
 
+/** Most sources one POST /v1/batches may name (a cohort as a list of series URLs). */
+export const MAX_BATCH_SOURCES = 10_000;
+
+export const createBatchRequestSchema = createJobsRequestSchema
+  .extend({ sources: z.array(sourceSchema).min(1).max(MAX_BATCH_SOURCES) })
+  .describe('Embed a cohort: any mix of series, instances, studies and searches, as one batch');
+export type CreateBatchRequest = z.output<typeof createBatchRequestSchema>;
+
+export const skippedSeriesSchema = z.object({
+  seriesUrl: z.string(),
+  reason: z.string(),
+  imageTypes: z.array(z.string()),
+  source: z.number().int().describe('Index of the source (study or search) that found it'),
+});
+
+export const batchFailureSchema = z.object({
+  jobId: z.string(),
+  seriesUrl: z.string(),
+  code: z.string(),
+  message: z.string(),
+});
+
+export const batchStatusSchema = z.object({
+  id: z.string(),
+  state: z.enum(['running', 'completed', 'failed', 'cancelled']),
+  slides: z.number().int(),
+  counts: z.record(z.enum(JOB_STATES), z.number().int()),
+  progress: z.object({
+    finished: z.number().int().describe('Slides in a final state; never decreases within a run'),
+    patchesDone: z.number().int().describe('Patches embedded; never decreases within a run'),
+    patchesPlanned: z.number().int().describe('Patches planned by the slides planned so far'),
+    slidesPerMinute: z.number().nullable(),
+    etaSeconds: z.number().nullable(),
+  }),
+  failed: z.array(batchFailureSchema),
+  skipped: z.array(skippedSeriesSchema),
+  createdAt: z.string(),
+  runStartedAt: z.string(),
+  runs: z.number().int(),
+  cancelledAt: z.string().nullable(),
+  links: z.object({ self: z.string(), jobs: z.string(), manifest: z.string() }),
+});
+
+export const createBatchResponseSchema = batchStatusSchema.extend({
+  existing: z.boolean().describe('True when the same batch had been submitted before'),
+  reusedJobs: z.number().int().describe('Slides answered by an existing live or completed job'),
+});
+
+export const batchJobsQuerySchema = z.strictObject({
+  cursor: z.coerce.number().int().min(0).default(0),
+  limit: z.coerce.number().int().min(1).max(1000).default(100),
+});
+
+export const manifestQuerySchema = z.strictObject({
+  format: z.enum(['json', 'csv']).default('json'),
+});
+
 export const submittedJobSchema = z.object({
   id: z.string(),
   state: z.enum(JOB_STATES),
@@ -144,7 +251,12 @@ export const submittedJobSchema = z.object({
   source: z.string().describe('The series URL'),
   existing: z.boolean().describe('True when an identical job already existed and is returned instead'),
 });
-export const createJobsResponseSchema = z.object({ jobs: z.array(submittedJobSchema) });
+export const createJobsResponseSchema = z.object({
+  jobs: z.array(submittedJobSchema),
+  skipped: z
+    .array(skippedSeriesSchema)
+    .describe('Series that studies and searches found but hold no VOLUME image'),
+});
 
 export const jobErrorSchema = z.object({ code: z.string(), message: z.string() });
 
@@ -187,6 +299,11 @@ export const jobStatusSchema = z.object({
       .nullable(),
     hdf5: z.string().nullable().describe('URL of the HDF5 result (features, level-0 coords)'),
     parquet: z.string().nullable().describe('URL of the Parquet result (one row per patch)'),
+    failedPatches: z
+      .number()
+      .int()
+      .nonnegative()
+      .describe('Planned patches left out because their frames could not be decoded (frameErrors: skip)'),
   }),
   model: z.object({ sha256: z.string() }),
 });

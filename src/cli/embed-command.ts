@@ -20,6 +20,8 @@ import { PathembedError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import {
   type EmbedOptions,
+  FRAME_ERROR_POLICIES,
+  type FrameErrorPolicy,
   type JobOutcome,
   type JobProgress,
   type PipelineDeps,
@@ -44,6 +46,7 @@ interface EmbedCommandOptions extends SourceArgumentOptions {
   readonly parquet?: string;
   readonly stow?: boolean | string;
   readonly embeddingEncoding?: string;
+  readonly frameErrors?: string;
 }
 
 /** Seconds between plain progress lines when stderr is not a terminal. */
@@ -143,6 +146,7 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
     pixelSpacingUm: outcome.plan.pixelSpacingUm,
     plannedPatches: outcome.summary.plannedPatchCount,
     patches: outcome.summary.patchCount,
+    failedPatches: outcome.summary.failedPatchCount ?? 0,
     tissueFraction: outcome.plan.tissue?.fraction ?? null,
     patchesPerSecond: outcome.summary.patchesPerSecond,
     timingsMs: outcome.timings,
@@ -159,6 +163,15 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
 export async function openEngine(config: Config, logger: Logger): Promise<WorkerEmbeddingEngine> {
   await ensureDefaultModel(engineOptions(config), logger);
   return WorkerEmbeddingEngine.open(engineOptions(config), config.LOG_LEVEL);
+}
+
+function frameErrorPolicy(value: string): FrameErrorPolicy {
+  if ((FRAME_ERROR_POLICIES as readonly string[]).includes(value)) return value as FrameErrorPolicy;
+  throw new PathembedError(
+    'INVALID_ARGUMENT',
+    `--frame-errors must be one of ${FRAME_ERROR_POLICIES.join(', ')}, got "${value}"`,
+    { option: 'frame-errors' },
+  );
 }
 
 async function embedAction(series: string, opts: EmbedCommandOptions): Promise<void> {
@@ -178,6 +191,7 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
     ...(opts.stride !== undefined ? { stridePx: number('stride', opts.stride) } : {}),
     ...(opts.minTissue !== undefined ? { minTissue: number('min-tissue', opts.minTissue) } : {}),
     ...(opts.patches !== undefined ? { patches: await readPatchesFile(opts.patches) } : {}),
+    ...(opts.frameErrors !== undefined ? { frameErrors: frameErrorPolicy(opts.frameErrors) } : {}),
   };
   const spec = await sourceSpecFromArgument(series);
   const logger = createLogger(config.LOG_LEVEL);
@@ -249,6 +263,10 @@ export function registerEmbedCommand(program: Command): void {
       .option(
         '--stow [url]',
         'also store the SR with STOW-RS (default: PATHEMBED_SR_DESTINATION, else the source store)',
+      )
+      .option(
+        '--frame-errors <policy>',
+        'a corrupt frame: fail the job, or skip the patches that need it and list them in the result (default PATHEMBED_FRAME_ERRORS, fail)',
       )
       .option(
         '--embedding-encoding <encoding>',

@@ -6,6 +6,7 @@
  */
 import { Command } from 'commander';
 import { isPathembedError } from '../errors.js';
+import { registerBatchCommand } from './batch-command.js';
 import { registerDemoCommand } from './demo-command.js';
 import { registerDoctorCommand } from './doctor-command.js';
 import { registerEmbedCommand } from './embed-command.js';
@@ -29,6 +30,7 @@ const registrations: Array<(program: Command) => void> = [
   registerModelCommands,
   registerServeCommand,
   registerWorkerCommand,
+  registerBatchCommand,
   registerDoctorCommand,
 ];
 

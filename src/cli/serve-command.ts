@@ -30,7 +30,12 @@ export function registerServeCommand(program: Command): void {
       });
       const logger = createLogger(config.LOG_LEVEL, 'pathembed-api');
       const api = await createApi(config, logger);
-      const server = await listen(api.app, config.PATHEMBED_HOST, config.PATHEMBED_PORT);
+      const server = await listen(
+        api.app,
+        config.PATHEMBED_HOST,
+        config.PATHEMBED_PORT,
+        config.PATHEMBED_KEEP_ALIVE_TIMEOUT_MS,
+      );
       logger.info(
         { url: server.url, apiKeys: config.PATHEMBED_API_KEYS?.length ?? 0, tokens: api.ctx.vault.enabled },
         'pathembed API listening',

@@ -225,6 +225,29 @@ export class DicomWebClient {
     return this.#keepRequested(ref, found, 'QIDO-RS');
   }
 
+  /**
+   * One QIDO-RS request: `<baseUrl><path>?<query>` (path such as `/series` or
+   * `/studies/<uid>/instances`), answered as DICOM JSON datasets. Paging is the caller's
+   * (slide-series-search.ts), since how far to page depends on what it looks for.
+   */
+  async qido(
+    baseUrl: string,
+    path: string,
+    query: URLSearchParams,
+    options: RequestOptions & { readonly what?: string } = {},
+  ): Promise<DicomJsonDataset[]> {
+    const url = `${baseUrl}${path}${query.size > 0 ? `?${query.toString()}` : ''}`;
+    return this.#requester.request({
+      method: 'GET',
+      url,
+      accept: DICOM_JSON,
+      what: options.what ?? 'QIDO-RS search',
+      notFoundHint: 'Check the study UID and the store base URL.',
+      signal: options.signal,
+      consume: (res) => readDicomJsonArray(res, `QIDO-RS ${safeUrlForMessage(url)}`),
+    });
+  }
+
   /** WADO-RS series metadata (bulk data as BulkDataURI); only `instanceUids` when the reference names some. */
   async seriesMetadata(
     input: SeriesReferenceInput,

@@ -43,16 +43,34 @@ export {
 export { isSameStore } from './same-store.js';
 export {
   ACCEPTED_SERIES_FORMS,
+  ACCEPTED_STUDY_FORMS,
   describeSeriesReference,
   formatSeriesUrl,
+  formatStudyUrl,
   GOOGLE_HEALTHCARE_API_BASE,
   isValidUid,
+  looksLikeStudyReference,
   normaliseBaseUrl,
   parseSeriesReference,
+  parseStudyReference,
   redactReference,
   type SeriesReference,
   type SeriesReferenceInput,
+  type StudyReference,
+  type StudyReferenceInput,
 } from './series-reference.js';
+export {
+  type FoundSlides,
+  findStudySlides,
+  MAX_FILTER_VALUE_CHARS,
+  parseSearchSpec,
+  SEARCH_FILTER_KEYS,
+  SEARCH_PAGE_SIZE,
+  type SearchOptions,
+  type SearchSpec,
+  type SkippedSeries,
+  searchSlides,
+} from './slide-series-search.js';
 export {
   type AllowedStore,
   assertApprovedStore,

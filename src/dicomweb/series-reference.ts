@@ -42,6 +42,23 @@ export const ACCEPTED_SERIES_FORMS = [
   '{ baseUrl, studyUid, seriesUid, instanceUids? }',
 ] as const;
 
+/** Shown when a study reference is refused: the study forms that batches and jobs accept. */
+export const ACCEPTED_STUDY_FORMS = [
+  '<base>/studies/<study uid> (a DICOMweb URL, http or https)',
+  'https://healthcare.googleapis.com/v1/projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid>',
+  'projects/P/locations/L/datasets/D/dicomStores/S/dicomWeb/studies/<uid> (Google Healthcare short form)',
+  '{ baseUrl, studyUid }',
+] as const;
+
+/** A study in a DICOMweb store: expanded into its slide series by QIDO (slide-series-search.ts). */
+export interface StudyReference {
+  readonly baseUrl: string;
+  readonly studyUid: string;
+}
+
+export type StudyReferenceInput = string | { readonly baseUrl: string; readonly studyUid: string };
+
+const STUDY_PATH = /^(.*?)\/studies\/([^/]+)\/?$/;
 const SERIES_PATH = /^(.*?)\/studies\/([^/]+)\/series\/([^/]+)(?:\/instances\/([^/]+))?\/?$/;
 const GOOGLE_SHORT_FORM =
   /^\/?projects\/[^/]+\/locations\/[^/]+\/datasets\/[^/]+\/dicomStores\/[^/]+\/dicomWeb\//;
@@ -72,12 +89,13 @@ export function redactReference(input: string): string {
   return shown.length > MAX_SHOWN_INPUT_CHARS ? `${shown.slice(0, MAX_SHOWN_INPUT_CHARS)}…` : shown;
 }
 
-function invalid(input: string, problem: string): PathembedError {
+function invalid(input: string, problem: string, what: 'series' | 'study' = 'series'): PathembedError {
   const shown = redactReference(input);
+  const acceptedForms = what === 'series' ? ACCEPTED_SERIES_FORMS : ACCEPTED_STUDY_FORMS;
   return new PathembedError(
     'INVALID_SERIES_REFERENCE',
-    `Invalid series reference ${JSON.stringify(shown)}: ${problem}. Accepted forms: ${ACCEPTED_SERIES_FORMS.join('; ')}.`,
-    { input: shown, problem, acceptedForms: ACCEPTED_SERIES_FORMS },
+    `Invalid ${what} reference ${JSON.stringify(shown)}: ${problem}. Accepted forms: ${acceptedForms.join('; ')}.`,
+    { input: shown, problem, acceptedForms },
   );
 }
 
@@ -146,22 +164,33 @@ export function normaliseBaseUrl(raw: string, input: string = raw): string {
   return baseFrom(url, url.pathname, input);
 }
 
-function fromString(input: string): SeriesReference {
+/** The input as an absolute URL (the Google short form resolved), scheme and credentials checked. */
+function absoluteUrl(input: string, what: 'series' | 'study'): URL {
   const trimmed = input.trim();
-  if (trimmed === '') throw invalid(input, 'it is empty');
+  if (trimmed === '') throw invalid(input, 'it is empty', what);
   const absolute = GOOGLE_SHORT_FORM.test(trimmed)
     ? `${GOOGLE_HEALTHCARE_API_BASE}/${trimmed.replace(/^\//, '')}`
     : trimmed;
   if (!/^[a-z][a-z0-9+.-]*:\/\//i.test(absolute)) {
-    throw invalid(input, 'it is neither an http(s) URL nor a Google Healthcare projects/... path');
+    throw invalid(input, 'it is neither an http(s) URL nor a Google Healthcare projects/... path', what);
   }
   let url: URL;
   try {
     url = new URL(absolute);
   } catch {
-    throw invalid(input, 'it is not a valid URL');
+    throw invalid(input, 'it is not a valid URL', what);
   }
-  checkScheme(url, input);
+  try {
+    checkScheme(url, input);
+  } catch (err) {
+    if (what === 'series') throw err;
+    throw invalid(input, (err as PathembedError).details.problem as string, what);
+  }
+  return url;
+}
+
+function fromString(input: string): SeriesReference {
+  const url = absoluteUrl(input, 'series');
   const match = SERIES_PATH.exec(url.pathname);
   if (!match) {
     throw invalid(input, 'the path does not end in /studies/<study uid>/series/<series uid>');
@@ -202,6 +231,66 @@ export function parseSeriesReference(input: SeriesReferenceInput): SeriesReferen
     throw invalid(String(input), 'it is neither a string nor an object');
   }
   return fromParts(input);
+}
+
+/**
+ * True when a string names a study and nothing below it (`…/studies/<uid>`), so callers can tell
+ * study sources from series sources before parsing either strictly.
+ */
+export function looksLikeStudyReference(input: string): boolean {
+  const trimmed = input.trim().replace(/[?#].*$/, '');
+  return STUDY_PATH.test(trimmed) && !/\/series\//.test(trimmed);
+}
+
+/** Parses a study reference; throws INVALID_SERIES_REFERENCE listing the study forms otherwise. */
+export function parseStudyReference(input: StudyReferenceInput): StudyReference {
+  if (typeof input === 'string') {
+    const url = absoluteUrl(input, 'study');
+    const match = STUDY_PATH.exec(url.pathname);
+    if (!match) throw invalid(input, 'the path does not end in /studies/<study uid>', 'study');
+    let baseUrl: string;
+    try {
+      baseUrl = baseFrom(url, match[1]!, input);
+    } catch (err) {
+      throw invalid(input, (err as PathembedError).details.problem as string, 'study');
+    }
+    const studyUid = checkUidOf(input, 'study UID', match[2], 'study');
+    return { baseUrl, studyUid };
+  }
+  if (input === null || typeof input !== 'object') {
+    throw invalid(String(input), 'it is neither a string nor an object', 'study');
+  }
+  const shown = JSON.stringify({
+    ...input,
+    baseUrl: typeof input.baseUrl === 'string' ? redactReference(input.baseUrl) : input.baseUrl,
+  });
+  if (typeof input.baseUrl !== 'string' || input.baseUrl === '') {
+    throw invalid(shown, 'baseUrl is missing', 'study');
+  }
+  let baseUrl: string;
+  try {
+    baseUrl = normaliseBaseUrl(input.baseUrl, shown);
+  } catch (err) {
+    throw invalid(shown, (err as PathembedError).details.problem as string, 'study');
+  }
+  if (/\/studies(\/|$)/.test(new URL(baseUrl).pathname)) {
+    throw invalid(shown, 'baseUrl must be the store root, without /studies/...', 'study');
+  }
+  return { baseUrl, studyUid: checkUidOf(shown, 'study UID', input.studyUid, 'study') };
+}
+
+function checkUidOf(input: string, what: string, uid: unknown, kind: 'series' | 'study'): string {
+  try {
+    return checkUid(input, what, uid);
+  } catch (err) {
+    if (kind === 'series') throw err;
+    throw invalid(input, (err as PathembedError).details.problem as string, kind);
+  }
+}
+
+/** The DICOMweb URL of a study (`<base>/studies/<uid>`). */
+export function formatStudyUrl(ref: StudyReference): string {
+  return `${ref.baseUrl}/studies/${ref.studyUid}`;
 }
 
 /** The DICOMweb URL of the series (`<base>/studies/<uid>/series/<uid>`); instance filters are not part of it. */

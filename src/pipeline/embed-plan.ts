@@ -18,7 +18,7 @@ import { isPathembedError, PathembedError } from '../errors.js';
 import { sharedIccTransforms } from '../wsi/icc-transform.js';
 import type { LevelScale } from '../wsi/patch-reader.js';
 import { cancelledError, throwIfCancelled } from './cancellation.js';
-import type { PatchEmbedding, PlannedPatch, SlidePlan } from './job-types.js';
+import type { PatchFailure, PatchOutcome, PlannedPatch, SlidePlan } from './job-types.js';
 import type { PipelineDeps, RunContext } from './pipeline-deps.js';
 import { openReadingSession, type ReadingSession } from './reading-session.js';
 import { StageClock } from './stage-clock.js';
@@ -34,6 +34,13 @@ const RGB_CHANNELS = 3;
 const LISTENERS_PER_READ = 8;
 const MS_PER_S = 1000;
 
+/**
+ * Errors that `frameErrors: skip` turns into a failed patch: the stored pixels of a frame are
+ * corrupt, which no retry can mend. Transport errors (timeouts, 5xx, 429) are left to fail the job
+ * instead, since they say the store is unwell, not the slide, and a retry may read every patch.
+ */
+const SKIPPABLE_PATCH_ERRORS: ReadonlySet<string> = new Set(['FRAME_DECODE_ERROR']);
+
 /** A chunk of a plan: patch indices [start, end). */
 export interface PatchRange {
   readonly start: number;
@@ -44,6 +51,8 @@ export interface PatchRange {
 export class EmbedRunStats {
   readonly inferClock = new StageClock();
   done = 0;
+  /** Patches reported as failed under `frameErrors: skip` (counted in `done` too). */
+  failed = 0;
 }
 
 export function checkRange(range: PatchRange | undefined, patchCount: number): PatchRange {
@@ -83,7 +92,7 @@ export async function* embedOnSession(
   deps: PipelineDeps,
   ctx: RunContext,
   stats: EmbedRunStats = new EmbedRunStats(),
-): AsyncGenerator<PatchEmbedding> {
+): AsyncGenerator<PatchOutcome> {
   const { start, end } = checkRange(range, plan.patches.length);
   const patches = plan.patches.slice(start, end);
   const batchSize = deps.options.batchSize;
@@ -109,7 +118,8 @@ export async function* embedOnSession(
           plan.iccProfile,
         )
       : undefined;
-  const readPatch = async (patch: PlannedPatch): Promise<Uint8Array> => {
+  const skipCorrupt = plan.frameErrors === 'skip';
+  const readPatch = async (patch: PlannedPatch): Promise<Uint8Array | PatchFailure> => {
     try {
       const rgb = await session.reader.readScaled(choice, patch, {
         signal: reading.signal,
@@ -123,13 +133,21 @@ export async function* embedOnSession(
       }
       return transform ? transform(rgb.data) : rgb.data;
     } catch (err) {
-      throw aboutPatch(err, patch);
+      const about = aboutPatch(err, patch);
+      if (skipCorrupt && isPathembedError(about) && SKIPPABLE_PATCH_ERRORS.has(about.code)) {
+        deps.logger.warn(
+          { patchIndex: patch.index, code: about.code, err: about.message },
+          'patch left out: its frame could not be decoded (frameErrors: skip)',
+        );
+        return { code: about.code, message: about.message };
+      }
+      throw about;
     }
   };
-  const readBatch = (b: number): Promise<Uint8Array[]> =>
+  const readBatch = (b: number): Promise<(Uint8Array | PatchFailure)[]> =>
     Promise.all(patches.slice(b * batchSize, (b + 1) * batchSize).map(readPatch));
 
-  const inFlight: Promise<Uint8Array[]>[] = [];
+  const inFlight: Promise<(Uint8Array | PatchFailure)[]>[] = [];
   let nextToRead = 0;
   const readAhead = () => {
     while (inFlight.length < READ_AHEAD_BATCHES + 1 && nextToRead < batchCount) {
@@ -144,18 +162,35 @@ export async function* embedOnSession(
     readAhead();
     for (let b = 0; b < batchCount; b++) {
       throwIfCancelled(ctx.signal);
-      const pixels = await inFlight.shift()!;
+      const read = await inFlight.shift()!;
       // Start reading the following batches before the model takes this one.
       readAhead();
       throwIfCancelled(ctx.signal);
-      const embeddings = await stats.inferClock.time(() => deps.engine.embed(pixels));
+      const pixels = read.filter((r): r is Uint8Array => r instanceof Uint8Array);
+      const embeddings =
+        pixels.length > 0 ? await stats.inferClock.time(() => deps.engine.embed(pixels)) : [];
       // A cancel during inference stops here: the batch that was running is not reported.
       throwIfCancelled(ctx.signal);
       const first = b * batchSize;
-      // The engine answers one embedding per patch of the batch, in order.
-      for (let i = 0; i < embeddings.length; i++) {
+      if (embeddings.length !== pixels.length) {
+        throw new PathembedError(
+          'INFERENCE_FAILED',
+          `The model returned ${embeddings.length} embeddings for a batch of ${pixels.length} patches`,
+        );
+      }
+      // The engine answers one embedding per patch it was given, in order; failed patches keep
+      // their place in the stream.
+      let next = 0;
+      for (let i = 0; i < read.length; i++) {
         const patch = patches[first + i]!;
-        const embedding = embeddings[i]!;
+        const r = read[i]!;
+        if (!(r instanceof Uint8Array)) {
+          stats.done++;
+          stats.failed++;
+          yield { index: patch.index, failed: r };
+          continue;
+        }
+        const embedding = embeddings[next++]!;
         if (embedding.length !== width || !embedding.every(Number.isFinite)) {
           throw new PathembedError(
             'INFERENCE_FAILED',
@@ -169,8 +204,8 @@ export async function* embedOnSession(
       const elapsedS = (performance.now() - startedMs) / MS_PER_S;
       ctx.onProgress?.({
         planned: patches.length,
-        done: Math.min(first + embeddings.length, patches.length),
-        patchesPerSecond: elapsedS > 0 ? (first + embeddings.length) / elapsedS : 0,
+        done: Math.min(first + read.length, patches.length),
+        patchesPerSecond: elapsedS > 0 ? (first + read.length) / elapsedS : 0,
       });
     }
   } catch (err) {
@@ -191,7 +226,7 @@ export async function* embedPlan(
   range: PatchRange | undefined,
   deps: PipelineDeps,
   ctx: RunContext = {},
-): AsyncGenerator<PatchEmbedding> {
+): AsyncGenerator<PatchOutcome> {
   checkRange(range, plan.patches.length);
   const session = await openReadingSession(deps, plan.source, ctx);
   try {

@@ -9,7 +9,7 @@ import { Hdf5ResultWriter, type PatchFileSummary } from '../results/hdf5-writer.
 import { ParquetResultWriter } from '../results/parquet-writer.js';
 import type { ResultSink } from '../results/result-sink.js';
 import type { ResultPatch } from '../results/result-writer.js';
-import type { PatchEmbedding, SlidePlan } from './job-types.js';
+import { isFailedPatch, type PatchEmbedding, type PatchOutcome, type SlidePlan } from './job-types.js';
 import { type JsonOutputOptions, resultHeaderFor } from './json-output.js';
 
 export const PATCH_FILE_KINDS = ['hdf5', 'parquet'] as const;
@@ -48,19 +48,22 @@ export function plannedPatch(plan: SlidePlan, e: PatchEmbedding): ResultPatch {
 }
 
 /**
- * Writes a whole `kind` result from embeddings in patch order. Nothing is published unless every
+ * Writes a whole `kind` result from embeddings in patch order, leaving failed patches out. Nothing is published unless every
  * embedding was written; a failure leaves no file.
  */
 export async function writePatchFile(
   kind: PatchFileKind,
   plan: SlidePlan,
-  embeddings: AsyncIterable<PatchEmbedding>,
+  embeddings: AsyncIterable<PatchOutcome>,
   target: string | ResultSink,
   options: JsonOutputOptions,
 ): Promise<PatchFileSummary> {
   const writer = await openPatchFile(kind, plan, target, options);
   try {
-    for await (const e of embeddings) await writer.writePatch(plannedPatch(plan, e));
+    for await (const e of embeddings) {
+      // A patch left out under frameErrors: skip has no row (the JSON result lists it).
+      if (!isFailedPatch(e)) await writer.writePatch(plannedPatch(plan, e));
+    }
   } catch (err) {
     await writer.abort();
     throw err;

@@ -22,16 +22,22 @@ export {
   writePatchFile,
 } from './file-outputs.js';
 export { jobKeyFor } from './job-key.js';
-export type {
-  EmbedOptions,
-  JobProgress,
-  PatchEmbedding,
-  PlanBaseLevel,
-  PlannedPatch,
-  RectPx,
-  SlidePlan,
-  SlideSourceSpec,
-  StageTimings,
+export {
+  type EmbedOptions,
+  type FailedPatch,
+  FRAME_ERROR_POLICIES,
+  type FrameErrorPolicy,
+  isFailedPatch,
+  type JobProgress,
+  type PatchEmbedding,
+  type PatchFailure,
+  type PatchOutcome,
+  type PlanBaseLevel,
+  type PlannedPatch,
+  type RectPx,
+  type SlidePlan,
+  type SlideSourceSpec,
+  type StageTimings,
 } from './job-types.js';
 export {
   type JsonOutputOptions,
@@ -40,6 +46,7 @@ export {
   writeJsonResult,
   writePlannedEmbedding,
 } from './json-output.js';
+export { PatchFailureTally } from './patch-failures.js';
 export type {
   EmbedDefaults,
   PipelineDeps,

@@ -26,7 +26,16 @@ export interface EmbedOptions {
   readonly requirePatchesInside?: boolean;
   /** Transform patch pixels from the slide's ICC profile to this one (a slide without: as stored). */
   readonly iccProfile?: IccProfileName;
+  /** What a frame the decoder reports as corrupt does to the job (default from config, `fail`). */
+  readonly frameErrors?: FrameErrorPolicy;
 }
+
+/**
+ * `fail`: a corrupt frame fails the job (FRAME_DECODE_ERROR naming frame and instance).
+ * `skip`: the patches that need it are reported as failed in the result, and the others embedded.
+ */
+export const FRAME_ERROR_POLICIES = ['fail', 'skip'] as const;
+export type FrameErrorPolicy = (typeof FRAME_ERROR_POLICIES)[number];
 
 /** Level 0 of the slide: full-resolution geometry, and the image SR regions are drawn on. */
 export interface PlanBaseLevel {
@@ -65,11 +74,32 @@ export interface SlidePlan {
   readonly iccProfile?: IccProfileName;
   /** The slide's own ICC profile (base64), read at planning; absent when the slide has none. */
   readonly sourceIccProfileBase64?: string;
+  /** Present (`skip`) when patches with corrupt frames are reported as failed instead of failing the job. */
+  readonly frameErrors?: 'skip';
 }
 
 export interface PatchEmbedding {
   readonly index: number;
   readonly embedding: Float32Array;
+}
+
+/** Why a patch has no embedding: the error code and message of the frame that could not be read. */
+export interface PatchFailure {
+  readonly code: string;
+  readonly message: string;
+}
+
+/** A planned patch left out under `frameErrors: skip`. */
+export interface FailedPatch {
+  readonly index: number;
+  readonly failed: PatchFailure;
+}
+
+/** What embedding a planned patch gave: its embedding, or (only under `skip`) why it has none. */
+export type PatchOutcome = PatchEmbedding | FailedPatch;
+
+export function isFailedPatch(p: PatchOutcome): p is FailedPatch {
+  return 'failed' in p;
 }
 
 /**

@@ -16,7 +16,8 @@ import { type ResultHeaderInput, type ResultSummaryInput, ResultWriter } from '.
 import { spacingMmToUm } from '../units.js';
 import type { PatchRange } from './embed-plan.js';
 import { jobKeyFor } from './job-key.js';
-import type { PatchEmbedding, SlidePlan } from './job-types.js';
+import { isFailedPatch, type PatchOutcome, type SlidePlan } from './job-types.js';
+import { PatchFailureTally } from './patch-failures.js';
 import { meanGridSpacingUm } from './plan-geometry.js';
 
 export interface JsonOutputOptions {
@@ -85,11 +86,11 @@ export async function openJsonResult(
   return typeof target === 'string' ? ResultWriter.create(target, header) : ResultWriter.open(target, header);
 }
 
-/** Appends one embedding with its planned rectangle. */
+/** Appends one embedding with its planned rectangle, or records the patch as failed. */
 export async function writePlannedEmbedding(
   writer: ResultWriter,
   plan: SlidePlan,
-  e: PatchEmbedding,
+  e: PatchOutcome,
 ): Promise<void> {
   const patch = plan.patches[e.index];
   if (!patch || patch.index !== e.index) {
@@ -97,7 +98,8 @@ export async function writePlannedEmbedding(
       index: e.index,
     });
   }
-  await writer.writePatch({ ...patch, embedding: e.embedding });
+  if (isFailedPatch(e)) writer.writeFailedPatch(patch, e.failed);
+  else await writer.writePatch({ ...patch, embedding: e.embedding });
 }
 
 /**
@@ -108,7 +110,7 @@ export async function writePlannedEmbedding(
  */
 export async function writeJsonResult(
   plan: SlidePlan,
-  embeddings: AsyncIterable<PatchEmbedding>,
+  embeddings: AsyncIterable<PatchOutcome>,
   target: string | ResultSink,
   options: JsonOutputOptions & {
     readonly timings?: ResultSummaryInput['timings'] | (() => ResultSummaryInput['timings']);
@@ -116,8 +118,13 @@ export async function writeJsonResult(
 ): Promise<StoredResultSummary> {
   const started = performance.now();
   const writer = await openJsonResult(plan, target, options);
+  const failures = new PatchFailureTally();
   try {
-    for await (const e of embeddings) await writePlannedEmbedding(writer, plan, e);
+    for await (const e of embeddings) {
+      if (isFailedPatch(e)) failures.add(e.failed);
+      await writePlannedEmbedding(writer, plan, e);
+    }
+    failures.assertSomeEmbedded(writer.patchCount);
   } catch (err) {
     await writer.abort();
     throw err;

@@ -7,7 +7,7 @@
 import type { ModelManifest } from '../embed/index.js';
 import type { Logger } from '../log.js';
 import type { SlideOpener } from '../wsi/slide-opener.js';
-import type { JobProgress } from './job-types.js';
+import type { FrameErrorPolicy, JobProgress } from './job-types.js';
 
 /** Defaults of a job's options, filled in once by `resolveOptions`. */
 export interface EmbedDefaults {
@@ -17,6 +17,8 @@ export interface EmbedDefaults {
   readonly stridePx: number;
   /** Least tissue fraction of a grid patch. */
   readonly minTissue: number;
+  /** What a corrupt frame does to a job that does not say. */
+  readonly frameErrors: FrameErrorPolicy;
 }
 
 export interface PipelineOptions {

@@ -15,7 +15,15 @@ import type { SlidePyramid } from '../wsi/slide-level.js';
 import { buildSlidePyramid } from '../wsi/slide-pyramid.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
 import { cancelledIfAborted } from './cancellation.js';
-import type { EmbedOptions, PlanBaseLevel, PlannedPatch, SlidePlan, SlideSourceSpec } from './job-types.js';
+import {
+  type EmbedOptions,
+  FRAME_ERROR_POLICIES,
+  type FrameErrorPolicy,
+  type PlanBaseLevel,
+  type PlannedPatch,
+  type SlidePlan,
+  type SlideSourceSpec,
+} from './job-types.js';
 import type { EmbedDefaults, PipelineDeps, RunContext } from './pipeline-deps.js';
 
 /** What planning needs: the engine only for its patch size, so a plan can be made without a model. */
@@ -35,6 +43,7 @@ export interface ResolvedOptions {
   readonly patches?: readonly { readonly x: number; readonly y: number }[];
   readonly requirePatchesInside: boolean;
   readonly iccProfile?: IccProfileName;
+  readonly frameErrors: FrameErrorPolicy;
 }
 
 function invalid(option: string, problem: string, value: unknown): PathembedError {
@@ -53,6 +62,10 @@ export function resolveOptions(options: EmbedOptions, defaults: EmbedDefaults): 
   if (!Number.isSafeInteger(stridePx) || stridePx < 1)
     throw invalid('stridePx', 'must be a positive integer', stridePx);
   if (!(minTissue >= 0 && minTissue <= 1)) throw invalid('minTissue', 'must be within 0..1', minTissue);
+  const frameErrors = options.frameErrors ?? defaults.frameErrors;
+  if (!FRAME_ERROR_POLICIES.includes(frameErrors)) {
+    throw invalid('frameErrors', `must be one of ${FRAME_ERROR_POLICIES.join(', ')}`, frameErrors);
+  }
   if (options.patches !== undefined && options.patches.length === 0) {
     throw invalid('patches', 'must list at least one patch when given', []);
   }
@@ -63,6 +76,7 @@ export function resolveOptions(options: EmbedOptions, defaults: EmbedDefaults): 
     ...(options.patches ? { patches: options.patches } : {}),
     requirePatchesInside: options.requirePatchesInside ?? false,
     ...(options.iccProfile ? { iccProfile: options.iccProfile } : {}),
+    frameErrors,
   };
 }
 
@@ -180,6 +194,7 @@ export async function planOnSession(
       tissue,
       ...(resolved.iccProfile ? { iccProfile: resolved.iccProfile } : {}),
       ...(sourceIccProfileBase64 ? { sourceIccProfileBase64 } : {}),
+      ...(resolved.frameErrors === 'skip' ? { frameErrors: 'skip' as const } : {}),
     };
     deps.logger.info(
       {

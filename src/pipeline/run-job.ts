@@ -24,8 +24,15 @@ import {
   plannedPatch,
 } from './file-outputs.js';
 import { jobKeyFor } from './job-key.js';
-import type { EmbedOptions, PatchEmbedding, SlidePlan, SlideSourceSpec } from './job-types.js';
+import {
+  type EmbedOptions,
+  isFailedPatch,
+  type PatchEmbedding,
+  type SlidePlan,
+  type SlideSourceSpec,
+} from './job-types.js';
 import { openJsonResult, writePlannedEmbedding } from './json-output.js';
+import { PatchFailureTally } from './patch-failures.js';
 import type { PipelineDeps, RunContext } from './pipeline-deps.js';
 import { planOnSession } from './plan-slide.js';
 import { openReadingSession } from './reading-session.js';
@@ -132,6 +139,7 @@ export async function runEmbeddingJob(
   let summary: StoredResultSummary;
   const files: NonNullable<JobOutcome['files']> = {};
   const stats = new EmbedRunStats();
+  const failures = new PatchFailureTally();
   try {
     ({ plan, metadata } = await planOnSession(session, spec, options, deps, ctx));
     const planMs = performance.now() - started;
@@ -154,9 +162,12 @@ export async function runEmbeddingJob(
         if (filePath) fileWriters.push([kind, await openPatchFile(kind, plan, filePath, outputOptions)]);
       }
       for await (const e of embedOnSession(session, plan, output.range, deps, ctx, stats)) {
+        if (isFailedPatch(e)) failures.add(e.failed);
         await writePlannedEmbedding(writer, plan, e);
-        for (const [, w] of fileWriters) await w.writePatch(plannedPatch(plan, e));
+        // A patch left out (frameErrors: skip) has no row in the files; the JSON lists it.
+        if (!isFailedPatch(e)) for (const [, w] of fileWriters) await w.writePatch(plannedPatch(plan, e));
       }
+      failures.assertSomeEmbedded(writer.patchCount);
     } catch (err) {
       await Promise.all([writer.abort(), ...fileWriters.map(([, w]) => w.abort())]);
       throw err;
@@ -189,7 +200,12 @@ export async function runEmbeddingJob(
   }
   const jobKey = jobKeyFor(plan, model.sha256);
   deps.logger.info(
-    { jsonPath: output.jsonPath, patches: summary.patchCount, patchesPerSecond: summary.patchesPerSecond },
+    {
+      jsonPath: output.jsonPath,
+      patches: summary.patchCount,
+      failedPatches: summary.failedPatchCount,
+      patchesPerSecond: summary.patchesPerSecond,
+    },
     'JSON result written',
   );
   const outcome = {

@@ -13,7 +13,8 @@ import { encodePart10 } from '../results/sr/dicom-part10.js';
 import { type BuiltSr, buildEmbeddingSr, type SrPatch } from '../results/sr/embedding-sr.js';
 import { SopClass } from '../uids.js';
 import { jobKeyFor } from './job-key.js';
-import type { PatchEmbedding, SlidePlan } from './job-types.js';
+import { isFailedPatch, type PatchOutcome, type SlidePlan } from './job-types.js';
+import { PatchFailureTally } from './patch-failures.js';
 import { level0PerGridPixel, meanGridSpacingUm } from './plan-geometry.js';
 
 export interface SrOutputOptions {
@@ -40,12 +41,18 @@ function sopInstanceUidOf(ds: DicomJsonDataset): string | undefined {
 export async function buildSrForPlan(
   plan: SlidePlan,
   metadata: readonly DicomJsonDataset[],
-  embeddings: AsyncIterable<PatchEmbedding>,
+  embeddings: AsyncIterable<PatchOutcome>,
   options: SrOutputOptions,
 ): Promise<SrOutput> {
   const mean = new RunningMean(options.embeddingWidth);
   let patches: SrPatch[] | undefined = [];
+  const failures = new PatchFailureTally();
   for await (const e of embeddings) {
+    // A failed patch (frameErrors: skip) has nothing to report; the JSON result lists it.
+    if (isFailedPatch(e)) {
+      failures.add(e.failed);
+      continue;
+    }
     mean.add(e.embedding);
     if (patches && mean.count > options.maxPatches) patches = undefined;
     if (patches) {
@@ -66,6 +73,7 @@ export async function buildSrForPlan(
       });
     }
   }
+  failures.assertSomeEmbedded(mean.count);
   const meanEmbedding = mean.mean();
   if (!meanEmbedding) {
     throw new PathembedError(

@@ -7,7 +7,7 @@
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import { PATCH_FILE_KINDS, type PatchEmbedding } from '../pipeline/index.js';
+import { isFailedPatch, PATCH_FILE_KINDS, PatchFailureTally, type PatchOutcome } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { isFinal, type SrReference } from './job-record.js';
@@ -29,7 +29,8 @@ async function* chunkEmbeddings(
   d: AssembleJobData,
   planned: number,
   stageMs?: StageBusyMs,
-): AsyncGenerator<PatchEmbedding> {
+  failures?: PatchFailureTally,
+): AsyncGenerator<PatchOutcome> {
   let expected = 0;
   for (let chunkIndex = 0; chunkIndex < d.chunkCount; chunkIndex++) {
     const key = resultKeys.chunk(d.jobId, chunkIndex);
@@ -49,6 +50,7 @@ async function* chunkEmbeddings(
         );
       }
       expected++;
+      if (failures && isFailedPatch(e)) failures.add(e.failed);
       yield e;
     }
   }
@@ -71,6 +73,8 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
   const planned = plan.patches.length;
   const token = await jobToken(w, d.jobId, d.hasToken);
   const watch = await w.cancels.watch(d.jobId);
+  // Counted on the first pass over the chunks (the JSON's, else the SR's).
+  const failures = new PatchFailureTally();
   try {
     let json = false;
     let sr: SrReference | undefined;
@@ -80,7 +84,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       // parallel on several workers, so the sums can exceed the job's wall time).
       const stageMs: StageBusyMs = { fetchMs: 0, decodeMs: 0, inferMs: 0 };
       try {
-        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned, stageMs), upload, {
+        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned, stageMs, failures), upload, {
           jobId: d.jobId,
           startedAt: record.startedAt ?? record.createdAt,
           plannedAt: record.plannedAt ?? record.createdAt,
@@ -117,7 +121,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
           throw new PathembedError('INTERNAL', `The slide metadata of job ${d.jobId} is missing`);
         const written = await w.pipeline.writeSr(
           { plan, metadata: JSON.parse(metadata.toString('utf8')) },
-          chunkEmbeddings(w, d, planned),
+          chunkEmbeddings(w, d, planned, undefined, json ? undefined : failures),
           upload,
           {
             jsonResultName: `/v1/jobs/${d.jobId}/result`,
@@ -131,8 +135,14 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
         throw err;
       }
     }
+    if (failures.count > 0) {
+      w.logger.warn(
+        { jobId: d.jobId, failedPatches: failures.count, planned },
+        'patches left out: their frames could not be decoded (frameErrors: skip)',
+      );
+    }
     const ended = await ctx.records.finish(d.jobId, 'completed', {
-      result: { json, ...files, ...(sr ? { sr } : {}) },
+      result: { json, ...files, ...(sr ? { sr } : {}), failedPatches: failures.count },
     });
     if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
   } catch (err) {

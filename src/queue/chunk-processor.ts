@@ -6,7 +6,7 @@
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import type { PatchEmbedding } from '../pipeline/index.js';
+import type { PatchOutcome } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { encodeChunk } from './chunk-file.js';
 import type { StageBusyMs } from './pipeline-port.js';
@@ -46,7 +46,7 @@ export async function processChunk(
   const token = await jobToken(w, d.jobId, d.hasToken);
   const watch = await w.cancels.watch(d.jobId, anySignal([signal, w.shutdown]));
   w.logger.info({ jobId: d.jobId, chunk: d.chunkIndex, start: d.start, end: d.end }, 'embedding chunk');
-  const embeddings: PatchEmbedding[] = [];
+  const embeddings: PatchOutcome[] = [];
   // This chunk's busy time per stage, stored in its file for the assembler to sum.
   const stageMs: StageBusyMs = { fetchMs: 0, decodeMs: 0, inferMs: 0 };
   try {

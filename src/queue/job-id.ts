@@ -32,6 +32,8 @@ export function resolvedOptions(options: EmbedOptions, config: Config): EmbedOpt
       ? { patches: resolved.patches, requirePatchesInside: resolved.requirePatchesInside }
       : { stridePx: resolved.stridePx, minTissue: resolved.minTissue }),
     ...(resolved.iccProfile ? { iccProfile: resolved.iccProfile } : {}),
+    // Always named, so the worker applies the API's default rather than its own.
+    frameErrors: resolved.frameErrors,
   };
 }
 
@@ -53,13 +55,23 @@ export function requestFingerprint(input: FingerprintInput): string {
       seriesUid: input.source.seriesUid,
       instanceUids: input.source.instanceUids ? [...input.source.instanceUids].sort() : undefined,
     },
-    options: input.options,
+    options: withoutDefaultFrameErrors(input.options),
     outputs: [...input.outputs].sort(),
     srDestination: input.srDestination?.replace(/\/+$/, ''),
     model: input.modelSha256,
     key: input.keyId,
   });
   return createHash('sha256').update(canonical).digest('hex');
+}
+
+/**
+ * `fail` was the only behaviour before the option existed: leaving it out keeps the ids of such
+ * jobs what they were, so a repeat after an upgrade still finds its finished job.
+ */
+function withoutDefaultFrameErrors(options: EmbedOptions): EmbedOptions {
+  if (options.frameErrors !== 'fail') return options;
+  const { frameErrors: _, ...rest } = options;
+  return rest;
 }
 
 /** The job id of a fingerprint; `recompute` adds a nonce so a fresh job gets a fresh id. */

@@ -65,6 +65,8 @@ export interface JobRecord {
     /** Whether the HDF5 and Parquet files were written (absent in records from before them). */
     readonly hdf5?: boolean;
     readonly parquet?: boolean;
+    /** Patches left out under frameErrors: skip (listed in the JSON result's summary). */
+    readonly failedPatches?: number;
   };
 }
 
@@ -223,6 +225,22 @@ export class JobRecordStore {
       .exec()) as [[unknown, Record<string, string>], [unknown, string[]]];
     if (!hash || Object.keys(hash).length === 0) return undefined;
     return decodeRecord(hash, chunks);
+  }
+
+  /** Records of many jobs in one round trip (batches of a thousand slides); undefined where gone. */
+  async getMany(jobIds: readonly string[]): Promise<Array<JobRecord | undefined>> {
+    if (jobIds.length === 0) return [];
+    const tx = this.redis.pipeline();
+    for (const id of jobIds) tx.hgetall(this.keys.job(id)).hvals(this.keys.jobChunks(id));
+    const replies = (await tx.exec()) ?? [];
+    return jobIds.map((_, i) => {
+      const [errHash, hash] = replies[2 * i] as [Error | null, Record<string, string>];
+      const [errChunks, chunks] = replies[2 * i + 1] as [Error | null, string[]];
+      if (errHash) throw errHash;
+      if (errChunks) throw errChunks;
+      if (!hash || Object.keys(hash).length === 0) return undefined;
+      return decodeRecord(hash, chunks);
+    });
   }
 
   async state(jobId: string): Promise<JobState | undefined> {

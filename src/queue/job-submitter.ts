@@ -41,6 +41,13 @@ export interface Submitted {
   readonly existing: boolean;
 }
 
+/**
+ * Jobs of one batch submitted at once: each is a few Redis round trips, so a thousand one after
+ * another spend most of their time waiting on the network; more lanes than this gain little and
+ * crowd the Redis connection other requests share.
+ */
+const SUBMIT_CONCURRENCY = 16;
+
 /** Finished BullMQ jobs are kept this long for inspection; the job record is the source of truth. */
 const KEEP_FINISHED_S = 24 * 3600;
 
@@ -87,9 +94,11 @@ export class JobSubmitter {
     return manifest.sha256;
   }
 
-  async submit(request: SubmitRequest, modelSha256: string): Promise<Submitted> {
-    const { ctx } = this;
-    const options = resolvedOptions(request.options, ctx.config);
+  #aliasKeyOf(
+    request: SubmitRequest,
+    modelSha256: string,
+  ): { aliasKey: string; fingerprint: string; options: EmbedOptions } {
+    const options = resolvedOptions(request.options, this.ctx.config);
     const fingerprint = requestFingerprint({
       source: request.source,
       options,
@@ -98,14 +107,65 @@ export class JobSubmitter {
       modelSha256,
       keyId: request.keyId,
     });
-    const aliasKey = ctx.keys.alias(fingerprint);
+    return { aliasKey: this.ctx.keys.alias(fingerprint), fingerprint, options };
+  }
+
+  async submit(request: SubmitRequest, modelSha256: string): Promise<Submitted> {
+    return this.#submit(request, modelSha256, true);
+  }
+
+  /**
+   * Submits the slides of a batch, all of one API key, admitted whole or not at all: the jobs it
+   * would create (those not answered by a live or completed job) plus the key's unfinished jobs
+   * must fit PATHEMBED_MAX_JOBS_PER_KEY, else TOO_MANY_JOBS before anything is queued. Counting
+   * once instead of per job keeps a thousand-slide batch from scanning the in-flight set a
+   * thousand times.
+   */
+  async submitMany(requests: readonly SubmitRequest[], modelSha256: string): Promise<Submitted[]> {
+    const { ctx } = this;
+    if (requests.length === 0) return [];
+    const keyId = requests[0]!.keyId;
+    const aliasKeys = requests.map((r) => this.#aliasKeyOf(r, modelSha256).aliasKey);
+    const reusable = await Promise.all(
+      aliasKeys.map((key, i) => (requests[i]!.recompute ? undefined : this.#reusable(key))),
+    );
+    const creating = reusable.filter((r) => r === undefined).length;
+    if (creating > 0) {
+      const inFlight = await ctx.records.countInFlight(keyId);
+      const limit = ctx.config.PATHEMBED_MAX_JOBS_PER_KEY;
+      if (inFlight + creating > limit) {
+        throw new PathembedError(
+          'TOO_MANY_JOBS',
+          `The batch would add ${creating} jobs to this API key's ${inFlight} unfinished ones, more than the ${limit} allowed (PATHEMBED_MAX_JOBS_PER_KEY). A batch is admitted whole: wait for jobs to finish, split the cohort, or raise the limit for cohort keys.`,
+          { inFlight, newJobs: creating, limit },
+        );
+      }
+    }
+    const out: Submitted[] = new Array(requests.length);
+    let next = 0;
+    const lane = async () => {
+      while (next < requests.length) {
+        const i = next++;
+        const known = reusable[i];
+        out[i] = known
+          ? { jobId: known.id, state: known.state, existing: true }
+          : await this.#submit(requests[i]!, modelSha256, false);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(SUBMIT_CONCURRENCY, requests.length) }, lane));
+    return out;
+  }
+
+  async #submit(request: SubmitRequest, modelSha256: string, checkLimit: boolean): Promise<Submitted> {
+    const { ctx } = this;
+    const { aliasKey, fingerprint, options } = this.#aliasKeyOf(request, modelSha256);
 
     if (!request.recompute) {
       // The common repeat: answered without counting in-flight jobs or touching the queue.
       const existing = await this.#reusable(aliasKey);
       if (existing) return { jobId: existing.id, state: existing.state, existing: true };
     }
-    const inFlight = await ctx.records.countInFlight(request.keyId);
+    const inFlight = checkLimit ? await ctx.records.countInFlight(request.keyId) : 0;
     if (inFlight >= ctx.config.PATHEMBED_MAX_JOBS_PER_KEY) {
       throw new PathembedError(
         'TOO_MANY_JOBS',

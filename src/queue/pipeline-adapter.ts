@@ -18,8 +18,8 @@ import {
   EmbedRunStats,
   embedOnSession,
   openReadingSession,
-  type PatchEmbedding,
   type PatchFileKind,
+  type PatchOutcome,
   type PipelineDeps,
   type PipelineEngine,
   planOnSession,
@@ -133,7 +133,7 @@ export class PipelineAdapter implements PipelinePort {
     range: PlanRange,
     run: RunContext,
     stageMs?: StageBusyMs,
-  ): AsyncGenerator<PatchEmbedding> {
+  ): AsyncGenerator<PatchOutcome> {
     checkRange(range, plan.patches.length);
     const ctx = { token: run.token, signal: run.signal };
     const session = await openReadingSession(this.#deps, plan.source, ctx);
@@ -160,7 +160,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async writeJson(
     plan: SlidePlan,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: JsonResultInfo,
   ): Promise<void> {
@@ -193,7 +193,7 @@ export class PipelineAdapter implements PipelinePort {
   async writePatchFile(
     kind: PatchFileKind,
     plan: SlidePlan,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: { readonly jobId: string },
   ): Promise<{ readonly patchCount: number; readonly bytes: number }> {
@@ -213,7 +213,7 @@ export class PipelineAdapter implements PipelinePort {
 
   async writeSr(
     planned: PlannedSlide,
-    embeddings: AsyncIterable<PatchEmbedding>,
+    embeddings: AsyncIterable<PatchOutcome>,
     upload: ResultUpload,
     info: SrInfo,
     run: RunContext,

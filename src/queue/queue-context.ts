@@ -6,14 +6,16 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import type { Config } from '../config.js';
+import { resultStoreOptions } from '../domain-options.js';
 import { JobRecordStore } from './job-record.js';
+import { createResultStore } from './open-result-store.js';
 import { QUEUE_NAME } from './queue-jobs.js';
 import { ServiceKeys } from './redis-keys.js';
-import { LocalResultStore, type ResultStore } from './result-store.js';
+import type { ResultStore } from './result-store.js';
 import { TokenVault } from './token-vault.js';
 
 export interface QueueContextOptions {
-  /** Result store; default: the local folder PATHEMBED_RESULTS_DIR. */
+  /** Result store; default: the one PATHEMBED_RESULT_STORE names (else the folder PATHEMBED_RESULTS_DIR). */
   readonly results?: ResultStore;
   /**
    * Commands fail at once while Redis is down, and after PATHEMBED_REDIS_COMMAND_TIMEOUT_MS when
@@ -33,6 +35,7 @@ export interface RedisConnectionOptions {
 
 export class QueueContext {
   readonly #own: RedisConnectionOptions;
+  readonly #ownsResults: boolean;
   readonly keys: ServiceKeys;
   readonly redis: Redis;
   readonly queue: Queue;
@@ -63,7 +66,8 @@ export class QueueContext {
     });
     this.records = new JobRecordStore(this.redis, this.keys);
     this.vault = new TokenVault(this.redis, this.keys, config.PATHEMBED_TOKEN_KEY);
-    this.results = options.results ?? new LocalResultStore(config.PATHEMBED_RESULTS_DIR);
+    this.results = options.results ?? createResultStore(resultStoreOptions(config));
+    this.#ownsResults = options.results === undefined;
   }
 
   /** BullMQ connection options for another Queue/Worker/FlowProducer/QueueEvents. */
@@ -74,5 +78,6 @@ export class QueueContext {
   async close(): Promise<void> {
     await this.queue.close();
     this.redis.disconnect();
+    if (this.#ownsResults) this.results.close();
   }
 }

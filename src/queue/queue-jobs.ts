@@ -6,6 +6,9 @@
  */
 import type { EmbedOptions, SlideSourceSpec } from '../pipeline/index.js';
 
+/** A job option the API validates; its values belong to the pipeline. */
+export { FRAME_ERROR_POLICIES } from '../pipeline/index.js';
+
 /** One queue for every kind of job, so one priority order and one rate limit govern the workers. */
 export const QUEUE_NAME = 'embed';
 

@@ -103,13 +103,45 @@ export class ServiceKeys {
     return `${this.root}:metrics:patches:${bucket}`;
   }
 
-  /** String with a TTL: set while the store-429 rate limit holds the queue, for /metrics and tests. */
-  rateLimited(): string {
-    return `${this.root}:metrics:rate-limited`;
-  }
-
-  /** String counter: how many times a store's 429 engaged the queue's rate limiter. */
+  /** String counter: how many times a store's 429 paused that store (all stores). */
   rateLimitEngagements(): string {
     return `${this.root}:metrics:rate-limit-engaged`;
+  }
+
+  /** Hash: store base URL → times its 429s paused it. */
+  rateLimitEngagementsByStore(): string {
+    return `${this.root}:metrics:rate-limit-engaged-by-store`;
+  }
+
+  /**
+   * String with a TTL (the pause): present while a store that answered 429 is paused. The store's
+   * base URL is base64url-encoded so that its ':' and '/' cannot clash with the key's separators.
+   */
+  storePause(baseUrl: string): string {
+    return `${this.root}:store-pause:${Buffer.from(baseUrl).toString('base64url')}`;
+  }
+
+  storePausePattern(): string {
+    return `${this.root}:store-pause:*`;
+  }
+
+  /** The base URL a storePause key names. */
+  storeOfPauseKey(key: string): string {
+    return Buffer.from(key.slice(`${this.root}:store-pause:`.length), 'base64url').toString('utf8');
+  }
+
+  /** Hash: the record of one batch (sources, skipped series, job count, monotone progress marks). */
+  batch(batchId: string): string {
+    return `${this.root}:batch:${batchId}`;
+  }
+
+  /** List: the batch's job ids, in the order of its slides. */
+  batchJobs(batchId: string): string {
+    return `${this.root}:batch:${batchId}:jobs`;
+  }
+
+  /** Hash: result file → "bytes sha256" of a completed job, filled the first time a manifest asks. */
+  jobFiles(jobId: string): string {
+    return `${this.root}:job:${jobId}:files`;
   }
 }

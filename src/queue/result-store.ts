@@ -1,13 +1,14 @@
 /**
  * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result, the
- * HDF5 and Parquet files and the SR. Behind a small interface so the local folder (PATHEMBED_RESULTS_DIR, shared by API and
- * workers on one machine or a shared volume) can later be swapped for an object store. Every
+ * HDF5 and Parquet files and the SR. Behind a small interface with two implementations: the local
+ * folder here (PATHEMBED_RESULTS_DIR, shared by API and workers on one machine or a shared volume)
+ * and the S3 object store (s3-result-store.ts), through which machines share nothing but the bucket. Every
  * write is all-or-nothing: a reader sees no value or the complete value, which is what lets a
  * chunk whose file exists be skipped safely after a worker died.
  */
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat } from 'node:fs/promises';
+import { createReadStream, createWriteStream, constants as fsConstants } from 'node:fs';
+import { access, mkdir, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
@@ -36,6 +37,12 @@ export interface ResultStore {
   delete(key: string): Promise<void>;
   /** Removes every value whose key starts with `prefix` + '/'. */
   deleteTree(prefix: string): Promise<void>;
+  /** Every key under `prefix` ('' for all), relative to the store's root, in no set order. */
+  list(prefix?: string): Promise<string[]>;
+  /** Fails with CONFIG_INVALID when the store cannot be used (missing bucket, bad credentials, read-only folder). */
+  check(): Promise<void>;
+  /** Releases connections (the S3 client's sockets); nothing for a folder. */
+  close(): void;
   /** A local file path for the key when the store is a file system (SR writers that need one). */
   localPath?(key: string): string;
 }
@@ -60,7 +67,7 @@ export function resultWriteError(key: string, where: string, err: unknown): Path
   );
 }
 
-function checkKey(key: string): void {
+export function checkKey(key: string): void {
   if (!KEY_PATTERN.test(key) || key.split('/').some((s) => s === '..' || s === '.')) {
     throw new PathembedError('INTERNAL', `Invalid result store key '${key}'`);
   }
@@ -186,4 +193,45 @@ export class LocalResultStore implements ResultStore {
   async deleteTree(prefix: string): Promise<void> {
     await rm(this.localPath(prefix), { recursive: true, force: true });
   }
+
+  async list(prefix = ''): Promise<string[]> {
+    const dir = prefix ? this.localPath(prefix) : this.root;
+    let entries: string[];
+    try {
+      entries = await readdir(dir, { recursive: true });
+    } catch (err) {
+      if (
+        (err as NodeJS.ErrnoException).code === 'ENOENT' ||
+        (err as NodeJS.ErrnoException).code === 'ENOTDIR'
+      )
+        return [];
+      throw err;
+    }
+    const keys: string[] = [];
+    for (const entry of entries) {
+      // Temporary files of writes in flight are not values yet.
+      if (entry.endsWith('.tmp')) continue;
+      const file = path.join(dir, entry);
+      if ((await stat(file).catch(() => undefined))?.isFile()) {
+        keys.push(path.relative(this.root, file).split(path.sep).join('/'));
+      }
+    }
+    return keys;
+  }
+
+  async check(): Promise<void> {
+    try {
+      await mkdir(this.root, { recursive: true });
+      await access(this.root, fsConstants.W_OK);
+    } catch (err) {
+      throw new PathembedError(
+        'CONFIG_INVALID',
+        `The results folder ${this.root} cannot be created or written (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}). Fix PATHEMBED_RESULTS_DIR / PATHEMBED_RESULT_STORE or the folder's permissions.`,
+        { store: this.root },
+        { cause: err },
+      );
+    }
+  }
+
+  close(): void {}
 }

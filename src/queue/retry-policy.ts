@@ -2,7 +2,7 @@
  * What happens when a job fails, as data: transient errors (the registry's `retryable`: store
  * overload, timeouts, inference hiccups) are retried with exponential backoff; permanent ones (bad
  * input, a slide we cannot read) fail at once through BullMQ's UnrecoverableError with their code;
- * a store answering 429 pauses the whole queue instead (BullMQ's rate limiter), since retrying
+ * a store answering 429 is paused instead (store-pause.ts: only that store's jobs wait), since retrying
  * every job against an overloaded store would only make the storm worse.
  */
 

@@ -6,6 +6,7 @@
  */
 import type { Redis } from 'ioredis';
 import type { ServiceKeys } from './redis-keys.js';
+import { pausedStores } from './store-pause.js';
 
 /** Upper bounds (seconds) of the frame fetch latency histogram; +Inf is implied. */
 export const FRAME_FETCH_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30] as const;
@@ -80,7 +81,10 @@ export interface ServiceMetricsSnapshot {
   readonly patchesPerSecond: number;
   readonly errorsByCode: Record<string, number>;
   readonly rateLimitEngagements: number;
-  readonly rateLimitedMs: number;
+  /** Store base URL → times its 429s paused it. */
+  readonly rateLimitEngagementsByStore: Record<string, number>;
+  /** Store base URL → ms its pause still lasts, for stores paused now. */
+  readonly pausedStores: Record<string, number>;
 }
 
 export async function readServiceMetrics(
@@ -93,13 +97,14 @@ export async function readServiceMetrics(
   const windowKeys = Array.from({ length: PATCH_RATE_WINDOW_BUCKETS }, (_, i) =>
     keys.patchesInBucket(current - 1 - i),
   );
-  const [hist, total, windowCounts, errors, engagements, limitedMs] = await Promise.all([
+  const [hist, total, windowCounts, errors, engagements, byStore, paused] = await Promise.all([
     redis.hgetall(keys.frameFetchHistogram()),
     redis.get(keys.patchesTotal()),
     redis.mget(...windowKeys),
     redis.hgetall(keys.errorCounts()),
     redis.get(keys.rateLimitEngagements()),
-    redis.pttl(keys.rateLimited()),
+    redis.hgetall(keys.rateLimitEngagementsByStore()),
+    pausedStores({ redis, keys }),
   ]);
   let running = 0;
   const cumulative = [...FRAME_FETCH_BUCKETS_S.map(String), INF_FIELD].map((field) => {
@@ -113,6 +118,9 @@ export async function readServiceMetrics(
     patchesPerSecond: windowSum / (PATCH_BUCKET_S * PATCH_RATE_WINDOW_BUCKETS),
     errorsByCode: Object.fromEntries(Object.entries(errors).map(([code, n]) => [code, Number(n)])),
     rateLimitEngagements: Number(engagements ?? 0),
-    rateLimitedMs: Math.max(0, limitedMs),
+    rateLimitEngagementsByStore: Object.fromEntries(
+      Object.entries(byStore).map(([store, n]) => [store, Number(n)]),
+    ),
+    pausedStores: paused,
   };
 }

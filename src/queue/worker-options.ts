@@ -15,7 +15,7 @@ export interface WorkerOptions {
   readonly stalledIntervalMs: number;
   /** Times a job may stall (its worker died) before it fails. Default 3. */
   readonly maxStalledCount: number;
-  /** Pause of the whole queue after a store answered 429, ms. Default PATHEMBED_STORE_RATE_LIMIT_MS. */
+  /** Least pause of a store that answered 429, ms (its Retry-After may ask for more). Default PATHEMBED_STORE_RATE_LIMIT_MS. */
   readonly storeRateLimitMs: number;
   /** Name in logs and the worker registry. Default host-pid. */
   readonly workerId: string;

@@ -2,11 +2,12 @@
  * A worker process: one BullMQ Worker on the embed queue running slide, chunk, assemble and predict
  * jobs, sharing one embedding engine. Here live the policies around the processors: permanent
  * errors fail at once with their code (UnrecoverableError), transient ones are retried with backoff,
- * a store's 429 pauses the whole queue (BullMQ rate limiter) instead of retrying, a job's final
+ * a store's 429 pauses that store only (store-pause.ts: its jobs wait, delayed, while jobs of
+ * other stores go on), a job's final
  * failure ends its record, and on SIGTERM running chunks stop after the batch in hand and go back
  * to the queue for another worker.
  */
-import { FlowProducer, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
+import { DelayedError, FlowProducer, type Job, UnrecoverableError, WaitingError, Worker } from 'bullmq';
 import type { Config } from '../config.js';
 import { type ErrorCode, PathembedError, toPathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -20,24 +21,13 @@ import { processPredict } from './predict-processor.js';
 import { QueueContext } from './queue-context.js';
 import { JOB_NAMES, QUEUE_NAME } from './queue-jobs.js';
 import { resultKeys } from './result-store.js';
-import {
-  failureFromReason,
-  forBullmq,
-  isFinalFailure,
-  isRateLimitError,
-  retryAfterMs,
-} from './retry-policy.js';
+import { failureFromReason, forBullmq, isFinalFailure, isRateLimitError } from './retry-policy.js';
 import { FrameFetchRecorder } from './service-metrics.js';
 import { processSlide } from './slide-processor.js';
+import { pausedForMs, pauseStore, storeAsking, storesOfJob } from './store-pause.js';
 import { PlanCache, ShutdownError, type WorkerContext } from './worker-context.js';
 import { type WorkerOptions, workerOptionsFrom } from './worker-options.js';
 import { WorkerAnnouncer } from './worker-registry.js';
-
-/**
- * BullMQ only honours a manual rate limit when the worker has a limiter; this one never limits by
- * itself (a million jobs per second), it only lets `queue.rateLimit` take effect.
- */
-const LIMITER = { max: 1_000_000, duration: 1000 } as const;
 
 type AnyJob = Job<unknown, unknown, string>;
 
@@ -99,7 +89,6 @@ export class WorkerRuntime {
       lockDuration: options.lockDurationMs,
       stalledInterval: options.stalledIntervalMs,
       maxStalledCount: options.maxStalledCount,
-      limiter: LIMITER,
       autorun: false,
     });
     this.worker.on('failed', (job, err) => {
@@ -114,6 +103,13 @@ export class WorkerRuntime {
     overrides: Partial<WorkerOptions> = {},
   ): Promise<WorkerRuntime> {
     const runtime = new WorkerRuntime(deps, workerOptionsFrom(deps.config, overrides));
+    // A missing bucket or bad credentials stop the worker here, not each job later.
+    try {
+      await runtime.#w.ctx.results.check();
+    } catch (err) {
+      await runtime.close().catch(() => undefined);
+      throw err;
+    }
     await runtime.#w.cancels.ready();
     await runtime.#announcer.start();
     void runtime.worker.run();
@@ -148,6 +144,13 @@ export class WorkerRuntime {
 
   async #dispatch(job: AnyJob, token: string | undefined, signal?: AbortSignal): Promise<unknown> {
     const w = this.#w;
+    const stores = await storesOfJob(w.ctx, job);
+    const waitMs = await pausedForMs(w.ctx, stores);
+    if (waitMs > 0) {
+      // A paused store's job waits out the pause without using an attempt; other stores' jobs run.
+      await job.moveToDelayed(Date.now() + waitMs, token);
+      throw new DelayedError();
+    }
     try {
       switch (job.name) {
         case JOB_NAMES.slide:
@@ -171,9 +174,15 @@ export class WorkerRuntime {
         throw new WaitingError();
       }
       const err = toPathembedError(raw, `${job.name} job`);
-      if (isRateLimitError(err)) {
-        await this.#engageRateLimit(err, job);
-        throw Worker.RateLimitError();
+      const asking = isRateLimitError(err) ? storeAsking(err, stores) : undefined;
+      if (asking !== undefined) {
+        const ms = await pauseStore(w.ctx, asking, err, w.options.storeRateLimitMs);
+        w.logger.warn(
+          { job: job.id, name: job.name, store: asking, pauseMs: ms },
+          'store answered 429: pausing that store',
+        );
+        await job.moveToDelayed(Date.now() + ms, token);
+        throw new DelayedError();
       }
       const final = isFinalFailure(err, job.attemptsMade, job.opts.attempts);
       w.logger[final ? 'error' : 'warn'](
@@ -183,18 +192,6 @@ export class WorkerRuntime {
       if (final) await this.#endJob(job, err.code, err.message);
       throw forBullmq(err);
     }
-  }
-
-  async #engageRateLimit(err: PathembedError, job: AnyJob): Promise<void> {
-    const { ctx, options, logger } = this.#w;
-    const ms = Math.max(options.storeRateLimitMs, retryAfterMs(err) ?? 0);
-    await ctx.queue.rateLimit(ms);
-    await ctx.redis
-      .multi()
-      .set(ctx.keys.rateLimited(), String(ms), 'PX', ms)
-      .incr(ctx.keys.rateLimitEngagements())
-      .exec();
-    logger.warn({ job: job.id, name: job.name, pauseMs: ms }, 'store answered 429: pausing the queue');
   }
 
   /** Ends the job record (slide jobs; predict jobs have none) as failed and drops its token. */

@@ -135,9 +135,32 @@ export const resultTimingsSchema = z
     'Stage timings in milliseconds; fetch and decode overlap inference, so they need not add up. In a result assembled by the queue, fetchMs, decodeMs and inferMs are sums of busy time over the chunk jobs, which may run on several workers at once, so they can exceed totalMs.',
   );
 
+export const resultFailedPatchSchema = z
+  .object({
+    index: nonNegInt,
+    x: z.number().int(),
+    y: z.number().int(),
+    width: z.number().int().positive(),
+    height: z.number().int().positive(),
+    code: z.string().describe('Error code of the failure, e.g. FRAME_DECODE_ERROR.'),
+    message: z.string().describe('What failed: names the frame and the instance.'),
+  })
+  .describe(
+    'A planned patch with no embedding: under frameErrors "skip", one whose frame could not be decoded.',
+  );
+
 export const resultSummarySchema = z.object({
   plannedPatchCount: nonNegInt.describe('Patches the plan holds (all chunks).'),
-  patchCount: nonNegInt.describe('Patches in this document.'),
+  patchCount: nonNegInt.describe('Patches in this document (with an embedding).'),
+  failedPatchCount: nonNegInt
+    .optional()
+    .describe(
+      'Planned patches left out because their frames could not be decoded (frameErrors "skip"); 0 or absent otherwise.',
+    ),
+  failedPatches: z
+    .array(resultFailedPatchSchema)
+    .optional()
+    .describe('The patches counted in failedPatchCount, in patch order.'),
   meanEmbedding: embeddingSchema
     .nullable()
     .describe('Mean of the embeddings in this document; null when none.'),
@@ -190,6 +213,7 @@ export type ResultParameters = z.infer<typeof resultParametersSchema>;
 export type ResultTimings = z.infer<typeof resultTimingsSchema>;
 export type StoredResultPatch = z.infer<typeof resultPatchSchema>;
 export type StoredResultSummary = z.infer<typeof resultSummarySchema>;
+export type StoredFailedPatch = z.infer<typeof resultFailedPatchSchema>;
 export type StoredResultDocument = z.infer<typeof resultDocumentSchema>;
 
 /** The JSON Schema committed as docs/result-schema.json. */

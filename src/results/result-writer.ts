@@ -19,6 +19,7 @@ import {
   RESULT_SCHEMA_VERSION,
   type ResultHeader,
   type ResultTimings,
+  type StoredFailedPatch,
   type StoredResultSummary,
 } from './result-document.js';
 import { fileSink, type ResultSink } from './result-sink.js';
@@ -33,7 +34,6 @@ const FLUSH_THRESHOLD_CHARS = 1024 * 1024;
 /** The header a caller supplies; the writer adds the version, generator and start time. */
 export type ResultHeaderInput = Omit<ResultHeader, 'schemaVersion' | 'generator' | 'createdAt'>;
 
-/** One patch to write: its planned rectangle and tissue fraction, and its embedding. */
 /** A patch of the result: where it was cut (a PlannedPatch) and its embedding. */
 export interface ResultPatch extends PlannedPatch {
   readonly embedding: Float32Array;
@@ -107,6 +107,8 @@ export class ResultWriter {
   private writeMs = 0;
   private closed = false;
   private readonly mean: RunningMean;
+  /** Kept until the summary: their number is bounded by the plan, and they are small. */
+  private readonly failures: StoredFailedPatch[] = [];
 
   private constructor(
     private readonly sink: ResultSink,
@@ -141,15 +143,61 @@ export class ResultWriter {
     return this.written;
   }
 
+  get failedPatchCount(): number {
+    return this.failures.length;
+  }
+
   get embeddingEncoding(): EmbeddingEncoding {
     return this.header.embeddingEncoding;
+  }
+
+  /**
+   * Records a planned patch that has no embedding (listed in the summary's failedPatches). Like
+   * `writePatch`, in increasing index order.
+   */
+  writeFailedPatch(patch: PlannedPatch, failure: { code: string; message: string }): void {
+    this.assertOpen();
+    this.assertNext(patch.index);
+    this.failures.push({
+      index: patch.index,
+      x: patch.x,
+      y: patch.y,
+      width: patch.width,
+      height: patch.height,
+      code: failure.code,
+      message: failure.message,
+    });
+    this.lastIndex = patch.index;
   }
 
   /** Appends one patch. Patches must come in increasing index order (the plan's order). */
   async writePatch(patch: ResultPatch): Promise<void> {
     this.assertOpen();
     const started = performance.now();
-    checkResultPatch(patch, this.lastIndex, this.header.embeddingDimension, 'ResultWriter.writePatch');
+    this.assertNext(patch.index);
+    if (![patch.x, patch.y, patch.width, patch.height].every(Number.isInteger)) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `ResultWriter.writePatch: patch ${patch.index} has a non-integer rectangle`,
+        {
+          index: patch.index,
+        },
+      );
+    }
+    if (!(patch.tissueFraction >= 0 && patch.tissueFraction <= 1)) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `ResultWriter.writePatch: patch ${patch.index} has tissueFraction ${patch.tissueFraction}, not in [0, 1]`,
+        { index: patch.index },
+      );
+    }
+    if (patch.embedding.length !== this.header.embeddingDimension) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `ResultWriter.writePatch: patch ${patch.index} has ${patch.embedding.length} components, expected ${this.header.embeddingDimension}`,
+        { index: patch.index },
+      );
+    }
     const embedding = encodeEmbedding(patch.embedding, this.header.embeddingEncoding);
     const record =
       `{"index":${patch.index},"x":${patch.x},"y":${patch.y},"width":${patch.width},"height":${patch.height},` +
@@ -179,6 +227,8 @@ export class ResultWriter {
       const summary = {
         plannedPatchCount: input.plannedPatchCount,
         patchCount: this.written,
+        failedPatchCount: this.failures.length,
+        failedPatches: this.failures,
         meanEmbedding: MEAN_PLACEHOLDER,
         timings,
         patchesPerSecond: totalMs > 0 ? round((this.written * MS_PER_S) / totalMs) : 0,
@@ -219,6 +269,16 @@ export class ResultWriter {
     } catch (err) {
       await this.abort();
       throw err;
+    }
+  }
+
+  private assertNext(index: number): void {
+    if (!Number.isInteger(index) || index <= this.lastIndex) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `ResultWriter: patch index ${index} is not after the previous one (${this.lastIndex}); results are written in patch order`,
+        { index, previous: this.lastIndex },
+      );
     }
   }
 

@@ -71,6 +71,15 @@ export interface SyntheticWsiOptions {
   /** 'orthanc-swapped' writes PixelSpacing as OrthancWSIDicomizer 1.1 does: [width / rows, height / columns]. */
   readonly pixelSpacingQuirk?: 'none' | 'orthanc-swapped';
   readonly seriesDescription?: string;
+  /** StudyInstanceUID to write instead of the seeded one: several slides (series) in one study. */
+  readonly studyInstanceUid?: string;
+  /** PatientID (default 'SYNTHETIC-0001') and ContainerIdentifier (default 'SYNTH-SLIDE-1'), for QIDO searches. */
+  readonly patientId?: string;
+  readonly containerIdentifier?: string;
+  /** StudyDate, YYYYMMDD (default 20240102). */
+  readonly studyDate?: string;
+  /** false writes no VOLUME levels, only `associatedImages`: a label-only series as some scanners store it. */
+  readonly volume?: boolean;
   /** File name prefix; default 'wsi'. */
   readonly filePrefix?: string;
 }
@@ -263,6 +272,9 @@ interface SeriesContext {
   readonly specimenUid: string;
   readonly icc: Buffer;
   readonly seriesDescription: string;
+  readonly patientId: string;
+  readonly containerIdentifier: string;
+  readonly studyDate: string;
   readonly imagedWidthMm: number;
   readonly imagedHeightMm: number;
 }
@@ -303,7 +315,7 @@ function instanceDataset(ctx: SeriesContext, s: InstanceSpec): DicomJsonDataset 
     [Tag.ImageType]: el('CS', ...s.imageType),
     [Tag.SOPClassUID]: el('UI', SopClass.VLWholeSlideMicroscopyImage),
     [Tag.SOPInstanceUID]: el('UI', s.sopInstanceUid),
-    [Tag.StudyDate]: el('DA', DATE),
+    [Tag.StudyDate]: el('DA', ctx.studyDate),
     [Tag.ContentDate]: el('DA', DATE),
     [Tag.AcquisitionDateTime]: el('DT', `${DATE}${TIME}`),
     [Tag.StudyTime]: el('TM', TIME),
@@ -317,7 +329,7 @@ function instanceDataset(ctx: SeriesContext, s: InstanceSpec): DicomJsonDataset 
     [Tag.ManufacturerModelName]: el('LO', 'pathembed synthetic WSI writer'),
     [Tag.VolumetricProperties]: el('CS', 'VOLUME'),
     [Tag.PatientName]: el('PN', { Alphabetic: 'Synthetic^Slide' }),
-    [Tag.PatientID]: el('LO', 'SYNTHETIC-0001'),
+    [Tag.PatientID]: el('LO', ctx.patientId),
     [Tag.PatientBirthDate]: el('DA'),
     [Tag.PatientSex]: el('CS'),
     [Tag.DeviceSerialNumber]: el('LO', 'SYNTHETIC-0001'),
@@ -359,7 +371,7 @@ function instanceDataset(ctx: SeriesContext, s: InstanceSpec): DicomJsonDataset 
     [Tag.PixelRepresentation]: el('US', 0),
     [Tag.BurnedInAnnotation]: el('CS', showsLabel ? 'YES' : 'NO'),
     [Tag.LossyImageCompression]: el('CS', s.lossyRatio !== undefined ? '01' : '00'),
-    [Tag.ContainerIdentifier]: el('LO', 'SYNTH-SLIDE-1'),
+    [Tag.ContainerIdentifier]: el('LO', ctx.containerIdentifier),
     [Tag.IssuerOfTheContainerIdentifierSequence]: sq(),
     [Tag.ContainerTypeCodeSequence]: sq(code('433466003', 'SCT', 'Microscope slide')),
     [Tag.AcquisitionContextSequence]: sq(),
@@ -512,13 +524,16 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
   const uid = (name: string) => deterministicUid(seed, name);
   const ctx: SeriesContext = {
     seed,
-    studyInstanceUid: uid('study'),
+    studyInstanceUid: options.studyInstanceUid ?? uid('study'),
     seriesInstanceUid: uid('series'),
     frameOfReferenceUid: uid('frame-of-reference'),
     dimensionOrganizationUid: uid('dimension-organization'),
     specimenUid: uid('specimen'),
     icc: await iccProfile(),
     seriesDescription: options.seriesDescription ?? 'pathembed synthetic slide',
+    patientId: options.patientId ?? 'SYNTHETIC-0001',
+    containerIdentifier: options.containerIdentifier ?? 'SYNTH-SLIDE-1',
+    studyDate: options.studyDate ?? DATE,
     imagedWidthMm: umToMm(widthPx * spacingUm),
     imagedHeightMm: umToMm(heightPx * spacingUm),
   };
@@ -528,7 +543,7 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
   const levels: SyntheticLevel[] = [];
   let instanceNumber = 0;
 
-  for (const [index, downsample] of downsamples.entries()) {
+  for (const [index, downsample] of (options.volume === false ? [] : downsamples).entries()) {
     const level: PixelLevel = { index, downsample };
     const lw = Math.ceil(widthPx / downsample);
     const lh = Math.ceil(heightPx / downsample);

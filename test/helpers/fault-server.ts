@@ -24,7 +24,7 @@ export type FaultStep =
   /** `apply` for requests `when` selects (e.g. frame requests), `otherwise` (default proxy) for the rest. */
   | { kind: 'match'; when(req: RecordedRequest): boolean; apply: FaultStep; otherwise?: FaultStep }
   /** Forward, then answer the upstream's status and headers with the body `mutate` returns. */
-  | { kind: 'mutate'; mutate(body: Buffer): Buffer }
+  | { kind: 'mutate'; mutate(body: Buffer, req: RecordedRequest): Buffer }
   /** Forward, but send only the first `fraction` of the body and end the response cleanly (chunked). */
   | { kind: 'truncate'; fraction?: number }
   /** Anything else: full control over the answer. */
@@ -157,7 +157,7 @@ export async function startFaultServer(upstream: string): Promise<FaultServer> {
         });
         const out =
           step.kind === 'mutate'
-            ? step.mutate(body)
+            ? step.mutate(body, req)
             : body.subarray(0, Math.floor(body.length * (step.fraction ?? DEFAULT_DROP_FRACTION)));
         if (step.kind === 'mutate') headers['content-length'] = String(out.length);
         res.writeHead(answer.status, headers);

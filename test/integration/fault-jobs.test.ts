@@ -70,6 +70,67 @@ async function runJob(name = 'synthetic-full') {
   return { id, end: await h.final(id) };
 }
 
+const SOI = Buffer.from([0xff, 0xd8, 0xff]);
+const EOI = Buffer.from([0xff, 0xd9]);
+const CORRUPT_BYTES = 200;
+
+/**
+ * Overwrites bytes in the middle of the JPEG streams of a multipart frame answer for which
+ * `which(i)` holds (i: the stream's position in the answer); headers and boundaries are kept.
+ */
+function corruptJpegs(body: Buffer, which: (i: number) => boolean): Buffer {
+  const out = Buffer.from(body);
+  let at = out.indexOf(SOI);
+  for (let i = 0; at >= 0; i++) {
+    const eoi = out.indexOf(EOI, at + SOI.length);
+    if (eoi < 0) break;
+    if (which(i)) {
+      const mid = Math.floor((at + eoi) / 2);
+      for (let k = 0; k < CORRUPT_BYTES && mid + k < eoi - 1; k++)
+        out[mid + k] = (out[mid + k] * 31 + 17) & 0xff;
+    }
+    at = out.indexOf(SOI, eoi);
+  }
+  return out;
+}
+
+/** The 1-based frame numbers a WADO-RS frames request asks for, in order. */
+function framesOf(requestPath: string): number[] {
+  const list = /\/frames\/([\d,]+)/.exec(requestPath)?.[1] ?? '';
+  return list.split(',').map(Number);
+}
+
+/** Tile size and tiles per row of level 0 of a TILED_FULL series, from its metadata. */
+async function tiledGeometry(seriesUrl: string) {
+  const metadata = (await (await fetch(`${seriesUrl}/metadata`)).json()) as Array<
+    Record<string, { Value?: number[] }>
+  >;
+  // Level 0: the instance with the widest total pixel matrix.
+  const width = (d: Record<string, { Value?: number[] }>) => Number(d['00480006']?.Value?.[0] ?? 0);
+  const ds = metadata.reduce((a, b) => (width(b) > width(a) ? b : a));
+  const value = (tag: string) => Number(ds[tag]?.Value?.[0]);
+  const tileWidth = value('00280011');
+  const tileHeight = value('00280010');
+  return { tileWidth, tileHeight, columns: Math.ceil(value('00480006') / tileWidth) };
+}
+
+interface ResultDoc {
+  level: { scaleFromGrid: number };
+  patches: Array<{ index: number; x: number; y: number; width: number; height: number; embedding: number[] }>;
+  summary: {
+    plannedPatchCount: number;
+    patchCount: number;
+    failedPatchCount: number;
+    failedPatches: Array<{ index: number; code: string; message: string }>;
+  };
+}
+
+async function resultDocument(id: string): Promise<ResultDoc> {
+  const res = await fetch(`${h.url}/v1/jobs/${id}/result`);
+  expect(res.status).toBe(200);
+  return (await res.json()) as ResultDoc;
+}
+
 async function expectCompletedExactlyOnce(id: string, end: Awaited<ReturnType<Harness['final']>>) {
   expect(end.error ?? undefined).toBeUndefined();
   expect(end.state).toBe('completed');
@@ -260,32 +321,116 @@ describe('store faults that end the job with the right code', () => {
 
   it('fails corrupt JPEG frames with FRAME_DECODE_ERROR naming frame and instance', async () => {
     faults.reset();
-    // Each multipart frame body gets bytes overwritten in its middle (headers and boundaries kept).
     faults.setDefault({
       kind: 'match',
       when: isFrames,
-      apply: {
-        kind: 'mutate',
-        mutate: (body) => {
-          const out = Buffer.from(body);
-          const soi = out.indexOf(Buffer.from([0xff, 0xd8, 0xff]));
-          let at = soi;
-          while (at >= 0) {
-            const eoi = out.indexOf(Buffer.from([0xff, 0xd9]), at + 3);
-            if (eoi < 0) break;
-            const mid = Math.floor((at + eoi) / 2);
-            for (let i = 0; i < 200 && mid + i < eoi - 1; i++) out[mid + i] = (out[mid + i] * 31 + 17) & 0xff;
-            at = out.indexOf(Buffer.from([0xff, 0xd8, 0xff]), eoi);
-          }
-          return out;
-        },
-      },
+      apply: { kind: 'mutate', mutate: (body) => corruptJpegs(body, () => true) },
     });
     const { id, end } = await runJob('synthetic-jpeg');
     faults.reset();
     await expectFailedClean(id, end, 'FRAME_DECODE_ERROR');
     expect(end.error?.message).toMatch(
       /Frame index \d+ of instance [\d.]+: JPEG frame could not be decoded: .*Corrupt JPEG data/,
+    );
+  });
+
+  it('with frameErrors "skip", leaves out exactly the patches of a corrupt frame, lists them, and embeds the rest as a clean run does', async () => {
+    faults.reset();
+    const f = fixture('synthetic-jpeg');
+    const geometry = await tiledGeometry(f.seriesUrl);
+    // The slide's 12 grid patches, given explicitly: planning then reads no frame (no tissue mask),
+    // so the corrupt frame is met only while embedding.
+    const patches = [0, 224, 448].flatMap((y) => [0, 224, 448, 672].map((x) => ({ x, y })));
+    const submit = async () => {
+      const id = await h.submit(faults.via(f.seriesUrl), {
+        options: { patches, frameErrors: 'skip' },
+        outputs: ['json', 'dicom-sr'],
+        recompute: true,
+      });
+      return { id, end: await h.final(id) };
+    };
+    const clean = await submit();
+    await expectCompletedExactlyOnce(clean.id, clean.end);
+    const cleanDoc = await resultDocument(clean.id);
+
+    // Frame CORRUPT_FRAME (1-based, as in WADO-RS URLs) is corrupted in every answer that holds it.
+    const CORRUPT_FRAME = geometry.columns + 2;
+    faults.setDefault({
+      kind: 'match',
+      when: isFrames,
+      apply: {
+        kind: 'mutate',
+        mutate: (body, req) => {
+          const asked = framesOf(req.path);
+          return corruptJpegs(body, (i) => asked[i] === CORRUPT_FRAME);
+        },
+      },
+    });
+    const { id, end } = await submit();
+    faults.reset();
+    expect(end.error ?? undefined).toBeUndefined();
+    expect(end.state).toBe('completed');
+
+    // Expected: the patches whose rectangle overlaps the corrupt frame's tile (level 0, downsample 1).
+    const col = (CORRUPT_FRAME - 1) % geometry.columns;
+    const row = Math.floor((CORRUPT_FRAME - 1) / geometry.columns);
+    const tile = { x0: col * geometry.tileWidth, y0: row * geometry.tileHeight };
+    const overlaps = (p: { x: number; y: number; width: number; height: number }) =>
+      p.x < tile.x0 + geometry.tileWidth &&
+      p.x + p.width > tile.x0 &&
+      p.y < tile.y0 + geometry.tileHeight &&
+      p.y + p.height > tile.y0;
+    expect(cleanDoc.level.scaleFromGrid).toBe(1);
+    const expectedFailed = cleanDoc.patches.filter(overlaps).map((p) => p.index);
+    expect(expectedFailed.length).toBeGreaterThan(0);
+    expect(expectedFailed.length).toBeLessThan(patches.length);
+
+    const doc = await resultDocument(id);
+    expect(doc.summary.failedPatchCount).toBe(expectedFailed.length);
+    expect(doc.summary.failedPatches.map((p) => p.index)).toEqual(expectedFailed);
+    for (const failed of doc.summary.failedPatches) {
+      expect(failed.code).toBe('FRAME_DECODE_ERROR');
+      expect(failed.message).toContain(`Frame index ${CORRUPT_FRAME - 1} of instance`);
+    }
+    expect(doc.summary.plannedPatchCount).toBe(patches.length);
+    expect(doc.summary.patchCount).toBe(patches.length - expectedFailed.length);
+    // The survivors are the clean run's patches, with the same embeddings, value for value.
+    const survivors = cleanDoc.patches.filter((p) => !expectedFailed.includes(p.index));
+    expect(doc.patches.map((p) => p.index)).toEqual(survivors.map((p) => p.index));
+    doc.patches.forEach((p, i) => expect(p.embedding).toEqual(survivors[i].embedding));
+    // Visible on the job too, and the SR was written from the survivors.
+    const view = (await h.job(id)) as unknown as { results: { failedPatches: number; sr: unknown } };
+    expect(view.results.failedPatches).toBe(expectedFailed.length);
+    expect(view.results.sr).not.toBeNull();
+    expect(
+      ((await h.job(clean.id)) as unknown as { results: { failedPatches: number } }).results.failedPatches,
+    ).toBe(0);
+  });
+
+  it('with frameErrors "skip", still fails a job whose every patch is unreadable, with FRAME_DECODE_ERROR', async () => {
+    faults.reset();
+    faults.setDefault({
+      kind: 'match',
+      when: isFrames,
+      apply: { kind: 'mutate', mutate: (body) => corruptJpegs(body, () => true) },
+    });
+    // Explicit patches: no tissue mask to plan (a corrupt frame met while planning fails the job
+    // under either policy, since the mask would be wrong).
+    const id = await h.submit(viaProxy('synthetic-jpeg'), {
+      options: {
+        patches: [
+          { x: 0, y: 0 },
+          { x: 224, y: 0 },
+        ],
+        frameErrors: 'skip',
+      },
+      recompute: true,
+    });
+    const end = await h.final(id);
+    faults.reset();
+    await expectFailedClean(id, end, 'FRAME_DECODE_ERROR');
+    expect(end.error?.message).toMatch(
+      /Every one of the 2 planned patches failed.*Frame index \d+ of instance/,
     );
   });
 

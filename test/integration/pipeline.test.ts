@@ -11,7 +11,9 @@ import { isPathembedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import {
   embedPlan,
+  isFailedPatch,
   type PatchEmbedding,
+  type PatchOutcome,
   type PipelineDeps,
   planSlide,
   runEmbeddingJob,
@@ -39,9 +41,13 @@ let spec: SlideSourceSpec;
 let plan: SlidePlan;
 let full: PatchEmbedding[];
 
-async function collect(it: AsyncIterable<PatchEmbedding>): Promise<PatchEmbedding[]> {
+/** Every outcome, each of which must be an embedding (no job here skips patches). */
+async function collect(it: AsyncIterable<PatchOutcome>): Promise<PatchEmbedding[]> {
   const out: PatchEmbedding[] = [];
-  for await (const e of it) out.push(e);
+  for await (const e of it) {
+    if (isFailedPatch(e)) throw new Error(`patch ${e.index} failed: ${e.failed.message}`);
+    out.push(e);
+  }
   return out;
 }
 
@@ -169,7 +175,7 @@ describe('pipeline over the harness Orthanc with the real model', () => {
         },
       },
     };
-    const got: PatchEmbedding[] = [];
+    const got: PatchOutcome[] = [];
     const err = await (async () => {
       for await (const e of embedPlan(plan, undefined, counting, { signal: controller.signal })) {
         got.push(e);
@@ -185,7 +191,7 @@ describe('pipeline over the harness Orthanc with the real model', () => {
 
     // Aborted while a batch is running: that batch is not reported, nothing after it runs.
     const during = new AbortController();
-    const seen: PatchEmbedding[] = [];
+    const seen: PatchOutcome[] = [];
     const pending = (async () => {
       for await (const e of embedPlan(plan, undefined, deps, { signal: during.signal })) seen.push(e);
     })();

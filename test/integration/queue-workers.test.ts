@@ -2,8 +2,8 @@
  * Workers as separate processes (`npx tsx src/cli/main.ts worker`) on one slide, against real
  * Redis (a fresh random prefix), the test Orthanc and the real model: a worker killed with SIGKILL
  * mid-chunk loses nothing and doubles nothing (stalled-job recovery with a short lock), a worker
- * sent SIGTERM finishes its batch and exits 0, and a store answering 429 engages BullMQ's rate
- * limiter instead of failing or retrying in a storm.
+ * sent SIGTERM finishes its batch and exits 0, and a store answering 429 is paused (its jobs
+ * delayed) instead of failing or retrying in a storm.
  */
 
 import { type ChildProcess, spawn } from 'node:child_process';
@@ -24,7 +24,6 @@ import { engineOptions } from '../../src/domain-options.js';
 import { EmbeddingEngine } from '../../src/embed/index.js';
 import { createLogger } from '../../src/log.js';
 import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
-import { QUEUE_NAME } from '../../src/queue/queue-jobs.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { scanKeys } from '../helpers/redis.js';
@@ -60,7 +59,7 @@ beforeAll(async () => {
     PATHEMBED_CHUNK_PATCHES: String(CHUNK_PATCHES),
     PATHEMBED_LOCK_DURATION_MS: String(LOCK_MS),
     PATHEMBED_STORE_RATE_LIMIT_MS: String(RATE_LIMIT_MS),
-    // The store client gives up on a 429 after two tries, so the queue's limiter takes over.
+    // The store client gives up on a 429 after two tries, so the per-store pause takes over.
     PATHEMBED_RETRY_MAX_ATTEMPTS: '2',
     PATHEMBED_RETRY_BASE_DELAY_MS: '10',
     PATHEMBED_RETRY_MAX_TOTAL_MS: '5000',
@@ -283,7 +282,7 @@ async function startStormStore(upstream: string, stormMs: number) {
 }
 
 describe('a store answering 429', () => {
-  it('slows the queue through the rate limiter instead of failing the job', async () => {
+  it('pauses that store (its jobs delayed) instead of failing the job', async () => {
     const { orthancUrl } = services();
     const store = await startStormStore(orthancUrl, 2500);
     const engine = await EmbeddingEngine.open(engineOptions(config), logger);
@@ -292,10 +291,10 @@ describe('a store answering 429', () => {
       { config, logger, pipeline: createPipelinePort(config, logger, engine, { frames }), frames },
       { workerId: 'storm-worker' },
     );
-    const limiterKey = `${PREFIX}:${QUEUE_NAME}:limiter`;
-    let limiterSeenMs = 0;
+    const pauseKey = `${PREFIX}:svc:store-pause:${Buffer.from(`${store.url}/dicom-web`).toString('base64url')}`;
+    let pauseSeenMs = 0;
     const watch = setInterval(async () => {
-      limiterSeenMs = Math.max(limiterSeenMs, await redis.pttl(limiterKey));
+      pauseSeenMs = Math.max(pauseSeenMs, await redis.pttl(pauseKey));
     }, 50);
     try {
       const series = fixture('synthetic-full').seriesUrl.replace(orthancUrl, store.url);
@@ -303,13 +302,20 @@ describe('a store answering 429', () => {
       const end = await finished(id);
       expect(end.state).toBe('completed');
       expect(store.state.tooMany).toBeGreaterThan(0);
-      // The queue was paused by BullMQ's limiter (the key held a TTL) and the pause was counted.
-      expect(limiterSeenMs).toBeGreaterThan(0);
+      // The store was paused (its key held a TTL) and the pause was counted, for that store.
+      expect(pauseSeenMs).toBeGreaterThan(0);
       expect(Number(await redis.get(`${PREFIX}:svc:metrics:rate-limit-engaged`))).toBeGreaterThanOrEqual(1);
+      expect(
+        Number(
+          await redis.hget(`${PREFIX}:svc:metrics:rate-limit-engaged-by-store`, `${store.url}/dicom-web`),
+        ),
+      ).toBeGreaterThanOrEqual(1);
       // No retry storm: a storm of 2.5 s with 1 s pauses lets only a few rounds of requests through.
       expect(store.state.tooMany).toBeLessThan(20);
       const metrics = await (await fetch(`${server.url}/metrics`)).text();
-      expect(metrics).toMatch(/pathembed_store_rate_limit_engagements_total [1-9]/);
+      expect(metrics).toContain(
+        `pathembed_store_rate_limit_engagements_total{store="${store.url}/dicom-web"}`,
+      );
     } finally {
       clearInterval(watch);
       await runtime.close();

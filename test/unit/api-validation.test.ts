@@ -106,6 +106,11 @@ describe('job ids', () => {
     expect(requestFingerprint({ ...input, modelSha256: 'b'.repeat(64) })).not.toBe(base);
     expect(requestFingerprint({ ...input, keyId: 'other' })).not.toBe(base);
     expect(requestFingerprint({ ...input, options: { ...input.options, stridePx: 448 } })).not.toBe(base);
+    // frameErrors "fail" is what every job did before the option existed: their ids stay as they were.
+    expect(requestFingerprint({ ...input, options: { ...input.options, frameErrors: 'fail' } })).toBe(base);
+    expect(requestFingerprint({ ...input, options: { ...input.options, frameErrors: 'skip' } })).not.toBe(
+      base,
+    );
     expect(jobIdFor(base)).toBe(jobIdFor(base));
     expect(jobIdFor(base, true)).not.toBe(jobIdFor(base));
     expect(jobIdFor(base)).toMatch(/^j[0-9a-f]{32}$/);

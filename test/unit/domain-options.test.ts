@@ -21,6 +21,7 @@ describe('domain options from the configuration', () => {
       PATHEMBED_PIXEL_SPACING_UM: '1',
       PATHEMBED_STRIDE_PX: '112',
       PATHEMBED_MIN_TISSUE: '0.25',
+      PATHEMBED_FRAME_ERRORS: 'skip',
       PATHEMBED_TISSUE_SPACING_UM: '16',
       PATHEMBED_MAX_PATCHES_PER_JOB: '99',
       PATHEMBED_SR_MAX_PATCHES: '7',
@@ -31,7 +32,7 @@ describe('domain options from the configuration', () => {
       PATHEMBED_RETRY_MAX_ATTEMPTS: '2',
     });
     expect(pipelineOptions(config)).toEqual({
-      defaults: { pixelSpacingUm: 1, stridePx: 112, minTissue: 0.25 },
+      defaults: { pixelSpacingUm: 1, stridePx: 112, minTissue: 0.25, frameErrors: 'skip' },
       batchSize: 8,
       tissueSpacingUm: 16,
       maxPatchesPerJob: 99,

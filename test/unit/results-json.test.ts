@@ -188,6 +188,43 @@ describe('JSON result writer and reader', () => {
     await writer.abort();
   });
 
+  it('lists failed patches in the summary, in order, outside the mean and the patches', async () => {
+    const file = path.join(dir, 'failed.json');
+    const writer = await ResultWriter.create(file, header('float32-array'));
+    const rect = (index: number) => ({
+      index,
+      x: index * 224,
+      y: 0,
+      width: 224,
+      height: 224,
+      tissueFraction: 1,
+    });
+    const failure = { code: 'FRAME_DECODE_ERROR', message: 'Frame index 4 of instance 1.2.3: corrupt' };
+    await writer.writePatch({ ...rect(0), embedding: embedding(1) });
+    writer.writeFailedPatch(rect(1), failure);
+    await writer.writePatch({ ...rect(2), embedding: embedding(3) });
+    expect(() => writer.writeFailedPatch(rect(2), failure)).toThrow(/patch index 2/);
+    const summary = await writer.finish({
+      plannedPatchCount: 3,
+      timings: { planMs: 0, fetchMs: 0, decodeMs: 0, inferMs: 0, totalMs: 1 },
+    });
+    expect(summary).toMatchObject({ plannedPatchCount: 3, patchCount: 2, failedPatchCount: 1 });
+    const doc = await readResult(file);
+    expect(doc.patches.map((p) => p.index)).toEqual([0, 2]);
+    expect(doc.summary.failedPatches).toEqual([
+      { index: 1, x: 224, y: 0, width: 224, height: 224, ...failure },
+    ]);
+    // The mean is over the embedded patches only.
+    const a = embedding(1);
+    const b = embedding(3);
+    expect(doc.summary.meanEmbedding).not.toBeNull();
+    doc.summary.meanEmbedding?.forEach((v, i) => {
+      const m = (a[i] + b[i]) / 2;
+      // float32 storage: within a relative 1e-6.
+      expect(Math.abs(v - m)).toBeLessThanOrEqual(1e-6 * Math.max(1, Math.abs(m)));
+    });
+  });
+
   it('streams a large slide (20,000 patches, base64) and reads it back in order', async () => {
     const file = path.join(dir, 'large.json');
     const writer = await ResultWriter.create(file, header('float32-base64'));
