@@ -24,7 +24,8 @@ const PURPOSE = {
   codecs:
     'frame decoding by transfer syntax: JPEG (sharp), JPEG 2000 / JPEG-LS (WASM in worker threads), raw, RLE',
   embed: 'the model contract and manifest, provider choice, the ONNX Runtime engine and its worker thread',
-  results: 'JSON result (streamed, versioned schema), DICOM Comprehensive SR (TID 1500)',
+  results:
+    'JSON result (streamed, versioned schema), HDF5 and Parquet files for ML tools, DICOM Comprehensive SR (TID 1500)',
   wsi: 'the slide model (pyramid, tile index, concatenations), SlideOpener, frame cache, patches, tissue, grid',
   sample: 'synthetic DICOM WSI writer (coordinate-encoded test slides, the demo slide)',
   pipeline: 'plan a slide, stream patches through the model with bounded memory (no Redis, no HTTP)',

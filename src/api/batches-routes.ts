@@ -87,7 +87,16 @@ export const MANIFEST_CSV_COLUMNS = [
   'ann_url',
   'ann_bytes',
   'ann_sha256',
+  'hdf5_url',
+  'hdf5_bytes',
+  'hdf5_sha256',
+  'parquet_url',
+  'parquet_bytes',
+  'parquet_sha256',
 ] as const;
+
+/** The outputs whose files a manifest row lists, in column order (url, bytes, sha256 each). */
+const MANIFEST_OUTPUTS = ['json', 'dicom-sr', 'dicom-ann', 'hdf5', 'parquet'] as const;
 
 /** RFC 4180: a field with a comma, quote or line break is quoted, quotes doubled. */
 function csvField(value: string | number | null): string {
@@ -97,35 +106,30 @@ function csvField(value: string | number | null): string {
 }
 
 function fileUrl(output: string, jobId: string): string {
-  if (output === 'dicom-ann') return jobPaths.ann(jobId);
-  return output === 'json' ? jobPaths.result(jobId) : jobPaths.sr(jobId);
+  switch (output) {
+    case 'json':
+      return jobPaths.result(jobId);
+    case 'dicom-sr':
+      return jobPaths.sr(jobId);
+    case 'dicom-ann':
+      return jobPaths.ann(jobId);
+    case 'hdf5':
+    case 'parquet':
+      return jobPaths.file(jobId, output);
+    default:
+      throw new Error(`No URL for the output '${output}'`);
+  }
 }
 
 export function manifestCsv(rows: readonly ManifestRow[]): string {
   const lines = [MANIFEST_CSV_COLUMNS.join(',')];
   for (const r of rows) {
-    const json = r.files.find((f) => f.output === 'json');
-    const sr = r.files.find((f) => f.output === 'dicom-sr');
-    const ann = r.files.find((f) => f.output === 'dicom-ann');
+    const fileColumns = MANIFEST_OUTPUTS.flatMap((output) => {
+      const f = r.files.find((file) => file.output === output);
+      return f ? [fileUrl(output, r.jobId), f.bytes, f.sha256] : [null, null, null];
+    });
     lines.push(
-      [
-        r.jobId,
-        r.state,
-        r.studyUid,
-        r.seriesUid,
-        r.seriesUrl,
-        r.patches,
-        r.errorCode,
-        json ? fileUrl('json', r.jobId) : null,
-        json?.bytes ?? null,
-        json?.sha256 ?? null,
-        sr ? fileUrl('dicom-sr', r.jobId) : null,
-        sr?.bytes ?? null,
-        sr?.sha256 ?? null,
-        ann ? fileUrl('dicom-ann', r.jobId) : null,
-        ann?.bytes ?? null,
-        ann?.sha256 ?? null,
-      ]
+      [r.jobId, r.state, r.studyUid, r.seriesUid, r.seriesUrl, r.patches, r.errorCode, ...fileColumns]
         .map(csvField)
         .join(','),
     );

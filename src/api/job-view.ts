@@ -15,6 +15,7 @@ export const jobPaths = {
   result: (id: string) => `/v1/jobs/${id}/result`,
   sr: (id: string) => `/v1/jobs/${id}/sr`,
   ann: (id: string) => `/v1/jobs/${id}/ann`,
+  file: (id: string, format: 'hdf5' | 'parquet') => `/v1/jobs/${id}/result?format=${format}`,
 };
 
 const iso = (ms: number | undefined) => (ms === undefined ? null : new Date(ms).toISOString());
@@ -61,6 +62,9 @@ export function jobStatus(record: JobRecord, now = Date.now()): JobStatus {
       json: record.state === 'completed' && record.result?.json ? jobPaths.result(record.id) : null,
       sr: record.result?.sr ? { ...record.result.sr, url: jobPaths.sr(record.id) } : null,
       ann: record.result?.ann ? { ...record.result.ann, url: jobPaths.ann(record.id) } : null,
+      hdf5: record.state === 'completed' && record.result?.hdf5 ? jobPaths.file(record.id, 'hdf5') : null,
+      parquet:
+        record.state === 'completed' && record.result?.parquet ? jobPaths.file(record.id, 'parquet') : null,
       failedPatches: record.result?.failedPatches ?? 0,
     },
     model: { sha256: record.modelSha256 },

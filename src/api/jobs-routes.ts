@@ -1,6 +1,7 @@
 /**
  * /v1/jobs: submit slides (one job per slide series; a study or search source expands into its
- * slide series, source-expansion.ts), read a job's state, stream its JSON result or SR,
+ * slide series, source-expansion.ts), read a job's state, stream its results (JSON, HDF5,
+ * Parquet, SR: `/result?format=`),
  * cancel it, list recent jobs. Every source and the SR destination are checked against the store
  * allow-list here, before anything is queued, so an unapproved store is refused with
  * UNAPPROVED_DICOM_STORE without a single request leaving the service.
@@ -13,9 +14,15 @@ import { type AllowedStore, formatSeriesUrl } from '../dicomweb/index.js';
 import { PathembedError } from '../errors.js';
 import type { JobSubmitter } from '../queue/job-submitter.js';
 import type { QueueContext } from '../queue/queue-context.js';
+import type { OutputKind } from '../queue/queue-jobs.js';
 import { resultKeys } from '../queue/result-store.js';
 import { jobPaths, jobStatus } from './job-view.js';
-import { createJobsRequestSchema, listJobsQuerySchema } from './schemas.js';
+import {
+  createJobsRequestSchema,
+  listJobsQuerySchema,
+  type RESULT_FORMATS,
+  resultQuerySchema,
+} from './schemas.js';
 import { expandSources, expansionClient, expansionLimits } from './source-expansion.js';
 import { prepareSubmission } from './submission.js';
 import { parseOrThrow } from './validation.js';
@@ -78,15 +85,24 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
   });
 
   router.get('/jobs/:id/result', async (req, res) => {
+    const { format } = parseOrThrow(resultQuerySchema, req.query, 'query');
     const record = await submitter.get(req.params.id, res.locals.keyId as string);
-    if (record.state !== 'completed' || !record.result?.json) {
+    const served = RESULT_FILES[format];
+    const written =
+      format === 'json'
+        ? record.result?.json
+        : format === 'sr'
+          ? !!record.result?.sr
+          : record.result?.[format];
+    if (record.state !== 'completed' || !written) {
+      const notAsked = !record.outputs.includes(served.output);
       throw new PathembedError(
         'NOT_FOUND',
-        `Job ${record.id} has no JSON result (state ${record.state}${record.outputs.includes('json') ? '' : '; the json output was not asked for'})`,
-        { jobId: record.id, state: record.state },
+        `Job ${record.id} has no ${served.name} result (state ${record.state}${notAsked ? `; the ${served.output} output was not asked for: submit the job with "outputs": [..., "${served.output}"]` : ''})`,
+        { jobId: record.id, state: record.state, format },
       );
     }
-    await streamValue(ctx, resultKeys.json(record.id), 'application/json', res);
+    await streamValue(ctx, served.key(record.id), served.contentType, res);
   });
 
   router.get('/jobs/:id/sr', async (req, res) => {
@@ -114,6 +130,22 @@ export function jobsRouter(deps: JobsRouteDeps): Router {
 
   return router;
 }
+
+/** What each `format` of GET /v1/jobs/:id/result serves: its output kind, store key, content type. */
+const RESULT_FILES: Record<
+  (typeof RESULT_FORMATS)[number],
+  { name: string; output: OutputKind; key: (id: string) => string; contentType: string }
+> = {
+  json: { name: 'JSON', output: 'json', key: resultKeys.json, contentType: 'application/json' },
+  hdf5: { name: 'HDF5', output: 'hdf5', key: resultKeys.hdf5, contentType: 'application/x-hdf5' },
+  parquet: {
+    name: 'Parquet',
+    output: 'parquet',
+    key: resultKeys.parquet,
+    contentType: 'application/vnd.apache.parquet',
+  },
+  sr: { name: 'DICOM SR', output: 'dicom-sr', key: resultKeys.sr, contentType: 'application/dicom' },
+};
 
 /** Streams a stored value: results can be hundreds of megabytes, never held in memory. */
 async function streamValue(

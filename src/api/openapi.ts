@@ -109,14 +109,29 @@ export function openApiDocument(): Record<string, unknown> {
       },
       '/v1/jobs/{id}/result': {
         get: {
-          summary: 'The JSON result of a completed job (streamed)',
-          parameters: [jobIdParam],
+          summary: 'A result of a completed job (streamed): JSON (default), HDF5, Parquet or the SR',
+          parameters: [
+            jobIdParam,
+            {
+              name: 'format',
+              in: 'query',
+              required: false,
+              schema: { type: 'string', enum: ['json', 'hdf5', 'parquet', 'sr'], default: 'json' },
+              description:
+                'json: docs/result-schema.json; hdf5 and parquet: docs/outputs.md; sr: DICOM Part 10',
+            },
+          ],
           responses: {
             200: {
-              description: 'The result document (docs/result-schema.json)',
-              content: { 'application/json': {} },
+              description: 'The result in the format asked for',
+              content: {
+                'application/json': {},
+                'application/x-hdf5': {},
+                'application/vnd.apache.parquet': {},
+                'application/dicom': {},
+              },
             },
-            404: errorResponse('No such job, or not completed'),
+            404: errorResponse('No such job, not completed, or that output was not asked for'),
           },
         },
       },

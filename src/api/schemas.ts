@@ -317,6 +317,8 @@ export const jobStatusSchema = z.object({
       })
       .nullable()
       .describe('The DICOM bulk annotations (dicom-ann output)'),
+    hdf5: z.string().nullable().describe('URL of the HDF5 result (features, level-0 coords)'),
+    parquet: z.string().nullable().describe('URL of the Parquet result (one row per patch)'),
     failedPatches: z
       .number()
       .int()
@@ -324,6 +326,12 @@ export const jobStatusSchema = z.object({
       .describe('Planned patches left out because their frames could not be decoded (frameErrors: skip)'),
   }),
   model: z.object({ sha256: z.string() }),
+});
+
+/** The formats GET /v1/jobs/:id/result serves; `sr` is the same value as GET /v1/jobs/:id/sr. */
+export const RESULT_FORMATS = ['json', 'hdf5', 'parquet', 'sr'] as const;
+export const resultQuerySchema = z.strictObject({
+  format: z.enum(RESULT_FORMATS).default('json'),
 });
 
 export const listJobsQuerySchema = z.strictObject({

@@ -1,7 +1,8 @@
 /**
  * `pathembed embed <series|folder>`: one embedding job in this process (no Redis, no server):
  * plan the slide, embed its tissue patches (or the patches of `--patches file.json`), write the
- * JSON result (`-o`), and optionally the DICOM bulk annotations (`--ann out.dcm`, with every
+ * JSON result (`-o`), and optionally the HDF5 (`--hdf5 out.h5`) and Parquet (`--parquet out.parquet`)
+ * files for machine-learning tools, the DICOM bulk annotations (`--ann out.dcm`, with every
  * embedding component under `--ann-embedding`), the DICOM SR (`--sr out.dcm`) and their STOW-RS
  * upload (`--stow [URL]`: the URL, else PATHEMBED_SR_DESTINATION, else the source store). Progress goes
  * to stderr (a bar on a terminal, one line per batch otherwise); a JSON summary goes to stdout.
@@ -44,6 +45,8 @@ interface EmbedCommandOptions extends SourceArgumentOptions {
   readonly sr?: string;
   readonly ann?: string;
   readonly annEmbedding?: boolean;
+  readonly hdf5?: string;
+  readonly parquet?: string;
   readonly stow?: boolean | string;
   readonly embeddingEncoding?: string;
   readonly frameErrors?: string;
@@ -151,6 +154,7 @@ export function jobSummary(outcome: JobOutcome, model: PipelineDeps['engine']['m
     patchesPerSecond: outcome.summary.patchesPerSecond,
     timingsMs: outcome.timings,
     ...(outcome.ann ? { ann: outcome.ann } : {}),
+    ...(outcome.files ? { files: outcome.files } : {}),
     ...(outcome.sr ? { sr: outcome.sr } : {}),
     ...(outcome.srSkipped ? { srSkipped: outcome.srSkipped } : {}),
   };
@@ -215,6 +219,8 @@ async function embedAction(series: string, opts: EmbedCommandOptions): Promise<v
       {
         jsonPath: path.resolve(opts.output),
         embeddingEncoding: encoding as EmbeddingEncoding,
+        ...(opts.hdf5 ? { hdf5Path: path.resolve(opts.hdf5) } : {}),
+        ...(opts.parquet ? { parquetPath: path.resolve(opts.parquet) } : {}),
         ...(opts.sr ? { srPath: path.resolve(opts.sr) } : {}),
         ...(opts.ann ? { annPath: path.resolve(opts.ann), annEmbedding: opts.annEmbedding === true } : {}),
         ...(opts.stow !== undefined ? { stow: opts.stow } : {}),
@@ -264,6 +270,11 @@ export function registerEmbedCommand(program: Command): void {
         '--patches <file>',
         'embed these patches instead of the tissue grid: JSON [{"x":..,"y":..}] in target pixels',
       )
+      .option(
+        '--hdf5 <file>',
+        'also write an HDF5 file: features float32 [N,384], level-0 coords [N,2] (CLAM/TRIDENT layout)',
+      )
+      .option('--parquet <file>', 'also write a Parquet file: one row per patch, embedding as float32[384]')
       .option('--sr <file>', 'also write the DICOM Comprehensive SR here')
       .option(
         '--ann <file>',

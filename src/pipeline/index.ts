@@ -1,6 +1,6 @@
 /**
  * The embedding pipeline, public API: plan a slide, embed a plan (or a chunk of it) through the
- * bounded read-ahead pipeline, run a whole job into a JSON result and an SR. Runs without Redis
+ * bounded read-ahead pipeline, run a whole job into a JSON result, HDF5 and Parquet files, and an SR. Runs without Redis
  * or Express; the CLI, the queue workers and the tests inject config, logger, engine and sources.
  */
 export {
@@ -18,6 +18,15 @@ export {
   type PatchRange,
   READ_AHEAD_BATCHES,
 } from './embed-plan.js';
+export {
+  openPatchFile,
+  PATCH_FILE_KINDS,
+  type PatchFileKind,
+  type PatchFileSummary,
+  type PatchFileWriter,
+  plannedPatch,
+  writePatchFile,
+} from './file-outputs.js';
 export { jobKeyFor } from './job-key.js';
 export {
   type EmbedOptions,

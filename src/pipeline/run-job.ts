@@ -1,12 +1,14 @@
 /**
  * One embedding job in one process, as the CLI (and the demo) run it: plan the slide, embed every
- * patch (or a range) through the bounded pipeline straight into the streamed JSON result, then,
- * when asked, build the bulk annotations (ANN) and the SR from the finished JSON (the SR referring
- * to the ANN), write them to files and store them over STOW-RS.
+ * patch (or a range) through the bounded pipeline straight into the streamed JSON result (and the
+ * HDF5 and Parquet files when asked, fed the same embeddings in the same pass), then, when asked,
+ * build the bulk annotations (ANN) and the SR from the finished JSON (the SR referring to the
+ * ANN), write them to files and store them over STOW-RS.
  *
  * The JSON is complete and renamed into place before the DICOM objects are attempted, so a refused
  * or failed upload never loses it: the outcome reports the upload's error code beside the JSON's path.
  */
+import { rm } from 'node:fs/promises';
 import path from 'node:path';
 import { isPathembedError, PathembedError, toPathembedError } from '../errors.js';
 import type { EmbeddingEncoding } from '../results/embedding-codec.js';
@@ -17,6 +19,13 @@ import { publicBaseUrl } from '../results/result-source.js';
 import { stowSr, writeSrFile } from '../results/sr/store-sr.js';
 import { buildAnnForPlan } from './ann-output.js';
 import { EmbedRunStats, embedOnSession, type PatchRange } from './embed-plan.js';
+import {
+  openPatchFile,
+  type PatchFileKind,
+  type PatchFileSummary,
+  type PatchFileWriter,
+  plannedPatch,
+} from './file-outputs.js';
 import { jobKeyFor } from './job-key.js';
 import {
   type EmbedOptions,
@@ -43,6 +52,10 @@ export interface JobOutputOptions {
   readonly embeddingEncoding?: EmbeddingEncoding;
   /** Embed only plan patches [start, end). */
   readonly range?: PatchRange;
+  /** Also write the HDF5 result (features, level-0 coords) here, atomically. */
+  readonly hdf5Path?: string;
+  /** Also write the Parquet result (one row per patch) here, atomically. */
+  readonly parquetPath?: string;
   /** Also write the SR here. */
   readonly srPath?: string;
   /** Also store the SR over STOW-RS: `true` for the default destination, or a DICOMweb base URL. */
@@ -96,6 +109,8 @@ export interface JobOutcome {
   readonly jsonPath: string;
   readonly summary: StoredResultSummary;
   readonly timings: ResultTimings;
+  /** The HDF5 and Parquet files written, when asked for. */
+  readonly files?: Partial<Record<PatchFileKind, PatchFileSummary & { readonly path: string }>>;
   /** Present when an SR was asked for and the job embedded at least one patch. */
   readonly sr?: SrOutcome;
   /** Why no SR was written although one was asked for. */
@@ -143,6 +158,7 @@ export async function runEmbeddingJob(
   let plan: SlidePlan;
   let metadata: Awaited<ReturnType<typeof planOnSession>>['metadata'];
   let summary: StoredResultSummary;
+  const files: NonNullable<JobOutcome['files']> = {};
   const stats = new EmbedRunStats();
   const failures = new PatchFailureTally();
   try {
@@ -150,33 +166,56 @@ export async function runEmbeddingJob(
     const planMs = performance.now() - started;
     const fetchAtPlan = session.fetchClock.ms;
     const decodeAtPlan = session.decodeClock.ms;
-    const writer = await openJsonResult(plan, output.jsonPath, {
+    const outputOptions = {
       model,
       batchSize: deps.options.batchSize,
       embeddingWidth: deps.engine.embeddingWidth,
       ...(output.embeddingEncoding ? { embeddingEncoding: output.embeddingEncoding } : {}),
       ...(output.range ? { range: output.range } : {}),
-    });
+    };
+    const writer = await openJsonResult(plan, output.jsonPath, outputOptions);
+    const fileWriters: Array<[PatchFileKind, PatchFileWriter]> = [];
     try {
+      for (const [kind, filePath] of [
+        ['hdf5', output.hdf5Path],
+        ['parquet', output.parquetPath],
+      ] as const) {
+        if (filePath) fileWriters.push([kind, await openPatchFile(kind, plan, filePath, outputOptions)]);
+      }
       for await (const e of embedOnSession(session, plan, output.range, deps, ctx, stats)) {
         if (isFailedPatch(e)) failures.add(e.failed);
         await writePlannedEmbedding(writer, plan, e);
+        // A patch left out (frameErrors: skip) has no row in the files; the JSON lists it.
+        if (!isFailedPatch(e)) for (const [, w] of fileWriters) await w.writePatch(plannedPatch(plan, e));
       }
       failures.assertSomeEmbedded(writer.patchCount);
     } catch (err) {
-      await writer.abort();
+      await Promise.all([writer.abort(), ...fileWriters.map(([, w]) => w.abort())]);
       throw err;
     }
-    summary = await writer.finish({
-      plannedPatchCount: plan.patches.length,
-      timings: {
-        planMs: round(planMs),
-        fetchMs: round(session.fetchClock.ms - fetchAtPlan),
-        decodeMs: round(session.decodeClock.ms - decodeAtPlan),
-        inferMs: round(stats.inferClock.ms),
-        totalMs: round(performance.now() - started),
-      },
-    });
+    try {
+      for (const [kind, w] of fileWriters) files[kind] = { ...(await w.finish()), path: w.target };
+    } catch (err) {
+      // Every output or none: a file that failed takes the others (and the JSON) with it.
+      await Promise.all([writer.abort(), ...fileWriters.map(([, w]) => w.abort())]);
+      await Promise.all(Object.values(files).map((f) => rm(f.path, { force: true })));
+      throw err;
+    }
+    try {
+      summary = await writer.finish({
+        plannedPatchCount: plan.patches.length,
+        timings: {
+          planMs: round(planMs),
+          fetchMs: round(session.fetchClock.ms - fetchAtPlan),
+          decodeMs: round(session.decodeClock.ms - decodeAtPlan),
+          inferMs: round(stats.inferClock.ms),
+          totalMs: round(performance.now() - started),
+        },
+      });
+    } catch (err) {
+      await Promise.all(Object.values(files).map((f) => rm(f.path, { force: true })));
+      throw err;
+    }
   } finally {
     await session.close();
   }
@@ -190,7 +229,14 @@ export async function runEmbeddingJob(
     },
     'JSON result written',
   );
-  const outcome = { jobKey, plan, jsonPath: output.jsonPath, summary, timings: summary.timings };
+  const outcome = {
+    jobKey,
+    plan,
+    jsonPath: output.jsonPath,
+    summary,
+    timings: summary.timings,
+    ...(Object.keys(files).length > 0 ? { files } : {}),
+  };
   if (!output.srPath && !output.stow && !output.annPath) return outcome;
   if (summary.patchCount === 0) {
     deps.logger.warn(

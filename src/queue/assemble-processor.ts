@@ -1,13 +1,14 @@
 /**
  * The assemble job, parent of a slide's chunk jobs, run once all of them are done: streams the
- * chunk files in order into the JSON result, writes the bulk annotations (ANN) and then the SR
- * that refers to them (storing both over STOW-RS when a destination is set), ends the job record
- * as completed, deletes the token and the chunk files. Chunk files are read one at a time, so a
- * slide of any size is assembled in bounded memory (the ANN's columns aside: N x 4 bytes each).
+ * chunk files in order into the JSON result, then into the HDF5 and Parquet files (one pass each,
+ * as asked), writes the bulk annotations (ANN) and then the SR that refers to them (storing both
+ * over STOW-RS when a destination is set), ends the job record as completed, deletes the token and
+ * the chunk files. Chunk files are read one at a time, so a slide of any size is assembled in
+ * bounded memory (the ANN's columns aside: N x 4 bytes each).
  */
 import type { Job } from 'bullmq';
 import { PathembedError } from '../errors.js';
-import { isFailedPatch, PatchFailureTally, type PatchOutcome } from '../pipeline/index.js';
+import { isFailedPatch, PATCH_FILE_KINDS, PatchFailureTally, type PatchOutcome } from '../pipeline/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { type AnnReference, isFinal, type SrReference } from './job-record.js';
@@ -96,6 +97,25 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       }
       json = true;
     }
+    // One more pass over the chunk files per output; failed patches are counted on the first pass only.
+    let countFailures = !json;
+    const chunkPass = () => {
+      const tally = countFailures ? failures : undefined;
+      countFailures = false;
+      return chunkEmbeddings(w, d, planned, undefined, tally);
+    };
+    const files: { hdf5?: boolean; parquet?: boolean } = {};
+    for (const kind of PATCH_FILE_KINDS) {
+      if (!d.outputs.includes(kind)) continue;
+      const upload = await ctx.results.openWrite(resultKeys[kind](d.jobId));
+      try {
+        await w.pipeline.writePatchFile(kind, plan, chunkPass(), upload, { jobId: d.jobId });
+      } catch (err) {
+        await upload.abort();
+        throw err;
+      }
+      files[kind] = true;
+    }
     const wantsDicom = d.outputs.includes('dicom-sr') || d.outputs.includes('dicom-ann');
     let slide: PlannedSlide | undefined;
     if (wantsDicom && planned === 0) {
@@ -106,13 +126,6 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       if (!metadata) throw new PathembedError('INTERNAL', `The slide metadata of job ${d.jobId} is missing`);
       slide = { plan, metadata: JSON.parse(metadata.toString('utf8')) };
     }
-    // One more pass over the chunk files; failed patches are counted on the first pass only.
-    let countFailures = !json;
-    const chunkPass = () => {
-      const tally = countFailures ? failures : undefined;
-      countFailures = false;
-      return chunkEmbeddings(w, d, planned, undefined, tally);
-    };
     let annWritten: AnnWritten | undefined;
     let ann: AnnReference | undefined;
     if (slide && d.outputs.includes('dicom-ann')) {
@@ -168,16 +181,24 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       );
     }
     const ended = await ctx.records.finish(d.jobId, 'completed', {
-      result: { json, ...(sr ? { sr } : {}), ...(ann ? { ann } : {}), failedPatches: failures.count },
+      result: {
+        json,
+        ...files,
+        ...(sr ? { sr } : {}),
+        ...(ann ? { ann } : {}),
+        failedPatches: failures.count,
+      },
     });
     if (!ended) w.logger.warn({ jobId: d.jobId }, 'job ended (cancelled?) while its result was written');
   } catch (err) {
-    // A job that is not completed presents no result: a JSON written before the SR failed goes
-    // too (a retry writes both again).
+    // A job that is not completed presents no result: a JSON (or HDF5, Parquet) written before a
+    // later output failed goes too (a retry writes them all again).
     await Promise.all([
       ctx.results.delete(resultKeys.json(d.jobId)),
       ctx.results.delete(resultKeys.sr(d.jobId)),
       ctx.results.delete(resultKeys.ann(d.jobId)),
+      ctx.results.delete(resultKeys.hdf5(d.jobId)),
+      ctx.results.delete(resultKeys.parquet(d.jobId)),
     ]).catch(() => undefined);
     throw err;
   } finally {

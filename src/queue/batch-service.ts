@@ -81,6 +81,8 @@ const RESULT_FILES: ReadonlyArray<{
   { output: 'json', key: resultKeys.json, has: (r) => r.result?.json === true },
   { output: 'dicom-sr', key: resultKeys.sr, has: (r) => r.result?.sr !== undefined },
   { output: 'dicom-ann', key: resultKeys.ann, has: (r) => r.result?.ann !== undefined },
+  { output: 'hdf5', key: resultKeys.hdf5, has: (r) => r.result?.hdf5 === true },
+  { output: 'parquet', key: resultKeys.parquet, has: (r) => r.result?.parquet === true },
 ];
 
 function seriesUrlOf(r: Pick<JobRecord, 'source'>): string {

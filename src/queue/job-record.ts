@@ -70,6 +70,9 @@ export interface JobRecord {
     readonly json: boolean;
     readonly sr?: SrReference;
     readonly ann?: AnnReference;
+    /** Whether the HDF5 and Parquet files were written (absent in records from before them). */
+    readonly hdf5?: boolean;
+    readonly parquet?: boolean;
     /** Patches left out under frameErrors: skip (listed in the JSON result's summary). */
     readonly failedPatches?: number;
   };

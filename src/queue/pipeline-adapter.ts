@@ -1,6 +1,6 @@
 /**
  * Binds the queue's PipelinePort to the real layers: the pipeline (planSlide, embedPlan), the
- * results writers (JSON, bulk annotations, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
+ * results writers (JSON, HDF5, Parquet, bulk annotations, SR) and, for /v1/predict, the slide model and patch reader. Frame sources
  * are opened per job with the job's own token (or the configured auth) and timed for /metrics.
  */
 import { once } from 'node:events';
@@ -20,12 +20,14 @@ import {
   EmbedRunStats,
   embedOnSession,
   openReadingSession,
+  type PatchFileKind,
   type PatchOutcome,
   type PipelineDeps,
   type PipelineEngine,
   planOnSession,
   type SlidePlan,
   writeJsonResult,
+  writePatchFile,
 } from '../pipeline/index.js';
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
@@ -188,6 +190,27 @@ export class PipelineAdapter implements PipelinePort {
             totalMs: Math.max(0, Date.now() - info.startedAt),
           };
         },
+      },
+    );
+  }
+
+  async writePatchFile(
+    kind: PatchFileKind,
+    plan: SlidePlan,
+    embeddings: AsyncIterable<PatchOutcome>,
+    upload: ResultUpload,
+    info: { readonly jobId: string },
+  ): Promise<{ readonly patchCount: number; readonly bytes: number }> {
+    const { manifest } = this.engine;
+    return writePatchFile(
+      kind,
+      plan,
+      embeddings,
+      streamSink({ ...upload, description: `${kind} result of ${info.jobId}` }),
+      {
+        model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
+        batchSize: this.#deps.options.batchSize,
+        embeddingWidth: this.engine.embeddingWidth,
       },
     );
   }

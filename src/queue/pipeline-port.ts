@@ -8,7 +8,7 @@
 import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { RectPx } from '../geometry.js';
-import type { EmbedOptions, PatchOutcome, SlidePlan } from '../pipeline/index.js';
+import type { EmbedOptions, PatchFileKind, PatchOutcome, SlidePlan } from '../pipeline/index.js';
 import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
@@ -128,6 +128,18 @@ export interface PipelinePort {
     info: AnnInfo,
     run: RunContext,
   ): Promise<AnnWritten>;
+  /**
+   * Streams the HDF5 or Parquet result of `embeddings` (every plan patch, in order; failed patches
+   * are left out) into `upload`
+   * and commits it; returns its patch count and size.
+   */
+  writePatchFile(
+    kind: PatchFileKind,
+    plan: SlidePlan,
+    embeddings: AsyncIterable<PatchOutcome>,
+    upload: ResultUpload,
+    info: { readonly jobId: string },
+  ): Promise<{ readonly patchCount: number; readonly bytes: number }>;
   /** Writes the DICOM SR of `embeddings` into `upload`; stores it over STOW-RS when `info.stowTo` is set. */
   writeSr(
     planned: PlannedSlide,

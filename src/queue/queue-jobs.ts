@@ -20,7 +20,8 @@ export const JOB_NAMES = {
 } as const;
 export type JobName = (typeof JOB_NAMES)[keyof typeof JOB_NAMES];
 
-export const OUTPUT_KINDS = ['json', 'dicom-sr', 'dicom-ann'] as const;
+/** json: the full result; hdf5 and parquet: the same embeddings for ML tools; dicom-sr: the SR; dicom-ann: the patches as DICOM bulk annotations. */
+export const OUTPUT_KINDS = ['json', 'dicom-sr', 'dicom-ann', 'hdf5', 'parquet'] as const;
 export type OutputKind = (typeof OUTPUT_KINDS)[number];
 
 /** BullMQ priority of predict jobs: 1 runs before anything else (lower runs first). */

@@ -1,8 +1,8 @@
 /**
- * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result and the
- * SR. Behind a small interface with two implementations: the local folder here (PATHEMBED_RESULTS_DIR,
- * shared by API and workers on one machine or a shared volume) and the S3 object store
- * (s3-result-store.ts), through which machines share nothing but the bucket. Every
+ * Where job outputs live: slide plans, chunk embedding files, the assembled JSON result, the
+ * HDF5 and Parquet files and the SR. Behind a small interface with two implementations: the local
+ * folder here (PATHEMBED_RESULTS_DIR, shared by API and workers on one machine or a shared volume)
+ * and the S3 object store (s3-result-store.ts), through which machines share nothing but the bucket. Every
  * write is all-or-nothing: a reader sees no value or the complete value, which is what lets a
  * chunk whose file exists be skipped safely after a worker died.
  */
@@ -84,6 +84,8 @@ export const resultKeys = {
   json: (jobId: string) => `jobs/${jobId}/result.json`,
   sr: (jobId: string) => `jobs/${jobId}/result-sr.dcm`,
   ann: (jobId: string) => `jobs/${jobId}/result-ann.dcm`,
+  hdf5: (jobId: string) => `jobs/${jobId}/result.h5`,
+  parquet: (jobId: string) => `jobs/${jobId}/result.parquet`,
 };
 
 /** The local file system implementation: one folder, writes via temporary file + rename. */

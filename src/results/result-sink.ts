@@ -6,6 +6,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
+import { createReadStream } from 'node:fs';
 import { type FileHandle, mkdir, open, rename, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { Writable } from 'node:stream';
@@ -22,6 +23,8 @@ export interface ResultSink {
 }
 
 const TEMP_SUFFIX_BYTES = 6;
+/** Read size when copying a scratch file into a sink: few writes, little memory. */
+const PUBLISH_BLOCK_BYTES = 1024 * 1024;
 
 function writeFailed(description: string, err: unknown): PathembedError {
   if (err instanceof PathembedError) return err;
@@ -36,7 +39,7 @@ function writeFailed(description: string, err: unknown): PathembedError {
 /** A file written beside its target and renamed into place on commit. */
 export async function fileSink(filePath: string): Promise<ResultSink> {
   // pid + random: two processes writing the same result each use their own temporary file.
-  const tempPath = `${filePath}.${process.pid}.${randomBytes(TEMP_SUFFIX_BYTES).toString('hex')}.tmp`;
+  const tempPath = tempPathBeside(filePath);
   let handle: FileHandle;
   try {
     await mkdir(path.dirname(filePath), { recursive: true });
@@ -118,4 +121,25 @@ export async function writeBytesAtomic(filePath: string, bytes: Uint8Array): Pro
     await sink.abort();
     throw err;
   }
+}
+
+/**
+ * Copies a finished local file into a sink and commits it (a format that needs random access
+ * while writing, such as HDF5, is built in a scratch file first). Aborts the sink on failure.
+ */
+export async function publishFile(filePath: string, sink: ResultSink): Promise<void> {
+  try {
+    for await (const chunk of createReadStream(filePath, { highWaterMark: PUBLISH_BLOCK_BYTES })) {
+      await sink.write(chunk as Buffer);
+    }
+    await sink.commit();
+  } catch (err) {
+    await sink.abort();
+    throw writeFailed(sink.description, err);
+  }
+}
+
+/** A unique scratch path beside `filePath` (same file system, so a rename publishes it). */
+export function tempPathBeside(filePath: string): string {
+  return `${filePath}.${process.pid}.${randomBytes(TEMP_SUFFIX_BYTES).toString('hex')}.tmp`;
 }

@@ -45,6 +45,60 @@ export interface ResultSummaryInput {
   readonly timings: Omit<ResultTimings, 'writeMs'>;
 }
 
+/** The header as every result file states it: version first, generator and start time added. */
+export function completeResultHeader(header: ResultHeaderInput): ResultHeader {
+  // schemaVersion comes first so a reader can refuse a version it does not know from the first bytes.
+  return {
+    schemaVersion: RESULT_SCHEMA_VERSION,
+    generator: { ...GENERATOR },
+    ...header,
+    createdAt: new Date().toISOString(),
+  };
+}
+
+/**
+ * Refuses a patch a result file cannot hold: out of patch order (every writer relies on it), a
+ * non-integer rectangle, a tissue fraction outside [0, 1], or an embedding of the wrong width.
+ * `where` names the writer in the message.
+ */
+export function checkResultPatch(
+  patch: ResultPatch,
+  lastIndex: number,
+  embeddingDimension: number,
+  where: string,
+): void {
+  if (!Number.isInteger(patch.index) || patch.index <= lastIndex) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `${where}: patch index ${patch.index} is not after the previous one (${lastIndex}); results are written in patch order`,
+      { index: patch.index, previous: lastIndex },
+    );
+  }
+  if (![patch.x, patch.y, patch.width, patch.height].every(Number.isInteger)) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `${where}: patch ${patch.index} has a non-integer rectangle`,
+      {
+        index: patch.index,
+      },
+    );
+  }
+  if (!(patch.tissueFraction >= 0 && patch.tissueFraction <= 1)) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `${where}: patch ${patch.index} has tissueFraction ${patch.tissueFraction}, not in [0, 1]`,
+      { index: patch.index },
+    );
+  }
+  if (patch.embedding.length !== embeddingDimension) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `${where}: patch ${patch.index} has ${patch.embedding.length} components, expected ${embeddingDimension}`,
+      { index: patch.index },
+    );
+  }
+}
+
 export class ResultWriter {
   private buffer: string[] = [];
   private bufferedChars = 0;
@@ -72,13 +126,7 @@ export class ResultWriter {
   /** Writes a result to any all-or-nothing sink (e.g. `streamSink` over a result store upload). */
   static async open(sink: ResultSink, header: ResultHeaderInput): Promise<ResultWriter> {
     const started = performance.now();
-    // schemaVersion comes first so a reader can refuse a version it does not know from the first bytes.
-    const fullHeader: ResultHeader = {
-      schemaVersion: RESULT_SCHEMA_VERSION,
-      generator: { ...GENERATOR },
-      ...header,
-      createdAt: new Date().toISOString(),
-    };
+    const fullHeader = completeResultHeader(header);
     const writer = new ResultWriter(sink, fullHeader);
     const headerJson = JSON.stringify(fullHeader);
     writer.push(`${headerJson.slice(0, -1)},\n${PATCHES_OPEN_LINE}\n`);

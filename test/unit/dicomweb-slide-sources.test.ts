@@ -189,7 +189,10 @@ describe('manifest CSV', () => {
         seriesUrl: 'http://h/dw/studies/1.2/series/1.3',
         patches: 12,
         errorCode: null,
-        files: [{ output: 'json', bytes: 34, sha256: 'ab'.repeat(32) }],
+        files: [
+          { output: 'json', bytes: 34, sha256: 'ab'.repeat(32) },
+          { output: 'hdf5', bytes: 56, sha256: 'cd'.repeat(32) },
+        ],
       },
       {
         jobId: 'j2',
@@ -204,12 +207,14 @@ describe('manifest CSV', () => {
     ]);
     const lines = csv.trimEnd().split('\r\n');
     expect(lines[0]).toBe(
-      'job_id,state,study_uid,series_uid,series_url,patches,error_code,json_url,json_bytes,json_sha256,sr_url,sr_bytes,sr_sha256',
+      'job_id,state,study_uid,series_uid,series_url,patches,error_code,json_url,json_bytes,json_sha256,sr_url,sr_bytes,sr_sha256,ann_url,ann_bytes,ann_sha256,hdf5_url,hdf5_bytes,hdf5_sha256,parquet_url,parquet_bytes,parquet_sha256',
     );
     expect(lines[1]).toBe(
-      `j1,completed,1.2,1.3,http://h/dw/studies/1.2/series/1.3,12,,/v1/jobs/j1/result,34,${'ab'.repeat(32)},,,`,
+      `j1,completed,1.2,1.3,http://h/dw/studies/1.2/series/1.3,12,,/v1/jobs/j1/result,34,${'ab'.repeat(32)},,,,,,,/v1/jobs/j1/result?format=hdf5,56,${'cd'.repeat(32)},,,`,
     );
-    expect(lines[2]).toBe('j2,failed,1.2,1.4,"http://h/dw/studies/1.2/series/1.4,""x""",,NOT_A_WSI,,,,,,');
+    expect(lines[2]).toBe(
+      `j2,failed,1.2,1.4,"http://h/dw/studies/1.2/series/1.4,""x""",,NOT_A_WSI${','.repeat(15)}`,
+    );
   });
 });
 
