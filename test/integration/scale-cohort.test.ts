@@ -1,10 +1,10 @@
 /**
- * Proof at scale, with no shared folder: a cohort of 50 tiny synthetic slides run by the real
+ * Proof at scale, with no shared folder: a cohort of 50 tiny synthetic slides, submitted as one batch, run by the real
  * service as separate processes (`pathembed serve` and three `pathembed worker`s), each with its own
  * PATHEMBED_RESULTS_DIR, sharing only a private Redis and an S3 bucket on a real S3-compatible server
  * process (s3rver). One worker is SIGKILLed midway. Then: every slide's job completed exactly once
  * (one completion of its assemble job; every planned patch exactly once in its result, read back
- * from the bucket), no job's progress went backwards while polled, nothing is left in the bucket but
+ * from the bucket), neither the batch's progress nor any job's went backwards while polled, nothing is left in the bucket but
  * each job's plan, metadata and result, and no process wrote a file in its own results folder.
  */
 import { randomBytes } from 'node:crypto';
@@ -114,6 +114,12 @@ interface JobState {
   progress: { planned: number | null; done: number };
 }
 
+interface BatchState {
+  state: string;
+  counts: { completed: number; failed: number };
+  progress: { finished: number; patchesDone: number; patchesPlanned: number };
+}
+
 describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
   it('completes every slide once, progress never goes back, leaves only results in the bucket', {
     timeout: RUN_LIMIT_MS + 60_000,
@@ -146,7 +152,8 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
     events.on('completed', ({ jobId }) => completions.set(jobId, (completions.get(jobId) ?? 0) + 1));
 
     const submitted = Date.now();
-    const res = await fetch(`${api}/v1/jobs`, {
+    // The cohort is one batch: one request, one URL to poll.
+    const res = await fetch(`${api}/v1/batches`, {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({
@@ -155,13 +162,19 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
         outputs: ['json'],
       }),
     });
-    const body = (await res.json()) as { jobs: Array<{ id: string }> };
-    expect(res.status, JSON.stringify(body)).toBe(202);
+    const batch = (await res.json()) as { id: string; slides: number };
+    expect(res.status, JSON.stringify(batch)).toBe(202);
+    expect(batch.slides).toBe(SLIDES);
+    const page = (await (await fetch(`${api}/v1/batches/${batch.id}/jobs?limit=${SLIDES}`)).json()) as {
+      jobs: Array<{ id: string }>;
+    };
+    const body = { jobs: page.jobs };
     const ids = body.jobs.map((j) => j.id);
     expect(new Set(ids).size).toBe(SLIDES);
 
     const last = new Map<string, JobState>();
     const backwards: string[] = [];
+    let lastBatch: BatchState | undefined;
     let victim: ServiceProcess | undefined;
     let killedAtDone = 0;
     const totalPatches = SLIDES * COHORT_PATCHES_PER_SLIDE;
@@ -173,6 +186,19 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
             async (id) => [id, (await (await fetch(`${api}/v1/jobs/${id}`)).json()) as JobState] as const,
           ),
         );
+        // The batch's own progress, polled as a client would: it never goes back either.
+        const b = (await (await fetch(`${api}/v1/batches/${batch.id}`)).json()) as BatchState;
+        if (lastBatch) {
+          if (b.progress.patchesDone < lastBatch.progress.patchesDone)
+            backwards.push(
+              `batch patchesDone: ${lastBatch.progress.patchesDone} -> ${b.progress.patchesDone}`,
+            );
+          if (b.progress.finished < lastBatch.progress.finished)
+            backwards.push(`batch finished: ${lastBatch.progress.finished} -> ${b.progress.finished}`);
+          if (b.counts.completed < lastBatch.counts.completed)
+            backwards.push(`batch completed: ${lastBatch.counts.completed} -> ${b.counts.completed}`);
+        }
+        lastBatch = b;
         let done = 0;
         for (const [id, view] of views) {
           const before = last.get(id);
@@ -198,6 +224,11 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
     expect(victim?.child.signalCode).toBe('SIGKILL');
     expect(killedAtDone).toBeLessThan(totalPatches);
     expect(backwards).toEqual([]);
+    const finalBatch = (await (await fetch(`${api}/v1/batches/${batch.id}`)).json()) as BatchState;
+    expect(finalBatch).toMatchObject({
+      counts: { completed: SLIDES, failed: 0 },
+      progress: { finished: SLIDES, patchesDone: totalPatches, patchesPlanned: totalPatches },
+    });
     for (const id of ids) {
       const view = last.get(id) as JobState;
       expect({ id, state: view.state }).toEqual({ id, state: 'completed' });
