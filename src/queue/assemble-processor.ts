@@ -68,7 +68,12 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
   const { ctx } = w;
   const record = await ctx.records.get(d.jobId);
   if (!record || record.state === 'cancelled') throw cancelledError(d.jobId);
-  if (isFinal(record.state)) return { patches: record.done };
+  if (isFinal(record.state)) {
+    // A second run (a retried slide job re-added the flow): remove any chunk file a duplicate
+    // chunk left, so a completed job keeps only its results.
+    if (record.state === 'completed') await ctx.results.deleteTree(resultKeys.chunkRoot(d.jobId));
+    return { patches: record.done };
+  }
   await ctx.records.transition(d.jobId, 'writing', { writingAt: Date.now() });
   const plan = await w.plans.get(d.jobId);
   const planned = plan.patches.length;

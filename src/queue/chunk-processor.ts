@@ -36,6 +36,13 @@ export async function processChunk(
       `Job ${d.jobId} has already failed (${record.error?.code ?? 'unknown'})`,
     );
   }
+  if (record.state === 'writing' || record.state === 'completed') {
+    // The assembler runs only once every chunk is done, so this is a second run of a chunk (a
+    // slide job retried after a worker died re-adds its flow): writing now would leave a file
+    // behind that nothing reads.
+    w.logger.info({ jobId: d.jobId, chunk: d.chunkIndex }, 'chunk of an assembled job; not redone');
+    return { patches: 0, skipped: true };
+  }
   const key = resultKeys.chunk(d.jobId, d.chunkIndex);
   if (await ctx.results.exists(key)) {
     await ctx.records.chunkDone(d.jobId, d.chunkIndex, d.end - d.start);

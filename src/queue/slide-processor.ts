@@ -35,7 +35,9 @@ export async function processSlide(
   const d = job.data;
   const { ctx, config } = w;
   const state = await ctx.records.state(d.jobId);
-  if (state === undefined || isFinal(state)) {
+  // 'writing': the flow this job added has run every chunk (a retry after a worker died while
+  // this job was finishing); planning again would add the chunks a second time.
+  if (state === undefined || isFinal(state) || state === 'writing') {
     if (state === 'cancelled') throw cancelledError(d.jobId);
     return { planned: 0, chunks: 0 };
   }
