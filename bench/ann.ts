@@ -9,6 +9,7 @@
 import { writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { SeededRandom } from '../models/seeded-random.js';
 import type { DicomJsonDataset } from '../src/dicom-json.js';
 import { buildAnnForPlan, type PatchEmbedding, type SlidePlan } from '../src/pipeline/index.js';
 import { SopClass } from '../src/uids.js';
@@ -20,17 +21,6 @@ const patchesArg = args.indexOf('--patches');
 const n = patchesArg >= 0 ? Number(args[patchesArg + 1]) : 100_000;
 const includeEmbedding = args.includes('--embedding');
 const across = Math.ceil(Math.sqrt(n));
-
-/** A small deterministic generator (mulberry32), so every run embeds the same numbers. */
-function random(seed: number): () => number {
-  let a = seed;
-  return () => {
-    a = (a + 0x6d2b79f5) | 0;
-    let t = Math.imul(a ^ (a >>> 15), 1 | a);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const plan = {
   version: 1,
@@ -79,10 +69,10 @@ const metadata: DicomJsonDataset[] = [
 ];
 
 async function* embeddings(): AsyncGenerator<PatchEmbedding> {
-  const next = random(7);
+  const random = new SeededRandom(7);
   const embedding = new Float32Array(WIDTH);
   for (let i = 0; i < n; i++) {
-    for (let c = 0; c < WIDTH; c++) embedding[c] = next() - 0.5 + (c < 3 ? (i % 7) * 0.1 : 0);
+    for (let c = 0; c < WIDTH; c++) embedding[c] = random.uniform() - 0.5 + (c < 3 ? (i % 7) * 0.1 : 0);
     yield { index: i, embedding };
   }
 }

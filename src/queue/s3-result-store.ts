@@ -262,25 +262,30 @@ export class S3ResultStore implements ResultStore {
 
   /** Lists `prefix/` page by page (ListObjectsV2) and deletes each page with one DeleteObjects. */
   async deleteTree(prefix: string): Promise<void> {
-    const Prefix = `${this.#key(prefix)}/`;
-    let token: string | undefined;
     try {
-      do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix,
-            MaxKeys: DELETE_BATCH,
-            ...(token ? { ContinuationToken: token } : {}),
-          }),
-        );
-        const keys = (page.Contents ?? []).flatMap((o) => (o.Key ? [{ Key: o.Key }] : []));
-        if (keys.length > 0) await this.#deleteMany(keys);
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
+      for await (const keys of this.#keyPages(`${this.#key(prefix)}/`, DELETE_BATCH)) {
+        if (keys.length > 0) await this.#deleteMany(keys.map((Key) => ({ Key })));
+      }
     } catch (err) {
       throw this.#error('delete', prefix, err);
     }
+  }
+
+  /** The full object keys under `Prefix`, one ListObjectsV2 page at a time. */
+  async *#keyPages(Prefix: string, MaxKeys?: number): AsyncGenerator<string[]> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({
+          Bucket: this.bucket,
+          Prefix,
+          ...(MaxKeys ? { MaxKeys } : {}),
+          ...(token ? { ContinuationToken: token } : {}),
+        }),
+      );
+      yield (page.Contents ?? []).flatMap((o) => (o.Key ? [o.Key] : []));
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
   }
 
   async #deleteMany(keys: { Key: string }[]): Promise<void> {
@@ -320,21 +325,11 @@ export class S3ResultStore implements ResultStore {
 
   /** Every key under `prefix/` relative to the store's root (tests and operators' checks). */
   async list(prefix = ''): Promise<string[]> {
-    const Prefix = prefix ? `${this.#key(prefix)}/` : this.#prefix;
     const keys: string[] = [];
-    let token: string | undefined;
     try {
-      do {
-        const page = await this.client.send(
-          new ListObjectsV2Command({
-            Bucket: this.bucket,
-            Prefix,
-            ...(token ? { ContinuationToken: token } : {}),
-          }),
-        );
-        for (const o of page.Contents ?? []) if (o.Key) keys.push(o.Key.slice(this.#prefix.length));
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-      } while (token);
+      for await (const page of this.#keyPages(prefix ? `${this.#key(prefix)}/` : this.#prefix)) {
+        for (const key of page) keys.push(key.slice(this.#prefix.length));
+      }
     } catch (err) {
       throw this.#error('read', prefix, err);
     }
