@@ -239,9 +239,9 @@ export const CONFIG_VARIABLES = {
     "Cloud Storage JSON API endpoint for image_file_uri reads; unset: Google's. Point it at a local emulator for tests.",
   ),
   PATHEMBED_ICC_PROFILE_DIR: v(
-    z.string().min(1),
-    '/usr/share/color/icc/colord',
-    'Folder of the ADOBERGB (AdobeRGB1998.icc) and ROMMRGB (ProPhotoRGB.icc) target profiles for transform_imaging_to_icc_profile; Debian package colord-data. SRGB and DISPLAYP3 come with libvips.',
+    z.string(),
+    '',
+    "Folder of target profiles that replace the built-in ones for transform_imaging_to_icc_profile and the iccProfile job option, named as EZ-WSI's icc_profile_plugin_dir (srgb.icc, adobergb1998.icc or adobergb.icc, rommrgb.icc, displayp3.icc). Empty: the ICC's sRGB v4 preference and ROMM RGB and Apple's Display P3 shipped with pathembed, and colord-data's AdobeRGB1998.icc (put Adobe's own here to match Google's ADOBERGB exactly).",
   ),
   PATHEMBED_WORKER_CONCURRENCY: v(int(1, 64), '1', 'Chunk jobs one worker process runs at once.'),
   PATHEMBED_LOCK_DURATION_MS: v(

@@ -4,11 +4,15 @@
  * (lcms-wasm), perceptual intent, as Google's server does through Pillow's ImageCms (also
  * LittleCMS). No colour maths here: this module finds the profiles and hands pixels to LittleCMS.
  *
- * Target profiles, never downloaded: SRGB and DISPLAYP3 are libvips' built-in profiles (through
- * sharp); ADOBERGB and ROMMRGB (ProPhoto RGB, the same primaries, white and gamma as ROMM RGB)
- * are the files of Debian's colord-data in PATHEMBED_ICC_PROFILE_DIR. Google bundles other files
- * (sRGB v4 "preference", Adobe's and ISO's own), so values can differ slightly; see
- * docs/predict-compat.md.
+ * Target profiles, never downloaded, are the ones Google's client and server use, so that vectors
+ * match theirs (docs/predict-compat.md measures it): SRGB is the ICC's sRGB v4 preference profile,
+ * ROMMRGB the ICC's ISO 22028-2 ROMM RGB and DISPLAYP3 Apple's Display P3, shipped beside this
+ * module (icc-profiles/, with their licences). ADOBERGB is Adobe's profile, which Adobe's bundling
+ * terms keep out of this repository; Debian's colord-data compatible AdobeRGB1998.icc stands in.
+ * PATHEMBED_ICC_PROFILE_DIR overrides any of them as EZ-WSI's `icc_profile_plugin_dir` does, with
+ * the same names (`srgb.icc`, `adobergb1998.icc` or `adobergb.icc`, `rommrgb.icc`,
+ * `displayp3.icc`, or a folder of that name holding one .icc file), so a deployment can put
+ * Adobe's own file there.
  *
  * The slide's profile is the ICC Profile of the first Optical Path item of the level's instance
  * (inline or a BulkDataURI), else a top-level ICC Profile; a slide without one is left as stored,
@@ -17,8 +21,8 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs/promises';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { INTENT_PERCEPTUAL, instantiate, type Lcms, TYPE_RGB_8 } from 'lcms-wasm';
-import sharp from 'sharp';
 import type { FrameDescription, RgbFrame } from '../codecs/index.js';
 import { type DicomJsonDataset, items } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
@@ -31,11 +35,22 @@ export function isIccProfileName(name: string): name is IccProfileName {
   return (ICC_PROFILE_NAMES as readonly string[]).includes(name);
 }
 
-const PROFILE_FILES: Readonly<Partial<Record<IccProfileName, string>>> = {
-  ADOBERGB: 'AdobeRGB1998.icc',
-  ROMMRGB: 'ProPhotoRGB.icc',
+/** The profiles shipped with pathembed (module doc). */
+const BUILTIN_DIR = fileURLToPath(new URL('./icc-profiles/', import.meta.url));
+const BUILTIN_FILES: Readonly<Record<IccProfileName, string>> = {
+  SRGB: path.join(BUILTIN_DIR, 'sRGB_v4_ICC_preference.icc'),
+  ROMMRGB: path.join(BUILTIN_DIR, 'ISO22028-2_ROMM-RGB.icc'),
+  DISPLAYP3: path.join(BUILTIN_DIR, 'displayp3.icc'),
+  ADOBERGB: '/usr/share/color/icc/colord/AdobeRGB1998.icc',
 };
-const LIBVIPS_PROFILES: Readonly<Partial<Record<IccProfileName, string>>> = { SRGB: 'srgb', DISPLAYP3: 'p3' };
+/** Names EZ-WSI's icc_profile_plugin_dir looks for, in its order. */
+const PLUGIN_NAMES: Readonly<Record<IccProfileName, readonly string[]>> = {
+  SRGB: ['srgb'],
+  ADOBERGB: ['adobergb1998', 'adobergb'],
+  ROMMRGB: ['rommrgb'],
+  DISPLAYP3: ['displayp3'],
+};
+const ICC_EXTENSION = '.icc';
 /** Transforms kept per process (one per slide profile and target in use). */
 const MAX_CACHED_TRANSFORMS = 32;
 const RGB = 3;
@@ -50,37 +65,56 @@ function failed(message: string, details: Record<string, unknown> = {}): Pathemb
   return new PathembedError('ICC_TRANSFORM_FAILED', message, details);
 }
 
-/** libvips writes its built-in profile into an image; reading it back gives the profile's bytes. */
-async function libvipsProfile(name: string): Promise<Uint8Array> {
-  const png = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000000' } })
-    .withIccProfile(name)
-    .png()
-    .toBuffer();
-  const { icc } = await sharp(png).metadata();
-  if (!icc) throw failed(`libvips returned no built-in ${name} profile`);
-  return new Uint8Array(icc);
+/** The override file for `name` in a plugin folder, matched as EZ-WSI matches it; undefined if none. */
+async function pluginFile(dir: string, name: IccProfileName): Promise<string | undefined> {
+  let entries: import('node:fs').Dirent[];
+  try {
+    entries = await fs.readdir(dir, { withFileTypes: true });
+  } catch (err) {
+    throw failed(
+      `PATHEMBED_ICC_PROFILE_DIR ${dir} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}); point it at a folder of .icc files or leave it empty for the built-in profiles.`,
+      { profileDir: dir },
+    );
+  }
+  for (const wanted of PLUGIN_NAMES[name]) {
+    for (const entry of entries) {
+      const lower = entry.name.toLowerCase();
+      if (entry.isFile() && lower === `${wanted}${ICC_EXTENSION}`) return path.join(dir, entry.name);
+      if (entry.isDirectory() && lower === wanted) {
+        const inner = (await fs.readdir(path.join(dir, entry.name), { withFileTypes: true })).find(
+          (e) => e.isFile() && e.name.toLowerCase().endsWith(ICC_EXTENSION),
+        );
+        if (inner) return path.join(dir, entry.name, inner.name);
+      }
+    }
+  }
+  return undefined;
+}
+
+async function readProfile(name: IccProfileName, profileDir: string): Promise<Uint8Array> {
+  const file = (profileDir ? await pluginFile(profileDir, name) : undefined) ?? BUILTIN_FILES[name];
+  try {
+    return new Uint8Array(await fs.readFile(file));
+  } catch (err) {
+    const remedy =
+      name === 'ADOBERGB'
+        ? "install Debian's colord-data, or put Adobe's AdobeRGB1998.icc in PATHEMBED_ICC_PROFILE_DIR as adobergb1998.icc"
+        : `put a ${PLUGIN_NAMES[name][0]}.icc in PATHEMBED_ICC_PROFILE_DIR`;
+    throw failed(
+      `The ${name} profile ${file} cannot be read (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): ${remedy}.`,
+      { profile: name, file },
+    );
+  }
 }
 
 const targets = new Map<string, Promise<Uint8Array>>();
 
-/** The bytes of a named target profile (module doc). */
+/** The bytes of a named target profile (module doc); `profileDir` is the override folder or ''. */
 export function targetProfile(name: IccProfileName, profileDir: string): Promise<Uint8Array> {
   const key = `${name}:${profileDir}`;
   let found = targets.get(key);
   if (!found) {
-    const builtin = LIBVIPS_PROFILES[name];
-    const file = PROFILE_FILES[name];
-    found = builtin
-      ? libvipsProfile(builtin)
-      : fs.readFile(path.join(profileDir, file as string)).then(
-          (b) => new Uint8Array(b),
-          (err: NodeJS.ErrnoException) => {
-            throw failed(
-              `The ${name} profile ${path.join(profileDir, file as string)} cannot be read (${err.code ?? err.message}). Install Debian's colord-data or point PATHEMBED_ICC_PROFILE_DIR at a folder holding ${file}.`,
-              { profile: name, profileDir },
-            );
-          },
-        );
+    found = readProfile(name, profileDir);
     found.catch(() => targets.delete(key));
     targets.set(key, found);
   }

@@ -27,9 +27,10 @@ export interface PythonEnv {
 
 /**
  * The one package set tests use, so that a run builds one venv: HDF5, Arrow/Parquet and DICOM
- * readers written by others than the libraries pathembed writes with.
+ * readers written by others than the libraries pathembed writes with, and Pillow, whose ImageCms
+ * is how Google's Path Foundation server applies ICC transforms.
  */
-export const INDEPENDENT_READERS = ['duckdb', 'h5py', 'numpy', 'pyarrow', 'pydicom'] as const;
+export const INDEPENDENT_READERS = ['duckdb', 'h5py', 'numpy', 'pillow', 'pyarrow', 'pydicom'] as const;
 
 const building = new Map<string, Promise<PythonEnv>>();
 

@@ -26,6 +26,7 @@ import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
 import { startGcsFakeServer } from '../helpers/gcs-fake-server.js';
+import { pythonEnv } from '../helpers/python-env.js';
 import { scanKeys } from '../helpers/redis.js';
 import { fixture, services } from '../helpers/services.js';
 
@@ -125,6 +126,50 @@ async function pngOf(rgb: Uint8Array, width: number, height: number): Promise<st
       .png()
       .toBuffer()
   ).toString('base64');
+}
+
+/** pathembed's built-in SRGB and ROMMRGB targets (src/wsi/icc-profiles), the files Google's client ships. */
+const SRGB_V4 = path.resolve('src/wsi/icc-profiles/sRGB_v4_ICC_preference.icc');
+const ROMM = path.resolve('src/wsi/icc-profiles/ISO22028-2_ROMM-RGB.icc');
+const COLORD_ADOBE = '/usr/share/color/icc/colord/AdobeRGB1998.icc';
+
+/**
+ * 224 x 224 RGB pixels transformed from `source` (ICC bytes) to the profile file `target` the way
+ * Google's server does it: Pillow's ImageCms, perceptual intent. An implementation of its own
+ * (Pillow's LittleCMS binding, in Python) beside pathembed's lcms-wasm.
+ */
+async function pillowTransform(rgb: Uint8Array, source: Uint8Array, target: string): Promise<Uint8Array> {
+  const dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pathembed-icc-'));
+  try {
+    await fs.writeFile(path.join(dir, 'in.rgb'), rgb);
+    await fs.writeFile(path.join(dir, 'src.icc'), source);
+    const py = await pythonEnv();
+    await py.run(
+      [
+        'import io, sys',
+        'from PIL import Image, ImageCms',
+        'd, target = sys.argv[1], sys.argv[2]',
+        "img = Image.frombytes('RGB', (224, 224), open(d + '/in.rgb', 'rb').read())",
+        "src = ImageCms.getOpenProfile(io.BytesIO(open(d + '/src.icc', 'rb').read()))",
+        'dst = ImageCms.getOpenProfile(target)',
+        "t = ImageCms.buildTransform(src, dst, 'RGB', 'RGB', ImageCms.Intent.PERCEPTUAL)",
+        "open(d + '/out.rgb', 'wb').write(ImageCms.applyTransform(img, t).tobytes())",
+      ].join('\n'),
+      [dir, target],
+    );
+    return new Uint8Array(await fs.readFile(path.join(dir, 'out.rgb')));
+  } finally {
+    await fs.rm(dir, { recursive: true, force: true });
+  }
+}
+
+/** The profile synthetic-full carries: libvips' sRGB (src/sample/synthetic-wsi-writer.ts). */
+async function libvipsSrgb(): Promise<Uint8Array> {
+  const png = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000000' } })
+    .withIccProfile('srgb')
+    .png()
+    .toBuffer();
+  return new Uint8Array((await sharp(png).metadata()).icc as Buffer);
 }
 
 /**
@@ -398,15 +443,6 @@ describe('transform_imaging_to_icc_profile', () => {
     return out;
   }
 
-  /** libvips' conversion of sRGB pixels into a profile, as a PNG without a profile (values as stored). */
-  async function convertedPng(rgb: Uint8Array, profile: string): Promise<string> {
-    const tagged = await sharp(Buffer.from(rgb), { raw: { width: 224, height: 224, channels: 3 } })
-      .withIccProfile(profile)
-      .png()
-      .toBuffer();
-    return pngOf(new Uint8Array(await sharp(tagged).keepIccProfile().raw().toBuffer()), 224, 224);
-  }
-
   it('transforms DICOM patches from the slide profile (fetched as bulk data) and leaves profile-less slides alone', async () => {
     const synthetic = fixture('synthetic-full').seriesUrl;
     const camelyon = fixture('camelyon').seriesUrl;
@@ -415,29 +451,35 @@ describe('transform_imaging_to_icc_profile', () => {
       patch_coordinates: [coord(x, y)],
       extensions: { transform_imaging_to_icc_profile: icc },
     });
-    const adobeReference = await convertedPng(
-      level0Patch(10, 20),
-      '/usr/share/color/icc/colord/AdobeRGB1998.icc',
+    const stored = level0Patch(10, 20);
+    const slideProfile = await libvipsSrgb();
+    const [toSrgb, toAdobe, toRomm] = await Promise.all(
+      [SRGB_V4, COLORD_ADOBE, ROMM].map((target) => pillowTransform(stored, slideProfile, target)),
     );
     const res = await predict({
       instances: [
         dicom(synthetic, 'NONE'),
         dicom(synthetic, 'SRGB'),
         dicom(synthetic, 'ADOBERGB'),
-        { raw_image_bytes: adobeReference, patch_coordinates: [coord(0, 0)] },
+        { raw_image_bytes: await pngOf(toAdobe, 224, 224), patch_coordinates: [coord(0, 0)] },
         dicom(camelyon, 'NONE', 100, 100),
         dicom(camelyon, 'ADOBERGB', 100, 100),
         dicom(synthetic, 'ROMMRGB'),
         dicom(synthetic, 'DISPLAYP3'),
+        { raw_image_bytes: await pngOf(toSrgb, 224, 224), patch_coordinates: [coord(0, 0)] },
+        { raw_image_bytes: await pngOf(toRomm, 224, 224), patch_coordinates: [coord(0, 0)] },
       ],
     });
     expect(res.status).toBe(200);
-    const [none, srgb, adobe, reference, camNone, camAdobe, romm, p3] = res.body.predictions.map((p: never) =>
-      vector(p),
-    );
-    // The slide's own profile is sRGB: to sRGB is the identity.
-    expect(maxAbsDiff(srgb, none)).toBeLessThan(1e-4);
-    expect(maxAbsDiff(adobe, reference)).toBeLessThan(1e-3);
+    const [none, srgb, adobe, adobeReference, camNone, camAdobe, romm, p3, srgbReference, rommReference] =
+      res.body.predictions.map((p: never) => vector(p));
+    // Each target equals Pillow's transform (Google's method) of the same tile pixels to the same
+    // profile file. SRGB is the ICC's v4 preference profile, as Google's: a LUT profile whose
+    // perceptual rendering moves even sRGB pixels, so it is not the identity on this sRGB slide.
+    expect(maxAbsDiff(srgb, srgbReference)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(adobe, adobeReference)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(romm, rommReference)).toBeLessThan(1e-4);
+    expect(maxAbsDiff(srgb, none)).toBeGreaterThan(1e-3);
     expect(maxAbsDiff(adobe, none)).toBeGreaterThan(1e-3);
     expect(maxAbsDiff(romm, none)).toBeGreaterThan(1e-3);
     expect(maxAbsDiff(p3, none)).toBeGreaterThan(1e-3);
@@ -448,13 +490,17 @@ describe('transform_imaging_to_icc_profile', () => {
   it('transforms images from their embedded profile, and refuses what Google refuses in ez_wsi_state', async () => {
     const stored = level0Patch(300, 100);
     const plain = await pngOf(stored, 224, 224);
-    // libvips' conversion of those Adobe RGB values into sRGB: what SRGB must embed.
     const taggedPng = await sharp(Buffer.from(stored), { raw: { width: 224, height: 224, channels: 3 } })
       .withIccProfile('/usr/share/color/icc/colord/AdobeRGB1998.icc')
       .png()
       .toBuffer();
     const storedInTagged = new Uint8Array(await sharp(taggedPng).keepIccProfile().raw().toBuffer());
-    const toSrgb = new Uint8Array(await sharp(taggedPng).toColourspace('srgb').raw().toBuffer());
+    // Pillow's transform of those Adobe RGB values into the sRGB v4 profile: what SRGB must embed.
+    const toSrgb = await pillowTransform(
+      storedInTagged,
+      new Uint8Array(await fs.readFile(COLORD_ADOBE)),
+      SRGB_V4,
+    );
     const res = await predict({
       instances: [
         { raw_image_bytes: taggedPng.toString('base64'), patch_coordinates: [coord(0, 0)] },
@@ -492,7 +538,7 @@ describe('transform_imaging_to_icc_profile', () => {
     const p = res.body.predictions;
     // NONE embeds the stored values, not a conversion through the embedded profile.
     expect(vector(p[0])).toEqual(vector(p[1]));
-    expect(maxAbsDiff(vector(p[2]), vector(p[3]))).toBeLessThan(1e-3);
+    expect(maxAbsDiff(vector(p[2]), vector(p[3]))).toBeLessThan(1e-4);
     expect(maxAbsDiff(vector(p[2]), vector(p[0]))).toBeGreaterThan(1e-3);
     expect(p.slice(4).map((x: { error: { code: string } }) => x.error.code)).toEqual([
       'EZ_WSI_STATE_ERROR',
