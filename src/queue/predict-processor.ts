@@ -9,7 +9,7 @@ import type { Job } from 'bullmq';
 import sharp from 'sharp';
 import { PathembedError, toPathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
-import { resizeByArea } from '../wsi/resample.js';
+import { resizeLikeGoogle } from '../wsi/opencv-resize.js';
 import { encodeChunk } from './chunk-file.js';
 import {
   type ImagePredictItem,
@@ -65,7 +65,7 @@ async function decodeRgb(
   resize?: { readonly width: number; readonly height: number },
 ): Promise<DecodedRgb> {
   const bytes = Buffer.from(base64, 'base64');
-  let image = sharp(bytes, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' });
+  const image = sharp(bytes, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' });
   let meta: Awaited<ReturnType<typeof image.metadata>>;
   try {
     meta = await image.metadata();
@@ -81,15 +81,6 @@ async function decodeRgb(
       `${what} is ${meta.format ?? 'unknown'}; send a PNG or JPEG`,
     );
   }
-  // Shrinking is area averaging, as Google's server does it (OpenCV INTER_AREA), after decoding;
-  // enlarging stays libvips' interpolation (Google: bicubic), see docs/predict-compat.md.
-  const shrink =
-    resize !== undefined &&
-    meta.width !== undefined &&
-    meta.height !== undefined &&
-    resize.width <= meta.width &&
-    resize.height <= meta.height;
-  if (resize && !shrink) image = image.resize(resize.width, resize.height, { fit: 'fill' });
   let decoded: { data: Buffer; info: { width: number; height: number; channels: number } };
   try {
     // The stored values, not converted through an embedded profile: Google's server (Pillow) reads
@@ -107,13 +98,14 @@ async function decodeRgb(
     data = rgb;
   }
   const icc = meta.icc ? { icc: new Uint8Array(meta.icc) } : {};
-  if (shrink && resize && (resize.width !== info.width || resize.height !== info.height)) {
-    const shrunk = resizeByArea(
+  if (resize && (resize.width !== info.width || resize.height !== info.height)) {
+    // Resized after decoding by OpenCV itself, as Google's server resizes (src/wsi/opencv-resize.ts).
+    const resized = await resizeLikeGoogle(
       { width: info.width, height: info.height, data },
       resize.width,
       resize.height,
     );
-    return { data: shrunk.data, width: shrunk.width, height: shrunk.height, ...icc };
+    return { data: resized.data, width: resized.width, height: resized.height, ...icc };
   }
   return { data, width: info.width, height: info.height, ...icc };
 }

@@ -27,10 +27,19 @@ export interface PythonEnv {
 
 /**
  * The one package set tests use, so that a run builds one venv: HDF5, Arrow/Parquet and DICOM
- * readers written by others than the libraries pathembed writes with, and Pillow, whose ImageCms
- * is how Google's Path Foundation server applies ICC transforms.
+ * readers written by others than the libraries pathembed writes with, and the two image libraries
+ * Google's Path Foundation server computes pixels with: Pillow (ImageCms for ICC transforms) and
+ * OpenCV (resizes).
  */
-export const INDEPENDENT_READERS = ['duckdb', 'h5py', 'numpy', 'pillow', 'pyarrow', 'pydicom'] as const;
+export const INDEPENDENT_READERS = [
+  'duckdb',
+  'h5py',
+  'numpy',
+  'opencv-python-headless',
+  'pillow',
+  'pyarrow',
+  'pydicom',
+] as const;
 
 const building = new Map<string, Promise<PythonEnv>>();
 
