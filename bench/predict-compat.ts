@@ -17,7 +17,7 @@
  *
  *   npm run bench:predict-compat [-- --icc-dir DIR]   # DIR becomes PATHEMBED_ICC_PROFILE_DIR
  */
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
 import os from 'node:os';
@@ -278,7 +278,18 @@ async function main(): Promise<void> {
   for (const name of names) {
     const recipe = FIXTURES.find((f) => f.name === name);
     if (!recipe) throw new Error(`no fixture ${name}`);
-    await uploadFolder(orthanc.url, await ensureFixture(recipe));
+    let folder = await ensureFixture(recipe);
+    if (name === 'cmu-jpeg') {
+      // EZ-WSI reads TILED_FULL levels only, and the dicomizer writes its tiles in 2 x 2 blocks:
+      // both sides read bench/ezwsi_read.py's row-major TILED_FULL copy (same UIDs, same pixels).
+      const prepared = path.join(REPO_ROOT, '.cache', 'bench-ezwsi', 'predict-compat-cmu-jpeg');
+      await fs.rm(prepared, { recursive: true, force: true });
+      execFileSync(python, [path.join(REPO_ROOT, 'bench', 'ezwsi_read.py'), 'prepare', folder, prepared], {
+        stdio: ['ignore', 'ignore', 'inherit'],
+      });
+      folder = prepared;
+    }
+    await uploadFolder(orthanc.url, folder);
   }
   const studies = (await (await fetch(`${orthanc.dicomWebUrl}/series`)).json()) as Array<
     Record<string, { Value: string[] }>
