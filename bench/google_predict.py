@@ -14,6 +14,12 @@ stderr.
 
 Environment, as Google's server reads it: APPROVED_DICOM_STORE_SOURCE_LIST,
 APPROVED_GCS_SOURCE_LIST.
+
+`google_predict.py client MODEL PATHEMBED_PREDICT_URL API_KEY NAME=SERIES_URL...` instead drives
+EZ-WSI's own client, `PathFoundationsEmbeddingEndpoint`, as a notebook does (DICOM patches, a
+resized level, an in-memory image, SRGB normalisation, a store token), once against pathembed and
+once against Google's predictor served over HTTP from this process, and prints one JSON line per
+flow with the largest difference between the two embeddings the client returned.
 """
 
 import json
@@ -28,15 +34,13 @@ def _paths() -> None:
       sys.path.insert(0, src)
 
 
-def main() -> None:
+def _google(model_path):
+  """Google's predictor and our model runner, with the Orthanc adaptations applied."""
   _paths()
-  # Google's logger writes to Cloud Logging unless told to use absl's (stderr).
   os.environ.setdefault('ENABLE_CLOUD_LOGGING', 'false')
   import numpy as np
   import onnxruntime as ort
   from absl import flags
-
-  # Google's modules define absl flags at import; parse them from the environment defaults.
   from serving import pete_error_mapping
   from serving import pete_errors
   from serving import pete_predictor_v2
@@ -50,7 +54,7 @@ def main() -> None:
   class OnnxRunner(model_runner.ModelRunner):
     """The host's half of Google's contract: a float32 NHWC batch in, output_0 out."""
 
-    def __init__(self, model_path: str):
+    def __init__(self):
       options = ort.SessionOptions()
       options.intra_op_num_threads = int(os.environ.get('PATHEMBED_REFERENCE_THREADS', '2'))
       self._session = ort.InferenceSession(model_path, options, providers=['CPUExecutionProvider'])
@@ -62,29 +66,127 @@ def main() -> None:
         model_input = next(iter(model_input.values()))
       batch = np.asarray(model_input, dtype=np.float32)
       names = sorted(model_output_keys)
-      outputs = self._session.run(names, {self._input: batch})
-      return dict(zip(names, outputs))
+      return dict(zip(names, self._session.run(names, {self._input: batch})))
 
-  runner = OnnxRunner(sys.argv[1])
-  with pete_predictor_v2.PetePredictor() as predictor:
+  runner = OnnxRunner()
+
+  def answer(predictor, line):
+    """What Google's executor answers for one request body (a str)."""
+    try:
+      try:
+        request = json.loads(line)
+      except json.JSONDecodeError as exp:
+        raise pete_errors.InvalidRequestFieldError('Failed to parse request json.') from exp
+      return {'body': predictor.predict(request, runner)}
+    except pete_errors.PeteError as err:
+      return {'body': embedding_response.prediction_error_response_v2(
+          pete_error_mapping.get_error_code(err))}
+    except Exception as err:  # pylint: disable=broad-except
+      return {'exception': f'{type(err).__name__}: {err}'}
+
+  return pete_predictor_v2.PetePredictor(), answer
+
+
+def client(model_path, pathembed_url, api_key, series_urls):
+  """EZ-WSI's client against pathembed and against Google's predictor (module doc)."""
+  import threading
+  from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+  import numpy as np
+
+  predictor_cm, answer = _google(model_path)
+  from ez_wsi_dicomweb import credential_factory
+  from ez_wsi_dicomweb import dicom_slide
+  from ez_wsi_dicomweb import dicom_web_interface
+  from ez_wsi_dicomweb import local_image
+  from ez_wsi_dicomweb import patch_embedding
+  from ez_wsi_dicomweb import patch_embedding_endpoints as endpoints
+  from ez_wsi_dicomweb.ml_toolkit import dicom_path
+
+  with predictor_cm as predictor:
+
+    class Handler(BaseHTTPRequestHandler):
+      def do_POST(self):  # pylint: disable=invalid-name
+        body = self.rfile.read(int(self.headers['Content-Length']))
+        result = answer(predictor, body.decode('utf-8'))
+        out = json.dumps(result.get('body', {'error': 'INTERNAL_ERROR'}), default=_plain).encode()
+        self.send_response(200 if 'body' in result else 500)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(out)))
+        self.end_headers()
+        self.wfile.write(out)
+
+      def log_message(self, *args):
+        pass
+
+    server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    google_url = f'http://127.0.0.1:{server.server_address[1]}/predict'
+
+    def endpoints_for(**kw):
+      return {
+          'google': endpoints.PathFoundationsEmbeddingEndpoint(
+              google_url, credential_factory=credential_factory.NoAuthCredentialsFactory(), **kw),
+          'pathembed': endpoints.PathFoundationsEmbeddingEndpoint(
+              pathembed_url,
+              credential_factory=credential_factory.TokenPassthroughCredentialFactory(api_key), **kw),
+      }
+
+    def compare(name, make_patch, **kw):
+      try:
+        got = {}
+        for side, endpoint in endpoints_for(**kw).items():
+          got[side] = np.asarray(patch_embedding.get_patch_embedding(endpoint, make_patch()))
+        diff = float(np.max(np.abs(got['google'] - got['pathembed'])))
+        line = {'flow': name, 'max_abs_diff': diff}
+      except Exception as err:  # pylint: disable=broad-except
+        line = {'flow': name, 'error': f'{type(err).__name__}: {err}'}
+      sys.stdout.write(json.dumps(line) + '\n')
+      sys.stdout.flush()
+
+    def slide(url, token=None):
+      factory = (credential_factory.TokenPassthroughCredentialFactory(token) if token
+                 else credential_factory.NoAuthCredentialsFactory())
+      return dicom_slide.DicomSlide(dicom_web_interface.DicomWebInterface(factory),
+                                    dicom_path.FromString(url))
+
+    for named in series_urls:
+      tag, url = named.split('=', 1)
+      ds = slide(url)
+      level = ds.native_level
+      compare(f'DICOM patch, native level ({tag})',
+              lambda: ds.get_patch(level, 10, 20, 224, 224, require_fully_in_source_image=True))
+      resized = level.resize(dicom_slide.ImageDimensions(level.width // 2, level.height // 2))
+      compare(f'DICOM patch, level.resize to half ({tag})',
+              lambda: ds.get_patch(resized, 13, 29, 224, 224, require_fully_in_source_image=True))
+      compare(f'DICOM patch, SRGB normalisation ({tag})',
+              lambda: ds.get_patch(level, 100, 60, 224, 224, require_fully_in_source_image=True),
+              icc_profile_normalization=endpoints.IccProfileNormalization.SRGB)
+      tokened = slide(url, token='store-token-for-the-test')
+      compare(f'DICOM patch, store bearer token ({tag})',
+              lambda: tokened.get_patch(tokened.native_level, 10, 20, 224, 224,
+                                        require_fully_in_source_image=True))
+    rng = np.random.default_rng(3)
+    pixels = rng.integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    compare('in-memory image (LocalImage)',
+            lambda: local_image.LocalImage(pixels).get_patch(30, 40, 224, 224))
+    compare('in-memory image resized to 500 x 375 (LocalImage)',
+            lambda: local_image.LocalImage(
+                pixels, image_dimensions=dicom_slide.ImageDimensions(500, 375)).get_patch(
+                    100, 80, 224, 224))
+    server.shutdown()
+
+
+def main() -> None:
+  if len(sys.argv) > 1 and sys.argv[1] == 'client':
+    client(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5:])
+    return
+  predictor_cm, answer = _google(sys.argv[1])
+  with predictor_cm as predictor:
     for line in sys.stdin:
       line = line.strip()
-      if not line:
-        continue
-      try:
-        try:
-          request = json.loads(line)
-        except json.JSONDecodeError as exp:
-          raise pete_errors.InvalidRequestFieldError('Failed to parse request json.') from exp
-        body = predictor.predict(request, runner)
-        answer = {'body': body}
-      except pete_errors.PeteError as err:
-        answer = {'body': embedding_response.prediction_error_response_v2(
-            pete_error_mapping.get_error_code(err))}
-      except Exception as err:  # pylint: disable=broad-except
-        answer = {'exception': f'{type(err).__name__}: {err}'}
-      sys.stdout.write(json.dumps(answer, default=_plain) + '\n')
-      sys.stdout.flush()
+      if line:
+        sys.stdout.write(json.dumps(answer(predictor, line), default=_plain) + '\n')
+        sys.stdout.flush()
 
 
 def _orthanc_qido_transfer_syntax() -> None:

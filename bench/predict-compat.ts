@@ -261,6 +261,38 @@ function compare(ours: { status: number; body: Body }, google: Body, bar: number
   return { verdict: worst <= bar ? 'match' : 'differs', detail };
 }
 
+/**
+ * EZ-WSI's client driven as a notebook drives it, against pathembed and against Google's
+ * predictor served by the child (bench/google_predict.py `client`): one row per flow.
+ */
+async function ezWsiClientFlows(
+  python: string,
+  model: string,
+  predictUrl: string,
+  apiKey: string,
+  seriesUrls: string[],
+): Promise<string[]> {
+  const child = spawn(
+    python,
+    [path.join(REPO_ROOT, 'bench', 'google_predict.py'), 'client', model, predictUrl, apiKey, ...seriesUrls],
+    {
+      env: {
+        ...process.env,
+        APPROVED_DICOM_STORE_SOURCE_LIST: new URL((seriesUrls[0] as string).split('=')[1] as string).origin,
+      },
+      stdio: ['ignore', 'pipe', process.env.PATHEMBED_COMPAT_VERBOSE ? 'inherit' : 'ignore'],
+    },
+  );
+  const rows: string[] = [];
+  for await (const line of createInterface({ input: child.stdout })) {
+    const r = JSON.parse(line) as { flow: string; max_abs_diff?: number; error?: string };
+    const detail = r.error ?? `${(r.max_abs_diff as number).toExponential(2)}`;
+    rows.push(`| ${r.flow} | ${detail} |`);
+    process.stderr.write(`client ${r.flow}: ${detail}\n`);
+  }
+  return rows;
+}
+
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { 'icc-dir': { type: 'string' } } });
   const python = process.env.PATHEMBED_EZWSI_PYTHON;
@@ -368,6 +400,7 @@ async function main(): Promise<void> {
   };
 
   const rows: string[] = [];
+  const clientRows: string[] = [];
   let differ = 0;
   try {
     for (const c of cases(series, level, images)) {
@@ -377,6 +410,12 @@ async function main(): Promise<void> {
       rows.push(`| ${c.name} | ${outcome.verdict} | ${outcome.detail} |`);
       process.stderr.write(`${c.name}: ${outcome.verdict} (${outcome.detail})\n`);
     }
+    clientRows.push(
+      ...(await ezWsiClientFlows(python, config.PATHEMBED_MODEL_PATH, `${server.url}/v1/predict`, apiKey, [
+        `synthetic-full=${series['synthetic-full']}`,
+        `cmu-jpeg=${series['cmu-jpeg']}`,
+      ])),
+    );
   } finally {
     child.stdin.end();
     child.kill();
@@ -396,6 +435,12 @@ async function main(): Promise<void> {
       ...rows,
       '',
       `${rows.length - differ} of ${rows.length} requests answered alike.`,
+      '',
+      "EZ-WSI's own client (PathFoundationsEmbeddingEndpoint) against each, embeddings it returned:",
+      '',
+      '| flow | largest difference |',
+      '| --- | --- |',
+      ...clientRows,
       '',
     ].join('\n'),
   );

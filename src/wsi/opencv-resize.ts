@@ -24,13 +24,34 @@ type OpenCv = any;
 
 let loading: Promise<{ cv: OpenCv }> | undefined;
 
+const PROCESS_EVENTS = ['uncaughtException', 'unhandledRejection'] as const;
+
+/**
+ * Emscripten's Node glue adds process-wide `uncaughtException` and `unhandledRejection` handlers
+ * that rethrow or abort, printing the whole 10 MB script with the error. The service keeps Node's
+ * own behaviour and its logs, so whatever handlers loading adds are taken off again.
+ */
+function requireWithoutProcessHooks(id: string): unknown {
+  type Listener = (...args: unknown[]) => void;
+  const listeners = (event: (typeof PROCESS_EVENTS)[number]) =>
+    process.listeners(event as 'uncaughtException') as unknown as Listener[];
+  const before = new Map(PROCESS_EVENTS.map((e) => [e, new Set(listeners(e))]));
+  const loaded = createRequire(import.meta.url)(id);
+  for (const event of PROCESS_EVENTS) {
+    for (const listener of listeners(event)) {
+      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+    }
+  }
+  return loaded;
+}
+
 /**
  * The initialised module. It is a thenable that resolves to itself, which `await` would follow
  * forever, so it is required (not imported) and handed out inside an object.
  */
 function openCv(): Promise<{ cv: OpenCv }> {
   loading ??= new Promise((resolve, reject) => {
-    const cv = createRequire(import.meta.url)('@techstark/opencv-js') as OpenCv;
+    const cv = requireWithoutProcessHooks('@techstark/opencv-js') as OpenCv;
     const started = Date.now();
     const poll = setInterval(() => {
       if (typeof cv.Mat === 'function' && typeof cv.resize === 'function') {
