@@ -19,6 +19,12 @@ export class DicomWebFrameSource implements FrameSource {
   readonly description: string;
   readonly stats: FrameSourceStats = { requests: 0, frames: 0, bytes: 0 };
   readonly #client: DicomWebClient;
+  /**
+   * The series metadata, asked once per source: the slide model parses it when the slide opens and
+   * later readers (the ICC profile of a level, say) look things up in it without another request.
+   * A failed or aborted fetch is forgotten, so the next call asks again.
+   */
+  #metadata: Promise<DicomJsonDataset[]> | undefined;
 
   /** Throws INVALID_SERIES_REFERENCE for a malformed reference; nothing is fetched yet. */
   constructor(client: DicomWebClient, reference: SeriesReferenceInput) {
@@ -28,7 +34,14 @@ export class DicomWebFrameSource implements FrameSource {
   }
 
   seriesMetadata(signal?: AbortSignal): Promise<DicomJsonDataset[]> {
-    return this.#client.seriesMetadata(this.reference, { signal });
+    if (!this.#metadata) {
+      const fetching = this.#client.seriesMetadata(this.reference, { signal });
+      this.#metadata = fetching;
+      fetching.catch(() => {
+        if (this.#metadata === fetching) this.#metadata = undefined;
+      });
+    }
+    return this.#metadata;
   }
 
   /** QIDO-RS summary of the instances (fewer attributes than `seriesMetadata`, one cheap request). */

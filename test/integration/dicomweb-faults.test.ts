@@ -14,6 +14,8 @@ import {
 import { dicomWebClient } from '../../src/domain-options.js';
 import { PathembedError } from '../../src/errors.js';
 import { REDACTED_PATHS } from '../../src/log.js';
+import { DicomWebFrameSource } from '../../src/wsi/dicomweb-frame-source.js';
+import { openSlide } from '../../src/wsi/slide.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
 import { fixture, services } from '../helpers/services.js';
 
@@ -251,6 +253,23 @@ describe('frames answers that do not match the request', () => {
     const err = await failure(client().fetchFrames(seriesUrl, level0Uid, [0, 1]));
     expect(err.code).toBe('DICOMWEB_BAD_RESPONSE');
     expect(err.message).toMatch(/Truncated.*inside part 2/);
+  });
+});
+
+describe('series metadata', () => {
+  it('is asked once per frame source: the slide opens from it and later look-ups reuse it; a failure is asked again', async () => {
+    const isMetadata = (path: string) => path.endsWith('/metadata');
+    fault.script({ kind: 'status', status: 404, body: 'gone for now' });
+    const source = new DicomWebFrameSource(client({ PATHEMBED_RETRY_MAX_ATTEMPTS: '1' }), seriesUrl);
+    const first = await failure(openSlide(source));
+    expect(first.code).toBe('DICOMWEB_NOT_FOUND');
+    const slide = await openSlide(source);
+    const again = await source.seriesMetadata();
+    expect(again.length).toBe(4);
+    expect(slide.level(0).instances[0]?.sopInstanceUid).toBe(level0Uid);
+    // One failed request, then one that served both the opening and the later look-up.
+    expect(fault.requests.filter((r) => isMetadata(r.path)).length).toBe(2);
+    await slide.close();
   });
 });
 
