@@ -13,8 +13,9 @@ const LAYERS = {
   sample: ['wsi'],
   pipeline: ['wsi', 'codecs', 'embed', 'results'],
   queue: ['pipeline', 'wsi', 'codecs', 'embed', 'results'],
-  api: ['queue', 'wsi', 'dicomweb'],
-  cli: ['api', 'queue', 'pipeline', 'wsi', 'codecs', 'embed', 'results', 'sample', 'dicomweb'],
+  ui: ['wsi', 'codecs', 'results'],
+  api: ['queue', 'wsi', 'codecs', 'results', 'dicomweb', 'ui'],
+  cli: ['api', 'ui', 'queue', 'pipeline', 'wsi', 'codecs', 'embed', 'results', 'sample', 'dicomweb'],
 };
 
 /** What each folder is for (README's Architecture section). */
@@ -30,6 +31,7 @@ const PURPOSE = {
   sample: 'synthetic DICOM WSI writer (coordinate-encoded test slides, the demo slide)',
   pipeline: 'plan a slide, stream patches through the model with bounded memory (no Redis, no HTTP)',
   queue: 'BullMQ: slide jobs fanning out into chunk jobs, workers (the worker process start)',
+  ui: 'the web page /ui (jobs, slide viewer with patch overlay, neighbours), its tiles, login sessions, CSP, and the Redis-free local viewer',
   api: 'Express: jobs, Path Foundation-compatible /v1/predict, health, metrics, OpenAPI',
   cli: 'the `pathembed` command',
 };

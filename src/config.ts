@@ -202,6 +202,26 @@ export const CONFIG_VARIABLES = {
     'Comma-separated API keys; when set, every /v1 request needs `Authorization: Bearer <key>`.',
   ),
   PATHEMBED_PROTECT_HEALTH: v(bool, 'false', 'Require an API key for /healthz, /readyz and /metrics too.'),
+  PATHEMBED_UI_SESSION_SECRET: v(
+    z.string().min(32, 'must be at least 32 characters').optional(),
+    undefined,
+    "Secret that signs the web page's session cookies (/ui login with an API key). Unset: a random one per process, so sessions end when the API restarts and are not shared between API replicas.",
+  ),
+  PATHEMBED_UI_SESSION_HOURS: v(
+    int(1, 24 * 30),
+    '12',
+    'How long a web page session (/ui login) lasts, in hours.',
+  ),
+  PATHEMBED_UI_SECURE_COOKIE: v(
+    bool,
+    'false',
+    'Mark the /ui session cookie Secure (browsers then send it over HTTPS only): set it when the API is served over HTTPS.',
+  ),
+  PATHEMBED_UI_OPEN_SLIDES: v(
+    int(1, 256),
+    '4',
+    "Slides the web viewer's tile endpoint keeps open; they share one PATHEMBED_FRAME_CACHE_BYTES of decoded frames, and the least recently used is closed first.",
+  ),
   PATHEMBED_TOKEN_KEY: v(
     z
       .string()

@@ -14,6 +14,7 @@ import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerViewCommand } from './view-command.js';
 import { registerWorkerCommand } from './worker-command.js';
 
 const program = new Command('pathembed')
@@ -29,6 +30,7 @@ const registrations: Array<(program: Command) => void> = [
   registerPatchCommands,
   registerModelCommands,
   registerServeCommand,
+  registerViewCommand,
   registerWorkerCommand,
   registerBatchCommand,
   registerDoctorCommand,
