@@ -24,6 +24,7 @@ import { jobsRouter } from './jobs-routes.js';
 import { openApiDocument } from './openapi.js';
 import { predictRouter } from './predict-routes.js';
 import { PredictService } from './predict-service.js';
+import { searchRouter } from './search-routes.js';
 
 export interface AppDeps {
   readonly config: Config;
@@ -71,6 +72,7 @@ export function createApp(deps: AppDeps): Express {
   v1.use(auth);
   v1.use(jobsRouter({ config, ctx, submitter, allowList }));
   v1.use(batchesRouter({ config, ctx, submitter, batches, allowList }));
+  v1.use(searchRouter({ config, ctx, submitter, batches }));
   v1.use(predictRouter(predictor, logger));
   app.use('/v1', v1);
 
