@@ -226,8 +226,8 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_SEARCH_MAX_K: v(int(1, 10000), '100', 'Most neighbours one /v1/search request may ask for (k).'),
   PATHEMBED_SEARCH_EXACT_BELOW: v(
     int(0),
-    '2000',
-    'A job with fewer patches is searched by exact brute force (no graph built or stored); from this size on, an HNSW graph (usearch) is built at job completion. 2000 is about where HNSW queries become faster (docs/benchmarks.md).',
+    '1000',
+    'A job with fewer patches is searched by exact brute force (no graph built or stored); from this size on, an HNSW graph (usearch) is built at job completion. About where HNSW queries become faster on 2 cores (docs/benchmarks.md); 0: always HNSW.',
   ),
   PATHEMBED_SEARCH_HNSW_CONNECTIVITY: v(int(2, 256), '16', 'HNSW graph edges per node (M).'),
   PATHEMBED_SEARCH_HNSW_EXPANSION_ADD: v(
