@@ -14,6 +14,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { uploadFolder } from '../../scripts/dev-services/orthanc.js';
+import { createApi } from '../../src/api/app.js';
+import { listen } from '../../src/api/server.js';
+import { createLogger } from '../../src/log.js';
 import { level0Point, level0Scale } from '../../src/results/level0-coordinates.js';
 import { writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { type Harness, startHarness, until } from '../helpers/service-harness.js';
@@ -291,6 +294,44 @@ describe('POST /v1/search', () => {
     expect(early.body.error.details.jobId).toBe(id);
     await call('DELETE', `/v1/jobs/${id}`);
     await h.final(id);
+  });
+});
+
+describe('search indexes and the contract', () => {
+  it('builds a missing index from the JSON result on first query, stores it, and answers the same', async () => {
+    const rect = level0Rect('B', results.B!.patches[3]!);
+    const body = { jobId: jobIds.B, patch: { x: rect.x, y: rect.y }, k: 4 };
+    const before = await search(body);
+    const file = path.join(h.resultsDir, 'jobs', jobIds.B!, 'search-index.bin');
+    await fs.rm(file);
+    // A second API on the same Redis and results folder: its cache is empty.
+    const api = await createApi(h.config, createLogger('silent'));
+    const server = await listen(api.app, '127.0.0.1', 0);
+    try {
+      const res = await fetch(`${server.url}/v1/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify(body),
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toEqual(before.body);
+      expect((await fs.readFile(file)).subarray(0, 8).toString('ascii')).toBe('PESEARCH');
+    } finally {
+      await server.close();
+      await api.close();
+    }
+  });
+
+  it('is in the OpenAPI document with its request and response schemas', async () => {
+    const doc = await call('GET', '/openapi.json');
+    expect(doc.body.paths['/v1/search'].post.responses['409']).toBeDefined();
+    const req = doc.body.components.schemas.SearchRequest;
+    expect(req.additionalProperties).toBe(false);
+    expect(Object.keys(req.properties).sort()).toEqual(['batchId', 'embedding', 'jobId', 'k', 'patch']);
+    const neighbour = doc.body.components.schemas.SearchResponse.properties.neighbours.items;
+    expect(Object.keys(neighbour.properties)).toEqual(
+      expect.arrayContaining(['jobId', 'patchIndex', 'x', 'y', 'width', 'height', 'distance', 'source']),
+    );
   });
 });
 
