@@ -81,7 +81,7 @@ async function measure(kind: 'clustered' | 'uniform', n: number, settings: HnswS
   truth.splice(0, truth.length - queryCount); // the warm-up's answers out
 
   const t = performance.now();
-  const hnsw = HnswIndex.build(unit, DIM, settings);
+  const hnsw = await HnswIndex.build(unit, DIM, settings);
   const buildS = (performance.now() - t) / 1000;
   const bytes = await hnsw.serialise();
   console.log(
@@ -109,7 +109,7 @@ async function measure(kind: 'clustered' | 'uniform', n: number, settings: HnswS
 }
 
 /** Smallest n where an HNSW query (default settings) is faster than an exact one. */
-function crossover(): void {
+async function crossover(): Promise<void> {
   console.log('\ncrossover (clustered, default HNSW settings, k = 20):');
   console.log('| n | exact p50 ms | HNSW p50 ms | HNSW build ms | exact / HNSW |');
   console.log('|---:|---:|---:|---:|---:|');
@@ -120,7 +120,7 @@ function crossover(): void {
     const queries = all.subarray(n * DIM);
     const exact = new ExactIndex(unit, DIM);
     const t = performance.now();
-    const hnsw = HnswIndex.build(unit, DIM, DEFAULT_HNSW);
+    const hnsw = await HnswIndex.build(unit, DIM, DEFAULT_HNSW);
     const buildMs = performance.now() - t;
     const e = latency(queries, (q) => exact.search(q, 20));
     const h = latency(queries, (q) => hnsw.search(q, 20));
@@ -140,7 +140,7 @@ console.log(
       .join(' ')} at the start; dim ${DIM}, ${queryCount} held-out queries, k = ${K}; ` +
     `HNSW defaults M=${DEFAULT_HNSW.connectivity} efConstruction=${DEFAULT_HNSW.expansionAdd} ef=${DEFAULT_HNSW.expansionSearch} ${DEFAULT_HNSW.quantization}`,
 );
-crossover();
+await crossover();
 for (const n of sizes) {
   await measure('clustered', n, DEFAULT_HNSW);
   if (withF32 && n <= 100_000) await measure('clustered', n, { ...DEFAULT_HNSW, quantization: 'f32' });

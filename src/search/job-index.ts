@@ -186,7 +186,7 @@ export async function buildJobIndex(
     jobId,
     slideRef(header.source),
     Int32Array.from(rows),
-    buildSimilarityIndex(unit, dimension, options),
+    await buildSimilarityIndex(unit, dimension, options),
   );
 }
 

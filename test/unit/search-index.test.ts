@@ -88,13 +88,18 @@ describe('similarity index', () => {
     expect(index.search(q, 50).ids).toHaveLength(5);
   });
 
-  it('HNSW finds ≥ 95% of the exact 10 nearest on 4,000 clustered vectors', () => {
+  it('HNSW finds ≥ 95% of the exact 10 nearest on 4,000 clustered vectors', async () => {
     const n = 4000;
     // Queries are 200 more draws of the same clusters, held out of the index.
     const all = clusteredVectors(n + 200, DIM, defaultClusters(n), 11);
     const unit = normaliseRows(all.subarray(0, n * DIM), DIM);
     const exact = new ExactIndex(unit, DIM);
-    const hnsw = HnswIndex.build(unit, DIM, DEFAULT_HNSW);
+    // The build yields to the event loop between slices (a worker's lock renewals run meanwhile).
+    let turns = 0;
+    const timer = setInterval(() => turns++, 0);
+    const hnsw = await HnswIndex.build(unit, DIM, DEFAULT_HNSW);
+    clearInterval(timer);
+    expect(turns).toBeGreaterThanOrEqual(2);
     const queries = all.subarray(n * DIM);
     let found = 0;
     for (let q = 0; q < 200; q++) {
@@ -105,12 +110,12 @@ describe('similarity index', () => {
     expect(recall).toBeGreaterThanOrEqual(0.95);
   });
 
-  it('switches from exact to HNSW at exactBelow', () => {
+  it('switches from exact to HNSW at exactBelow', async () => {
     const unit = normaliseRows(clusteredVectors(300, DIM, defaultClusters(300), 3), DIM);
     const options = { exactBelow: 300, hnsw: DEFAULT_HNSW };
-    expect(buildSimilarityIndex(unit.subarray(0, 299 * DIM), DIM, options).kind).toBe('exact');
-    expect(buildSimilarityIndex(unit, DIM, options).kind).toBe('hnsw');
-    expect(buildSimilarityIndex(unit, DIM, { ...options, exactBelow: 301 }).kind).toBe('exact');
+    expect((await buildSimilarityIndex(unit.subarray(0, 299 * DIM), DIM, options)).kind).toBe('exact');
+    expect((await buildSimilarityIndex(unit, DIM, options)).kind).toBe('hnsw');
+    expect((await buildSimilarityIndex(unit, DIM, { ...options, exactBelow: 301 })).kind).toBe('exact');
   });
 
   it('refuses a query of the wrong length', async () => {
