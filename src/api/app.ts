@@ -31,6 +31,7 @@ import { openApiDocument } from './openapi.js';
 import { predictRouter } from './predict-routes.js';
 import { PredictService } from './predict-service.js';
 import { QUEUES_BOARD_PATH, queuesBoardRouter } from './queues-board.js';
+import { searchRouter } from './search-routes.js';
 import { StoreViewerBackend } from './store-viewer-backend.js';
 
 export interface AppDeps {
@@ -94,6 +95,7 @@ export function createApp(deps: AppDeps): Express {
   v1.use(auth);
   v1.use(jobsRouter({ config, ctx, submitter, allowList }));
   v1.use(batchesRouter({ config, ctx, submitter, batches, allowList }));
+  v1.use(searchRouter({ config, ctx, submitter, batches }));
   v1.use(predictRouter(predictor, logger));
   v1.use(viewerRouter(viewer));
   app.use('/v1', v1);

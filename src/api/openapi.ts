@@ -15,6 +15,7 @@ import {
   jobStatusSchema,
   listJobsResponseSchema,
 } from './schemas.js';
+import { searchRequestSchema, searchResponseSchema } from './search-schema.js';
 
 const API_VERSION = '0.1.0';
 
@@ -50,6 +51,8 @@ export function openApiDocument(): Record<string, unknown> {
         CreateBatchRequest: schema(createBatchRequestSchema, 'input'),
         CreateBatchResponse: schema(createBatchResponseSchema, 'output'),
         BatchStatus: schema(batchStatusSchema, 'output'),
+        SearchRequest: schema(searchRequestSchema, 'input'),
+        SearchResponse: schema(searchResponseSchema, 'output'),
         PredictRequest: schema(predictRequestSchema, 'input'),
         PredictResponse: schema(predictResponseSchema, 'output'),
         Health: schema(healthResponseSchema, 'output'),
@@ -152,6 +155,24 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             200: { description: 'DICOM Part 10 (docs/ann.md)', content: { 'application/dicom': {} } },
             404: errorResponse('No such job, or no bulk annotations'),
+          },
+        },
+      },
+      '/v1/search': {
+        post: {
+          summary:
+            'The k patches nearest (cosine distance) to a patch of a completed job, or to an embedding, in the job or across the completed jobs of a batch',
+          requestBody: { required: true, content: json('SearchRequest') },
+          responses: {
+            200: {
+              description: 'Neighbours nearest first; the query patch itself is among them at distance ~0',
+              content: json('SearchResponse'),
+            },
+            400: errorResponse(
+              'INVALID_ARGUMENT: a bad field, k over PATHEMBED_SEARCH_MAX_K, a point in no patch of the job, an embedding of the wrong length',
+            ),
+            404: errorResponse('NOT_FOUND: no such job or batch (of this API key)'),
+            409: errorResponse('JOB_NOT_COMPLETED: the job (or every job of the batch) has not completed'),
           },
         },
       },

@@ -13,6 +13,7 @@ import { registerEmbedCommand } from './embed-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
+import { registerSearchCommand } from './search-command.js';
 import { registerServeCommand } from './serve-command.js';
 import { registerViewCommand } from './view-command.js';
 import { registerWorkerCommand } from './worker-command.js';
@@ -33,6 +34,7 @@ const registrations: Array<(program: Command) => void> = [
   registerViewCommand,
   registerWorkerCommand,
   registerBatchCommand,
+  registerSearchCommand,
   registerDoctorCommand,
 ];
 

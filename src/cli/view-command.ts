@@ -9,6 +9,7 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { listen } from '../api/server.js';
 import { type Config, loadConfig } from '../config.js';
+import { searchBuildOptions } from '../domain-options.js';
 import { createLogger, type Logger } from '../log.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
 import { createLocalViewer, LOCAL_JOB_ID } from '../ui/local-viewer.js';
@@ -45,6 +46,7 @@ export async function serveLocalResult(
     slide: options.slide,
     opener: commandSlideOpener(config, options.sourceOptions ?? {}, logger),
     ...(options.access ? { access: options.access } : {}),
+    search: searchBuildOptions(config),
     logger,
   });
   const server = await listen(viewer.app, options.host, options.port);

@@ -3,8 +3,9 @@
  * queue (`pathembed demo --serve`, `pathembed view`). It answers the few /v1 routes the page uses
  * for its one job ("local"): the job's status, its JSON result, the slide's tiles and regions read
  * from the slide's folder (or DICOMweb series) through a SlideOpener, the patch overlay, and
- * POST /v1/search by exact search over the result's embeddings. No API keys: it is meant to listen
- * on 127.0.0.1 (the commands' default).
+ * POST /v1/search through the same search core as the service (src/search), over an index built
+ * from the result file in memory. No API keys: it is meant to listen on 127.0.0.1 (the commands'
+ * default).
  */
 import express, { type ErrorRequestHandler, type Express } from 'express';
 import { z } from 'zod';
@@ -12,13 +13,16 @@ import { ERROR_CODES, isPathembedError, PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { buildPatchOverlay, type PatchOverlay } from '../results/patch-overlay.js';
 import { readResult, streamResult } from '../results/result-reader.js';
+import { type BuildOptions, indexOfDocument, MemoryIndexes, searchSimilar } from '../search/index.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
 import type { SlideAccess, SlideOpener } from '../wsi/slide-opener.js';
-import { ExactPatchSearch, MAX_NEIGHBOURS } from './exact-patch-search.js';
 import { SlideCache } from './slide-cache.js';
 import { uiRouter } from './ui-router.js';
 import type { SlideLease, ViewerBackend } from './viewer-backend.js';
 import { viewerRouter } from './viewer-routes.js';
+
+/** Most neighbours one query may ask for (the service's default PATHEMBED_SEARCH_MAX_K). */
+const MAX_NEIGHBOURS = 100;
 
 /** The id the local viewer gives its one job. */
 export const LOCAL_JOB_ID = 'local';
@@ -31,6 +35,8 @@ export interface LocalViewerOptions {
   readonly opener: SlideOpener;
   /** The store token for a DICOMweb slide (the command's --token). */
   readonly access?: SlideAccess;
+  /** How the result's search index is built (exact or HNSW by size, as the service does). */
+  readonly search: BuildOptions;
   readonly logger?: Logger;
 }
 
@@ -63,7 +69,7 @@ export async function createLocalViewer(options: LocalViewerOptions): Promise<Lo
   const doc = await readResult(resultPath);
   const source: Record<string, unknown> =
     slide.kind === 'local' ? { kind: 'local', folder: slide.folder } : { ...slide };
-  const search = new ExactPatchSearch(LOCAL_JOB_ID, doc.patches, source);
+  const indexes = new MemoryIndexes([await indexOfDocument(LOCAL_JOB_ID, doc, options.search)]);
   const slides = new SlideCache(1);
   let overlay: Promise<PatchOverlay> | undefined;
   const check = (id: string) => {
@@ -119,7 +125,7 @@ export async function createLocalViewer(options: LocalViewerOptions): Promise<Lo
     check(req.params.id);
     res.type('application/json').sendFile(resultPath);
   });
-  v1.post('/search', (req, res) => {
+  v1.post('/search', async (req, res) => {
     const parsed = searchBodySchema.safeParse(req.body);
     if (!parsed.success) {
       throw new PathembedError(
@@ -128,24 +134,21 @@ export async function createLocalViewer(options: LocalViewerOptions): Promise<Lo
       );
     }
     const body = parsed.data;
+    if (body.batchId !== undefined) {
+      throw new PathembedError('NOT_FOUND', `No batch ${body.batchId}: the local viewer shows one result`);
+    }
     const jobId = body.jobId ?? body.patch?.jobId ?? LOCAL_JOB_ID;
     check(jobId);
-    if (body.embedding) {
-      res.json(
-        search.search(Float32Array.from(body.embedding), body.k, { embedding: body.embedding.length }),
-      );
-      return;
+    if ((body.patch === undefined) === (body.embedding === undefined)) {
+      throw new PathembedError('INVALID_ARGUMENT', 'Give exactly one of "patch" and "embedding"');
     }
-    if (!body.patch) throw new PathembedError('INVALID_ARGUMENT', 'A search needs "patch" or "embedding"');
-    const p = search.patchAt(body.patch.x, body.patch.y);
     res.json(
-      search.search(p.embedding, body.k, {
-        jobId,
-        patchIndex: p.index,
-        x: p.x,
-        y: p.y,
-        width: p.width,
-        height: p.height,
+      await searchSimilar(indexes, {
+        scope: { jobId },
+        target: body.patch
+          ? { patch: { jobId, x: body.patch.x, y: body.patch.y } }
+          : { embedding: Float32Array.from(body.embedding ?? []) },
+        k: body.k,
       }),
     );
   });

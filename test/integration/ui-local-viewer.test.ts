@@ -14,7 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureDefaultModel } from '../../models/default-model.js';
 import { type Listening, listen } from '../../src/api/server.js';
 import { loadConfig } from '../../src/config.js';
-import { engineOptions, pipelineDeps, slideOpener } from '../../src/domain-options.js';
+import { engineOptions, pipelineDeps, searchBuildOptions, slideOpener } from '../../src/domain-options.js';
 import { EmbeddingEngine } from '../../src/embed/index.js';
 import { createLogger } from '../../src/log.js';
 import { runEmbeddingJob } from '../../src/pipeline/index.js';
@@ -75,6 +75,7 @@ beforeAll(async () => {
     resultPath: jsonPath,
     slide: { kind: 'local', folder: slideDir },
     opener,
+    search: searchBuildOptions(config),
   });
   server = await listen(viewer.app, '127.0.0.1', 0);
   reader = await opener.openSlideReader({ kind: 'local', folder: slideDir });
@@ -257,12 +258,13 @@ describe('local viewer in chromium', () => {
     const i = Math.floor(overlay.count / 2);
     const c = centreOf(i, t);
     await page.mouse.click(box.x + c.x, box.y + c.y);
-    await page.waitForFunction("document.querySelectorAll('.neighbour').length === 8");
+    // waitForFunction polls with eval, which the page's CSP refuses: poll from outside instead.
+    await expect.poll(() => page.locator('.neighbour').count(), { timeout: 30_000 }).toBe(8);
     const items = (await page.evaluate(
       "[...document.querySelectorAll('.neighbour')].map((e) => ({ ...e.dataset }))",
     )) as Array<Record<string, string>>;
     expect(items[0]!.patchIndex).toBe(String(overlay.patchIndex[i]));
-    expect(Number(items[0]!.distance)).toBeLessThan(1e-6);
+    expect(Number(items[0]!.distance)).toBeLessThan(1e-5);
     const distances = items.map((n) => Number(n.distance));
     expect(distances).toEqual([...distances].sort((a, b) => a - b));
     expect(new Set(items.map((n) => n.patchIndex)).size).toBe(8);
@@ -270,9 +272,15 @@ describe('local viewer in chromium', () => {
       String(overlay.patchIndex[i]),
     );
     // The thumbnails are the patches' pixels: the first is the clicked patch's region.
-    await page.waitForFunction(
-      "[...document.querySelectorAll('.neighbour img')].every((img) => img.complete && img.naturalWidth === 112)",
-    );
+    await expect
+      .poll(
+        () =>
+          page.evaluate(
+            "[...document.querySelectorAll('.neighbour img')].every((img) => img.complete && img.naturalWidth === 112)",
+          ),
+        { timeout: 30_000 },
+      )
+      .toBe(true);
     const src = (await page.locator('.neighbour img').first().getAttribute('src')) ?? '';
     const first = overlay.patchIndex.indexOf(Number(items[0]!.patchIndex));
     expect(src).toContain(`x=${overlay.x[first]}&y=${overlay.y[first]}`);

@@ -153,6 +153,47 @@ describe('the web page of the service', () => {
     if (beyond < drawn.width) expect(pixelAt(drawn, beyond, t.offsetY + 350 * t.scale)).toEqual([0, 0, 0]);
   });
 
+  it('answers a click on a patch with its nearest patches from POST /v1/search, itself first', async () => {
+    const { page } = watched;
+    const overlay = (await page.evaluate(
+      `fetch('/v1/jobs/${jobId}/overlay').then((r) => r.json())`,
+    )) as PatchOverlay;
+    const t = await overlayTransform(page);
+    const box = (await page.locator('#viewer').boundingBox())!;
+    const i = 5;
+    await page.mouse.click(
+      box.x + t.offsetX + (overlay.x[i]! + overlay.width[i]! / 2) * t.scale,
+      box.y + t.offsetY + (overlay.y[i]! + overlay.height[i]! / 2) * t.scale,
+    );
+    // waitForFunction polls with eval, which the page's CSP refuses: poll from outside instead.
+    await expect.poll(() => page.locator('.neighbour').count(), { timeout: 30_000 }).toBe(8);
+    const items = (await page.evaluate(
+      "[...document.querySelectorAll('.neighbour')].map((e) => ({ ...e.dataset }))",
+    )) as Array<Record<string, string>>;
+    expect(items[0]).toMatchObject({ jobId, patchIndex: String(overlay.patchIndex[i]) });
+    expect(Number(items[0]!.distance)).toBeLessThan(1e-5);
+    const distances = items.map((n) => Number(n.distance));
+    expect(distances).toEqual([...distances].sort((a, b) => a - b));
+    // The same answer as the API gives a client with the key.
+    const api = (await (
+      await fetch(`${h.url}/v1/search`, {
+        method: 'POST',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ jobId, patch: { x: overlay.x[i], y: overlay.y[i] }, k: 8 }),
+      })
+    ).json()) as { neighbours: Array<{ patchIndex: number }> };
+    expect(items.map((n) => Number(n.patchIndex))).toEqual(api.neighbours.map((n) => n.patchIndex));
+    await expect
+      .poll(
+        () =>
+          page.evaluate(
+            "[...document.querySelectorAll('.neighbour img')].every((img) => img.complete && img.naturalWidth === 112)",
+          ),
+        { timeout: 30_000 },
+      )
+      .toBe(true);
+  });
+
   it("shows the operators' view (bull-board) after sign-in, with the service's queue", async () => {
     const { page } = watched;
     const res = await page.goto(`${h.url}/ui/queues/`);
@@ -163,7 +204,7 @@ describe('the web page of the service', () => {
       .getByText(/^\d+ Jobs?$/)
       .first()
       .waitFor({ timeout: 30_000 });
-    const text = await page.locator('body').innerText();
+    const text = (await page.locator('body').textContent()) ?? '';
     expect(text).toContain('embed');
     expect(text).toMatch(/COMPLETED\s+\d+/i);
     if (SCREENSHOTS) await shot('queues');
