@@ -158,6 +158,71 @@ export function openApiDocument(): Record<string, unknown> {
           },
         },
       },
+      '/v1/jobs/{id}/slide': {
+        get: {
+          summary:
+            "The deep-zoom layout of a job's slide for the web page's viewer (OpenSeadragon): level-0 size, tile size, zoom levels, tile URL template (docs/ui.md)",
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: '{jobId, widthPx, heightPx, tileSizePx, maxLevel, tiles}' },
+            404: errorResponse('No such job (of this API key)'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/tiles/{z}/{tile}': {
+        get: {
+          summary:
+            "A 256 px JPEG tile of a job's slide at deep-zoom level z (maxLevel is level 0), `{col}_{row}.jpg`, read from the job's store through the frame cache",
+          parameters: [
+            jobIdParam,
+            { name: 'z', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+            {
+              name: 'tile',
+              in: 'path',
+              required: true,
+              schema: { type: 'string', pattern: '^\\d+_\\d+\\.jpg$' },
+            },
+          ],
+          responses: {
+            200: { description: 'JPEG', content: { 'image/jpeg': {} } },
+            404: errorResponse('No such job, or a tile outside the slide'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/region': {
+        get: {
+          summary:
+            "A level-0 rectangle of a job's slide as a JPEG whose longer side is at most `size` px (patch thumbnails)",
+          parameters: [
+            jobIdParam,
+            ...['x', 'y', 'width', 'height', 'size'].map((name) => ({
+              name,
+              in: 'query',
+              required: name !== 'size',
+              schema: { type: 'integer' },
+            })),
+          ],
+          responses: {
+            200: { description: 'JPEG', content: { 'image/jpeg': {} } },
+            400: errorResponse('INVALID_ARGUMENT: a missing or bad query field'),
+            404: errorResponse('No such job (of this API key)'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/overlay': {
+        get: {
+          summary:
+            "The patches of a completed job for the viewer's overlay: level-0 rectangles, PCA colours and the first 8 principal component scores, as columns",
+          parameters: [jobIdParam],
+          responses: {
+            200: {
+              description:
+                '{count, components, patchIndex, x, y, width, height, tissueFraction, rgb, scores}',
+            },
+            404: errorResponse('No such job, or no JSON result yet'),
+          },
+        },
+      },
       '/v1/search': {
         post: {
           summary:
