@@ -194,6 +194,64 @@ describe('the web page of the service', () => {
       .toBe(true);
   });
 
+  it('follows a batch and searches the nearest patches across its slides', async () => {
+    const { page } = watched;
+    const created = await fetch(`${h.url}/v1/batches`, {
+      method: 'POST',
+      headers: { ...AUTH, 'content-type': 'application/json' },
+      body: JSON.stringify({
+        sources: [fixture('synthetic-full').seriesUrl, fixture('synthetic-sparse').seriesUrl],
+        options: { minTissue: 0 },
+      }),
+    });
+    expect(created.status).toBe(202);
+    const batchId = ((await created.json()) as { id: string }).id;
+    await until('the batch completes', async () => {
+      const b = (await (await fetch(`${h.url}/v1/batches/${batchId}`, { headers: AUTH })).json()) as {
+        state: string;
+      };
+      return b.state === 'running' ? undefined : b;
+    });
+    await page.goto(`${h.url}/ui/#/jobs`);
+    await page.locator('#open-batch-form input[name="batchId"]').fill(batchId);
+    await page.locator('#open-batch-form button').click();
+    const box = page.locator(`#batches details[data-batch-id="${batchId}"]`);
+    await box.locator('tr[data-state="completed"]').nth(1).waitFor();
+    // The batch reused the first job (same slide, options and model) and added the sparse slide's.
+    await expect.poll(() => box.locator(`tr[data-job-id="${jobId}"] a`).count()).toBe(1);
+    await box.locator(`tr[data-job-id="${jobId}"] a`).click();
+    await page.waitForURL(new RegExp(`#/jobs/${jobId}\\?batch=${batchId}$`));
+    await page.waitForSelector('body[data-viewer-ready="1"]', { timeout: 60_000 });
+    await page.locator('#search-scope').selectOption('batch');
+    const overlay = (await page.evaluate(
+      `fetch('/v1/jobs/${jobId}/overlay').then((r) => r.json())`,
+    )) as PatchOverlay;
+    const t = await overlayTransform(page);
+    const viewerBox = (await page.locator('#viewer').boundingBox())!;
+    const i = 2;
+    await page.mouse.click(
+      viewerBox.x + t.offsetX + (overlay.x[i]! + overlay.width[i]! / 2) * t.scale,
+      viewerBox.y + t.offsetY + (overlay.y[i]! + overlay.height[i]! / 2) * t.scale,
+    );
+    const api = (await (
+      await fetch(`${h.url}/v1/search`, {
+        method: 'POST',
+        headers: { ...AUTH, 'content-type': 'application/json' },
+        body: JSON.stringify({ batchId, patch: { jobId, x: overlay.x[i], y: overlay.y[i] }, k: 8 }),
+      })
+    ).json()) as { index: { jobs: number }; neighbours: Array<{ jobId: string; patchIndex: number }> };
+    expect(api.index.jobs).toBe(2);
+    const expected = api.neighbours.map((n) => `${n.jobId}/${n.patchIndex}`);
+    await expect
+      .poll(async () =>
+        page.evaluate(
+          "[...document.querySelectorAll('.neighbour')].map((e) => e.dataset.jobId + '/' + e.dataset.patchIndex)",
+        ),
+      )
+      .toEqual(expected);
+    expect(expected[0]).toBe(`${jobId}/${overlay.patchIndex[i]}`);
+  });
+
   it("shows the operators' view (bull-board) after sign-in, with the service's queue", async () => {
     const { page } = watched;
     const res = await page.goto(`${h.url}/ui/queues/`);
@@ -206,7 +264,7 @@ describe('the web page of the service', () => {
       .waitFor({ timeout: 30_000 });
     const text = (await page.locator('body').textContent()) ?? '';
     expect(text).toContain('embed');
-    expect(text).toMatch(/COMPLETED\s+\d+/i);
+    expect(text).toMatch(/COMPLETED\s*\d+/i);
     if (SCREENSHOTS) await shot('queues');
   });
 

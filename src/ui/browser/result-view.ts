@@ -56,18 +56,19 @@ export class ResultView {
 
   async show(jobId: string, batchId: string | null): Promise<void> {
     this.#section.hidden = false;
-    if (jobId === this.#jobId && this.#viewer) return;
-    const token = ++this.#loadToken;
-    this.#jobId = jobId;
+    // The batch (for "in the batch") may change without the slide changing.
     this.#batchId = batchId;
-    this.#selection = undefined;
-    document.body.dataset.viewerReady = '0';
-    $('neighbour-list').replaceChildren();
-    $('neighbours-hint').textContent = 'Click a patch to see its nearest patches.';
     const scope = $('search-scope') as HTMLSelectElement;
     (scope.querySelector('option[value="batch"]') as HTMLOptionElement).disabled = !batchId;
     if (!batchId) scope.value = 'slide';
     $('result-title').textContent = `Job ${jobId}${batchId ? ` (batch ${batchId})` : ''}`;
+    if (jobId === this.#jobId && this.#viewer) return;
+    const token = ++this.#loadToken;
+    this.#jobId = jobId;
+    this.#selection = undefined;
+    document.body.dataset.viewerReady = '0';
+    $('neighbour-list').replaceChildren();
+    $('neighbours-hint').textContent = 'Click a patch to see its nearest patches.';
     const [layout, overlay] = await Promise.all([
       api<SlideLayout>(`/v1/jobs/${encodeURIComponent(jobId)}/slide`),
       api<PatchOverlay>(`/v1/jobs/${encodeURIComponent(jobId)}/overlay`),
