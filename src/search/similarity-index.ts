@@ -83,7 +83,8 @@ function distanceTo(unitQuery: Float32Array, vectors: Float32Array, row: number,
   let dot = 0;
   const base = row * dimension;
   for (let i = 0; i < dimension; i++) dot += unitQuery[i]! * vectors[base + i]!;
-  return 1 - dot;
+  // Float32 rounding can put a vector's distance to itself a hair below 0: the range stays 0..2.
+  return Math.min(2, Math.max(0, 1 - dot));
 }
 
 /**

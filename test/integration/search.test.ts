@@ -322,6 +322,36 @@ describe('search indexes and the contract', () => {
     }
   });
 
+  it('is behind the API keys, and a key sees only its own jobs and batches', async () => {
+    const api = await createApi(
+      Object.freeze({ ...h.config, PATHEMBED_API_KEYS: ['search-test-key-0123456789'] }),
+      createLogger('silent'),
+    );
+    const server = await listen(api.app, '127.0.0.1', 0);
+    const post = (body: unknown, key?: string) =>
+      fetch(`${server.url}/v1/search`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', ...(key ? { authorization: `Bearer ${key}` } : {}) },
+        body: JSON.stringify(body),
+      });
+    try {
+      const body = { jobId: jobIds.A, patch: { x: 0, y: 0 } };
+      expect((await post(body)).status).toBe(401);
+      // The jobs were submitted without a key: another key is told they do not exist.
+      const other = await post(body, 'search-test-key-0123456789');
+      expect(other.status).toBe(404);
+      expect(((await other.json()) as { error: { code: string } }).error.code).toBe('NOT_FOUND');
+      const batch = await post(
+        { batchId, patch: { jobId: jobIds.A, x: 0, y: 0 } },
+        'search-test-key-0123456789',
+      );
+      expect(batch.status).toBe(404);
+    } finally {
+      await server.close();
+      await api.close();
+    }
+  });
+
   it('is in the OpenAPI document with its request and response schemas', async () => {
     const doc = await call('GET', '/openapi.json');
     expect(doc.body.paths['/v1/search'].post.responses['409']).toBeDefined();
