@@ -249,7 +249,8 @@ export class ResultView {
     img.height = THUMBNAIL_PX;
     const text = document.createElement('span');
     text.className = 'distance';
-    text.textContent = n.distance < 0.001 ? n.distance.toExponential(2) : n.distance.toFixed(4);
+    text.textContent =
+      n.distance === 0 ? '0' : n.distance < 0.001 ? n.distance.toExponential(2) : n.distance.toFixed(4);
     const where = document.createElement('span');
     where.className = 'where';
     where.textContent = `${n.jobId === this.#jobId ? 'this slide' : `job ${n.jobId}`} · (${n.x}, ${n.y})`;
