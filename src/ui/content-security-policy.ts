@@ -2,8 +2,8 @@
  * Content-Security-Policy of the page: scripts, styles, images and requests from this origin only
  * (no CDN, no inline script, no eval); images also from blob: and data: (OpenSeadragon draws tiles
  * through them); no framing. bull-board's page gets its own policy: its bundle sets inline styles
- * and its HTML links a web font from Google, which the policy blocks so nothing leaves the origin
- * (the board falls back to the system font).
+ * (its link to a Google web font is taken out of its HTML, src/api/queues-board.ts, so nothing
+ * leaves the origin).
  */
 
 /**

@@ -14,8 +14,15 @@ import type { SlideLevel } from './slide-level.js';
 
 /** Side of a deep-zoom tile in pixels (OpenSeadragon's default for DZI). */
 export const DEEP_ZOOM_TILE_PX = 256;
-/** Largest side of a region picture (patch thumbnails), so one request cannot read a whole slide. */
+/** Largest side of a region picture (patch thumbnails). */
 export const MAX_REGION_SIDE_PX = 1024;
+/**
+ * Most stored pixels one tile or region may read (4096 x 4096, 48 MB of RGB). A slide with a
+ * pyramid never comes near it; a slide stored as one huge level would otherwise make a zoomed-out
+ * tile read the whole image into memory, so such tiles are refused and the viewer shows the slide
+ * from the zoom where a tile fits.
+ */
+export const MAX_READ_PX = 4096 * 4096;
 
 /** What a viewer needs to lay out the tiles. */
 export interface DeepZoomLayout {
@@ -102,6 +109,14 @@ export class SlideTiles {
       }
     }
     const scale = downsample / levelDownsample;
+    const readPx = rect.width * scale * (rect.height * scale);
+    if (readPx > MAX_READ_PX) {
+      throw new PathembedError(
+        'PAYLOAD_TOO_LARGE',
+        `This picture would read ${Math.round(readPx)} stored pixels (the slide has no level coarse enough); at most ${MAX_READ_PX}: zoom in`,
+        { readPx: Math.round(readPx), maxReadPx: MAX_READ_PX, downsample },
+      );
+    }
     const exact = Math.abs(scale - 1) < 0.01;
     return this.reader.readScaled({ level, scale: exact ? 1 : scale }, rect, signal ? { signal } : {});
   }

@@ -75,6 +75,15 @@ describe('SlideTiles geometry', () => {
     expect(tiles.tileRect(0, 0, 0)).toEqual({ rect: { x: 0, y: 0, width: 1, height: 1 }, downsample: 1024 });
   });
 
+  it('refuses a picture that would read more than MAX_READ_PX stored pixels (a slide without a pyramid)', async () => {
+    const single = new SlideTiles([level(0, 100_000, 80_000)], {} as PatchReader);
+    // Zoom 0 is the whole 100,000 x 80,000 px level in one pixel.
+    await expect(single.tile(0, 0, 0)).rejects.toMatchObject({ code: 'PAYLOAD_TOO_LARGE' });
+    await expect(single.region({ x: 0, y: 0, width: 50_000, height: 50_000 }, 128)).rejects.toMatchObject({
+      code: 'PAYLOAD_TOO_LARGE',
+    });
+  });
+
   it('answers NOT_FOUND outside the grid', () => {
     for (const [z, c, r] of [
       [10, 4, 0],
