@@ -2,13 +2,16 @@ import { defineConfig } from 'vitest/config';
 
 /**
  * Multi-process tests: each starts the API and several worker processes that load the model on
- * two cores. Run beside each other (or beside other heavy files) they starve one another and
- * their bounds measure the machine, not the code, so they run one at a time, after the rest.
+ * two cores, or a Chromium (the web page's tests). Run beside each other (or beside other heavy
+ * files) they starve one another and their bounds measure the machine, not the code, so they run
+ * one at a time, after the rest.
  */
 const MULTI_PROCESS_TESTS = [
   'test/integration/queue-workers.test.ts',
   'test/integration/fault-soak.test.ts',
   'test/integration/scale-cohort.test.ts',
+  'test/integration/ui-local-viewer.test.ts',
+  'test/integration/ui-service.test.ts',
 ];
 
 /**

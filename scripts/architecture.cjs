@@ -9,12 +9,26 @@ const LAYERS = {
   codecs: [],
   embed: [],
   results: [],
+  search: ['results'],
   wsi: ['dicomweb', 'codecs'],
   sample: ['wsi'],
   pipeline: ['wsi', 'codecs', 'embed', 'results'],
-  queue: ['pipeline', 'wsi', 'codecs', 'embed', 'results'],
-  api: ['queue', 'wsi', 'dicomweb'],
-  cli: ['api', 'queue', 'pipeline', 'wsi', 'codecs', 'embed', 'results', 'sample', 'dicomweb'],
+  queue: ['pipeline', 'wsi', 'codecs', 'embed', 'results', 'search'],
+  ui: ['wsi', 'codecs', 'results', 'search'],
+  api: ['queue', 'wsi', 'codecs', 'results', 'dicomweb', 'search', 'ui'],
+  cli: [
+    'api',
+    'ui',
+    'queue',
+    'pipeline',
+    'wsi',
+    'codecs',
+    'embed',
+    'results',
+    'sample',
+    'dicomweb',
+    'search',
+  ],
 };
 
 /** What each folder is for (README's Architecture section). */
@@ -26,11 +40,14 @@ const PURPOSE = {
   embed: 'the model contract and manifest, provider choice, the ONNX Runtime engine and its worker thread',
   results:
     'JSON result (streamed, versioned schema), HDF5 and Parquet files for ML tools, DICOM Comprehensive SR (TID 1500)',
+  search:
+    'similar-patch search: k nearest patches by cosine distance, exact below a size and HNSW (usearch) above, stored per job (no Redis, no HTTP)',
   wsi: 'the slide model (pyramid, tile index, concatenations), SlideOpener, frame cache, patches, tissue, grid',
   sample: 'synthetic DICOM WSI writer (coordinate-encoded test slides, the demo slide)',
   pipeline: 'plan a slide, stream patches through the model with bounded memory (no Redis, no HTTP)',
   queue: 'BullMQ: slide jobs fanning out into chunk jobs, workers (the worker process start)',
-  api: 'Express: jobs, Path Foundation-compatible /v1/predict, health, metrics, OpenAPI',
+  ui: 'the web page /ui (jobs, slide viewer with patch overlay, neighbours), its tiles, login sessions, CSP, and the Redis-free local viewer',
+  api: 'Express: jobs, batches, similar-patch /v1/search, the web page and its tiles, Path Foundation-compatible /v1/predict, health, metrics, OpenAPI',
   cli: 'the `pathembed` command',
 };
 

@@ -202,6 +202,26 @@ export const CONFIG_VARIABLES = {
     'Comma-separated API keys; when set, every /v1 request needs `Authorization: Bearer <key>`.',
   ),
   PATHEMBED_PROTECT_HEALTH: v(bool, 'false', 'Require an API key for /healthz, /readyz and /metrics too.'),
+  PATHEMBED_UI_SESSION_SECRET: v(
+    z.string().min(32, 'must be at least 32 characters').optional(),
+    undefined,
+    "Secret that signs the web page's session cookies (/ui login with an API key). Unset: a random one per process, so sessions end when the API restarts and are not shared between API replicas.",
+  ),
+  PATHEMBED_UI_SESSION_HOURS: v(
+    int(1, 24 * 30),
+    '12',
+    'How long a web page session (/ui login) lasts, in hours.',
+  ),
+  PATHEMBED_UI_SECURE_COOKIE: v(
+    bool,
+    'false',
+    'Mark the /ui session cookie Secure (browsers then send it over HTTPS only): set it when the API is served over HTTPS.',
+  ),
+  PATHEMBED_UI_OPEN_SLIDES: v(
+    int(1, 256),
+    '4',
+    "Slides the web viewer's tile endpoint keeps open; they share one PATHEMBED_FRAME_CACHE_BYTES of decoded frames, and the least recently used is closed first.",
+  ),
   PATHEMBED_TOKEN_KEY: v(
     z
       .string()
@@ -223,6 +243,33 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_MAX_JOBS_PER_KEY: v(int(1), '100', 'Most unfinished jobs per API key.'),
   PATHEMBED_BODY_LIMIT: v(z.string().min(1), '5mb', 'Largest request body.'),
+  PATHEMBED_SEARCH_MAX_K: v(int(1, 10000), '100', 'Most neighbours one /v1/search request may ask for (k).'),
+  PATHEMBED_SEARCH_EXACT_BELOW: v(
+    int(0),
+    '1000',
+    'A job with fewer patches is searched by exact brute force (no graph built or stored); from this size on, an HNSW graph (usearch) is built at job completion. About where HNSW queries become faster on 2 cores (docs/benchmarks.md); 0: always HNSW.',
+  ),
+  PATHEMBED_SEARCH_HNSW_CONNECTIVITY: v(int(2, 256), '16', 'HNSW graph edges per node (M).'),
+  PATHEMBED_SEARCH_HNSW_EXPANSION_ADD: v(
+    int(1),
+    '128',
+    'HNSW candidate list while building (efConstruction).',
+  ),
+  PATHEMBED_SEARCH_HNSW_EXPANSION_SEARCH: v(
+    int(1),
+    '64',
+    'HNSW candidate list while searching (ef); higher gives better recall, slower queries.',
+  ),
+  PATHEMBED_SEARCH_HNSW_QUANTIZATION: v(
+    z.enum(['f32', 'f16', 'i8']),
+    'f16',
+    "Scalar type of the HNSW graph's copy of the embeddings (distances are re-ranked from float32).",
+  ),
+  PATHEMBED_SEARCH_CACHE_MB: v(
+    int(1),
+    '512',
+    'Memory the API keeps loaded search indexes in (least recently used dropped).',
+  ),
   PATHEMBED_PREDICT_TIMEOUT_MS: v(
     int(1000),
     '300000',

@@ -22,6 +22,7 @@ import { PathembedError } from './errors.js';
 import type { Logger } from './log.js';
 import type { PipelineDeps, PipelineEngine, PipelineOptions } from './pipeline/index.js';
 import type { ResultStoreOptions } from './queue/open-result-store.js';
+import type { BuildOptions } from './search/index.js';
 import { SlideOpener, type SlideOpenerOptions, type SlideReadingOptions } from './wsi/slide-opener.js';
 
 export function engineOptions(config: Config): EngineOptions {
@@ -188,5 +189,18 @@ export function resultStoreOptions(
     ...(config.PATHEMBED_S3_ENDPOINT ? { endpoint: config.PATHEMBED_S3_ENDPOINT } : {}),
     region: config.PATHEMBED_S3_REGION,
     forcePathStyle: config.PATHEMBED_S3_FORCE_PATH_STYLE,
+  };
+}
+
+/** How job search indexes are built: exact below PATHEMBED_SEARCH_EXACT_BELOW patches, else HNSW. */
+export function searchBuildOptions(config: Config): BuildOptions {
+  return {
+    exactBelow: config.PATHEMBED_SEARCH_EXACT_BELOW,
+    hnsw: {
+      connectivity: config.PATHEMBED_SEARCH_HNSW_CONNECTIVITY,
+      expansionAdd: config.PATHEMBED_SEARCH_HNSW_EXPANSION_ADD,
+      expansionSearch: config.PATHEMBED_SEARCH_HNSW_EXPANSION_SEARCH,
+      quantization: config.PATHEMBED_SEARCH_HNSW_QUANTIZATION,
+    },
   };
 }

@@ -241,6 +241,11 @@ export const ERROR_CODES = {
 
   // Pipeline and jobs
   JOB_CANCELLED: { httpStatus: 409, retryable: false, summary: 'The job was cancelled.' },
+  JOB_NOT_COMPLETED: {
+    httpStatus: 409,
+    retryable: true,
+    summary: 'The job has not completed (or failed or was cancelled), so it has no result to search yet.',
+  },
   RESULT_WRITE_FAILED: {
     httpStatus: 500,
     retryable: true,

@@ -3,10 +3,13 @@
  * compared as SHA-256 digests with timingSafeEqual, so neither the key's content nor its length
  * leaks through response timing. A request is identified by a short hash of its key (`keyId`),
  * which is what job records and per-key limits store; the key itself is never stored or logged.
+ * The web page's browsers present a session cookie instead (src/ui/ui-session.ts), which names the
+ * key id of the key they signed in with.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import { PathembedError } from '../errors.js';
+import { sessionKeyId, type UiLogin } from '../ui/ui-session.js';
 
 /** keyId of requests when no keys are configured. */
 export const ANONYMOUS_KEY_ID = 'anonymous';
@@ -24,9 +27,16 @@ export function keyIdOf(key: string): string {
 
 export class ApiKeyVerifier {
   readonly #digests: Buffer[];
+  readonly #keyIds: ReadonlySet<string>;
 
   constructor(keys: readonly string[] | undefined) {
     this.#digests = (keys ?? []).map(digest);
+    this.#keyIds = new Set((keys ?? []).map(keyIdOf));
+  }
+
+  /** Whether a key id belongs to a configured key (sessions of a removed key end). */
+  knowsKeyId(keyId: string): boolean {
+    return this.#keyIds.has(keyId);
   }
 
   get enabled(): boolean {
@@ -49,8 +59,11 @@ declare module 'express-serve-static-core' {
   }
 }
 
-/** Middleware: 401 UNAUTHORIZED unless the request carries a configured key (when any are). */
-export function requireApiKey(verifier: ApiKeyVerifier): RequestHandler {
+/**
+ * Middleware: 401 UNAUTHORIZED unless the request carries a configured key (when any are), or,
+ * with `login`, a valid session cookie of the web page and no Authorization header.
+ */
+export function requireApiKey(verifier: ApiKeyVerifier, login?: UiLogin): RequestHandler {
   return (req: Request, res: Response, next: NextFunction) => {
     if (!verifier.enabled) {
       res.locals.keyId = ANONYMOUS_KEY_ID;
@@ -58,6 +71,14 @@ export function requireApiKey(verifier: ApiKeyVerifier): RequestHandler {
       return;
     }
     const header = req.get('authorization');
+    if (!header && login) {
+      const sessionKey = sessionKeyId(login, req.get('cookie'));
+      if (sessionKey) {
+        res.locals.keyId = sessionKey;
+        next();
+        return;
+      }
+    }
     const match = header ? BEARER.exec(header) : null;
     // BEARER's one group is not optional, so a match always has it.
     const keyId = match ? verifier.verify(match[1]!.trim()) : undefined;

@@ -15,6 +15,7 @@ import {
   jobStatusSchema,
   listJobsResponseSchema,
 } from './schemas.js';
+import { searchRequestSchema, searchResponseSchema } from './search-schema.js';
 
 const API_VERSION = '0.1.0';
 
@@ -50,6 +51,8 @@ export function openApiDocument(): Record<string, unknown> {
         CreateBatchRequest: schema(createBatchRequestSchema, 'input'),
         CreateBatchResponse: schema(createBatchResponseSchema, 'output'),
         BatchStatus: schema(batchStatusSchema, 'output'),
+        SearchRequest: schema(searchRequestSchema, 'input'),
+        SearchResponse: schema(searchResponseSchema, 'output'),
         PredictRequest: schema(predictRequestSchema, 'input'),
         PredictResponse: schema(predictResponseSchema, 'output'),
         Health: schema(healthResponseSchema, 'output'),
@@ -152,6 +155,89 @@ export function openApiDocument(): Record<string, unknown> {
           responses: {
             200: { description: 'DICOM Part 10 (docs/ann.md)', content: { 'application/dicom': {} } },
             404: errorResponse('No such job, or no bulk annotations'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/slide': {
+        get: {
+          summary:
+            "The deep-zoom layout of a job's slide for the web page's viewer (OpenSeadragon): level-0 size, tile size, zoom levels, tile URL template (docs/ui.md)",
+          parameters: [jobIdParam],
+          responses: {
+            200: { description: '{jobId, widthPx, heightPx, tileSizePx, maxLevel, tiles}' },
+            404: errorResponse('No such job (of this API key)'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/tiles/{z}/{tile}': {
+        get: {
+          summary:
+            "A 256 px JPEG tile of a job's slide at deep-zoom level z (maxLevel is level 0), `{col}_{row}.jpg`, read from the job's store through the frame cache",
+          parameters: [
+            jobIdParam,
+            { name: 'z', in: 'path', required: true, schema: { type: 'integer', minimum: 0 } },
+            {
+              name: 'tile',
+              in: 'path',
+              required: true,
+              schema: { type: 'string', pattern: '^\\d+_\\d+\\.jpg$' },
+            },
+          ],
+          responses: {
+            200: { description: 'JPEG', content: { 'image/jpeg': {} } },
+            404: errorResponse('No such job, or a tile outside the slide'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/region': {
+        get: {
+          summary:
+            "A level-0 rectangle of a job's slide as a JPEG whose longer side is at most `size` px (patch thumbnails)",
+          parameters: [
+            jobIdParam,
+            ...['x', 'y', 'width', 'height', 'size'].map((name) => ({
+              name,
+              in: 'query',
+              required: name !== 'size',
+              schema: { type: 'integer' },
+            })),
+          ],
+          responses: {
+            200: { description: 'JPEG', content: { 'image/jpeg': {} } },
+            400: errorResponse('INVALID_ARGUMENT: a missing or bad query field'),
+            404: errorResponse('No such job (of this API key)'),
+          },
+        },
+      },
+      '/v1/jobs/{id}/overlay': {
+        get: {
+          summary:
+            "The patches of a completed job for the viewer's overlay: level-0 rectangles, PCA colours and the first 8 principal component scores, as columns",
+          parameters: [jobIdParam],
+          responses: {
+            200: {
+              description:
+                '{count, components, patchIndex, x, y, width, height, tissueFraction, rgb, scores}',
+            },
+            404: errorResponse('No such job, or no JSON result yet'),
+          },
+        },
+      },
+      '/v1/search': {
+        post: {
+          summary:
+            'The k patches nearest (cosine distance) to a patch of a completed job, or to an embedding, in the job or across the completed jobs of a batch',
+          requestBody: { required: true, content: json('SearchRequest') },
+          responses: {
+            200: {
+              description: 'Neighbours nearest first; the query patch itself is among them at distance ~0',
+              content: json('SearchResponse'),
+            },
+            400: errorResponse(
+              'INVALID_ARGUMENT: a bad field, k over PATHEMBED_SEARCH_MAX_K, a point in no patch of the job, an embedding of the wrong length',
+            ),
+            404: errorResponse('NOT_FOUND: no such job or batch (of this API key)'),
+            409: errorResponse('JOB_NOT_COMPLETED: the job (or every job of the batch) has not completed'),
           },
         },
       },

@@ -99,8 +99,9 @@ export async function sourcesFrom(input: string): Promise<unknown[]> {
   return urls;
 }
 
-async function call(
-  opts: BatchCommandOptions,
+/** One request to the API (`api` base URL, `apiKey` when set); the body parsed when it is JSON. */
+export async function call(
+  opts: { readonly api: string; readonly apiKey?: string },
   method: string,
   path: string,
   body?: unknown,
@@ -134,7 +135,7 @@ async function call(
 }
 
 /** An API error answer as the PathembedError it describes (its code, message and details). */
-function apiError(status: number, body: unknown, what: string): PathembedError {
+export function apiError(status: number, body: unknown, what: string): PathembedError {
   const e = (body as { error?: { code?: string; message?: string; details?: Record<string, unknown> } })
     ?.error;
   if (e?.code && e.message) {

@@ -11,6 +11,9 @@
  *   overview.png    the thumbnail with the tissue mask tinted and outlined, and every embedded
  *                   patch coloured by the first three principal components of its embedding
  *
+ * With `--serve`, it then shows its own result in the web page with no Redis (the local viewer:
+ * the slide from slide/, the patch overlay, nearest patches) and prints the /ui link.
+ *
  * The slide is 6144 x 4096 px at 0.5 um/px (about 250 tissue patches), sized so the demo takes
  * about a minute on 2 CPU cores.
  */
@@ -31,6 +34,7 @@ import { targetGridSize } from '../wsi/patch-reader.js';
 import { meanPixelSpacingUm } from '../wsi/pixel-spacing.js';
 import { computeTissueMask } from '../wsi/tissue-mask.js';
 import { jobSummary, openEngine, progressReporter } from './embed-command.js';
+import { DEFAULT_VIEW_HOST, DEFAULT_VIEW_PORT, serveLocalResult } from './view-command.js';
 
 export const DEMO_SLIDE = { widthPx: 6144, heightPx: 4096, seed: 'pathembed-demo' } as const;
 /** Longest side of overview.png. */
@@ -41,6 +45,9 @@ const STAMP_FILE = '.complete';
 
 interface DemoOptions {
   readonly outputDir: string;
+  readonly serve?: boolean;
+  readonly host: string;
+  readonly port: string;
 }
 
 /** Writes the sample slide unless an identical one is already there (its recipe is stamped). */
@@ -170,6 +177,14 @@ async function demoAction(opts: DemoOptions): Promise<void> {
   } finally {
     await engine.close();
   }
+  if (opts.serve) {
+    await serveLocalResult(config, logger, {
+      resultPath: jsonPath,
+      slide: { kind: 'local', folder: slideDir },
+      host: opts.host,
+      port: Number(opts.port),
+    });
+  }
 }
 
 export function registerDemoCommand(program: Command): void {
@@ -179,5 +194,8 @@ export function registerDemoCommand(program: Command): void {
       'Run a whole job on a synthetic sample slide (CPU, nothing else needed): JSON, bulk annotations, SR and overview.png',
     )
     .option('--output-dir <dir>', 'where to write the slide and the results', 'demo-output')
+    .option('--serve', 'then show the result in the web page (no Redis needed) and print its /ui link')
+    .option('--host <address>', 'with --serve: address to listen on', DEFAULT_VIEW_HOST)
+    .option('--port <n>', 'with --serve: port (0 picks a free one)', String(DEFAULT_VIEW_PORT))
     .action(demoAction);
 }

@@ -13,7 +13,9 @@ import { registerEmbedCommand } from './embed-command.js';
 import { registerInfoCommand } from './info-command.js';
 import { registerModelCommands } from './model-commands.js';
 import { registerPatchCommands } from './patch-commands.js';
+import { registerSearchCommand } from './search-command.js';
 import { registerServeCommand } from './serve-command.js';
+import { registerViewCommand } from './view-command.js';
 import { registerWorkerCommand } from './worker-command.js';
 
 const program = new Command('pathembed')
@@ -29,8 +31,10 @@ const registrations: Array<(program: Command) => void> = [
   registerPatchCommands,
   registerModelCommands,
   registerServeCommand,
+  registerViewCommand,
   registerWorkerCommand,
   registerBatchCommand,
+  registerSearchCommand,
   registerDoctorCommand,
 ];
 

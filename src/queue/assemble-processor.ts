@@ -7,8 +7,16 @@
  * bounded memory (the ANN's columns aside: N x 4 bytes each).
  */
 import type { Job } from 'bullmq';
+import { searchBuildOptions } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
-import { isFailedPatch, PATCH_FILE_KINDS, PatchFailureTally, type PatchOutcome } from '../pipeline/index.js';
+import {
+  isFailedPatch,
+  PATCH_FILE_KINDS,
+  PatchFailureTally,
+  type PatchOutcome,
+  type SlidePlan,
+} from '../pipeline/index.js';
+import { buildJobIndex, type IndexablePatch, storeJobIndex } from '../search/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { type AnnReference, isFinal, type SrReference } from './job-record.js';
@@ -61,6 +69,39 @@ async function* chunkEmbeddings(
       `Job ${d.jobId}: the chunks hold ${expected} patches, the plan ${planned}`,
     );
   }
+}
+
+/**
+ * The job's similar-patch search index (src/search), written beside its results whatever outputs
+ * were asked for, so every completed job can be searched: exact below PATHEMBED_SEARCH_EXACT_BELOW
+ * patches (only the embeddings stored), an HNSW graph from there on. One more pass over the chunk
+ * files; holds the job's embeddings (N x 384 float32) while the graph is built.
+ */
+async function writeSearchIndex(
+  w: WorkerContext,
+  jobId: string,
+  plan: SlidePlan,
+  outcomes: AsyncIterable<PatchOutcome>,
+): Promise<void> {
+  const started = Date.now();
+  async function* patches(): AsyncGenerator<IndexablePatch> {
+    for await (const o of outcomes) {
+      if (isFailedPatch(o)) continue;
+      const p = plan.patches[o.index]!;
+      yield { index: o.index, x: p.x, y: p.y, width: p.width, height: p.height, embedding: o.embedding };
+    }
+  }
+  const index = await buildJobIndex(
+    jobId,
+    w.pipeline.resultHeader(plan),
+    patches(),
+    searchBuildOptions(w.config),
+  );
+  const bytes = await storeJobIndex(w.ctx.results, index);
+  w.logger.info(
+    { jobId, kind: index.index.kind, patches: index.size, bytes, ms: Date.now() - started },
+    'search index written',
+  );
 }
 
 export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData>): Promise<AssembleResult> {
@@ -179,6 +220,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
         throw err;
       }
     }
+    await writeSearchIndex(w, d.jobId, plan, chunkPass());
     if (failures.count > 0) {
       w.logger.warn(
         { jobId: d.jobId, failedPatches: failures.count, planned },
@@ -204,6 +246,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       ctx.results.delete(resultKeys.ann(d.jobId)),
       ctx.results.delete(resultKeys.hdf5(d.jobId)),
       ctx.results.delete(resultKeys.parquet(d.jobId)),
+      ctx.results.delete(resultKeys.searchIndex(d.jobId)),
     ]).catch(() => undefined);
     throw err;
   } finally {

@@ -25,10 +25,12 @@ import {
   type PipelineDeps,
   type PipelineEngine,
   planOnSession,
+  resultHeaderFor,
   type SlidePlan,
   writeJsonResult,
   writePatchFile,
 } from '../pipeline/index.js';
+import type { ResultHeaderInput } from '../results/index.js';
 import { streamSink } from '../results/result-sink.js';
 import { stowSr } from '../results/sr/store-sr.js';
 import type { FrameSource } from '../wsi/frame-source.js';
@@ -160,6 +162,15 @@ export class PipelineAdapter implements PipelinePort {
 
   get executionProvider(): string {
     return this.engine.provider;
+  }
+
+  resultHeader(plan: SlidePlan): ResultHeaderInput {
+    const { manifest } = this.engine;
+    return resultHeaderFor(plan, {
+      model: { name: manifest.name, version: manifest.version, sha256: manifest.sha256 },
+      batchSize: this.#deps.options.batchSize,
+      embeddingWidth: this.engine.embeddingWidth,
+    });
   }
 
   async writeJson(

@@ -9,6 +9,7 @@ import type { DicomJsonDataset } from '../dicom-json.js';
 import type { ModelManifest } from '../embed/index.js';
 import type { RectPx } from '../geometry.js';
 import type { EmbedOptions, PatchFileKind, PatchOutcome, SlidePlan } from '../pipeline/index.js';
+import type { ResultHeaderInput } from '../results/index.js';
 import type { IccProfileName } from '../wsi/icc-transform.js';
 import type { DicomWebSourceSpec } from './queue-jobs.js';
 import type { ResultUpload } from './result-store.js';
@@ -109,6 +110,8 @@ export interface PipelinePort {
     run: RunContext,
     stageMs?: StageBusyMs,
   ): AsyncIterable<PatchOutcome>;
+  /** The JSON result's header for a plan (source, geometry, model): what the search index is built with. */
+  resultHeader(plan: SlidePlan): ResultHeaderInput;
   /** Streams the JSON result of `embeddings` (every plan patch, in order) into `upload`. */
   writeJson(
     plan: SlidePlan,

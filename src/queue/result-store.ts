@@ -13,6 +13,7 @@ import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { PathembedError } from '../errors.js';
+import { searchIndexKey } from '../search/index.js';
 
 /** A value being written as a stream; invisible to readers until `commit`. */
 export interface ResultUpload {
@@ -86,6 +87,8 @@ export const resultKeys = {
   ann: (jobId: string) => `jobs/${jobId}/result-ann.dcm`,
   hdf5: (jobId: string) => `jobs/${jobId}/result.h5`,
   parquet: (jobId: string) => `jobs/${jobId}/result.parquet`,
+  /** The similar-patch search index (src/search), written at assembly. */
+  searchIndex: searchIndexKey,
 };
 
 /** The local file system implementation: one folder, writes via temporary file + rename. */

@@ -42,6 +42,7 @@ export {
   TARGET_GRID_COORDINATES,
 } from './result-document.js';
 export {
+  parseResult,
   type ResultDocument,
   type ResultPatch,
   type ResultStream,

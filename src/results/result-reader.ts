@@ -107,13 +107,24 @@ function decodeSummary(stored: unknown, header: ResultHeader, filePath: string):
 
 /** Parses and validates a whole result. */
 export async function readResult(filePath: string): Promise<ResultDocument> {
-  let json: unknown;
+  let text: string;
   try {
-    json = JSON.parse(await readFile(filePath, 'utf8'));
+    text = await readFile(filePath, 'utf8');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new PathembedError('NOT_FOUND', `No result at ${filePath}`, { filePath });
     }
+    throw invalid(filePath, (err as Error).message);
+  }
+  return parseResult(text, filePath);
+}
+
+/** Parses and validates a whole result held in memory (read from a result store); `filePath` names it in errors. */
+export function parseResult(text: string, filePath: string): ResultDocument {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (err) {
     throw invalid(filePath, (err as Error).message);
   }
   checkVersion(json, filePath);
