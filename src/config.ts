@@ -257,7 +257,7 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_SEARCH_HNSW_EXPANSION_SEARCH: v(
     int(1),
-    '64',
+    '128',
     'HNSW candidate list while searching (ef); higher gives better recall, slower queries.',
   ),
   PATHEMBED_SEARCH_HNSW_QUANTIZATION: v(

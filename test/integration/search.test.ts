@@ -14,11 +14,22 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { uploadFolder } from '../../scripts/dev-services/orthanc.js';
+import { S3RVER_ACCESS_KEY, S3RVER_SECRET_KEY, startS3Server } from '../../scripts/dev-services/s3-server.js';
 import { createApi } from '../../src/api/app.js';
 import { listen } from '../../src/api/server.js';
+import { searchBuildOptions } from '../../src/domain-options.js';
 import { createLogger } from '../../src/log.js';
+import { S3ResultStore } from '../../src/queue/s3-result-store.js';
+import { parseResult } from '../../src/results/index.js';
 import { level0Point, level0Scale } from '../../src/results/level0-coordinates.js';
 import { writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
+import {
+  indexOfDocument,
+  JobIndexCache,
+  StoredIndexes,
+  searchSimilar,
+  storeJobIndex,
+} from '../../src/search/index.js';
 import { type Harness, startHarness, until } from '../helpers/service-harness.js';
 import { services } from '../helpers/services.js';
 
@@ -349,6 +360,44 @@ describe('search indexes and the contract', () => {
     } finally {
       await server.close();
       await api.close();
+    }
+  });
+
+  it('stores and loads an index through the S3 result store as through the folder', async () => {
+    const s3 = await startS3Server({ buckets: ['search'] });
+    const store = new S3ResultStore({
+      bucket: 'search',
+      prefix: 'pfx',
+      endpoint: s3.endpoint,
+      region: 'us-east-1',
+      forcePathStyle: true,
+      credentials: { accessKeyId: S3RVER_ACCESS_KEY, secretAccessKey: S3RVER_SECRET_KEY },
+    });
+    try {
+      const build = searchBuildOptions(h.config);
+      const built = await indexOfDocument(jobIds.A!, parseResult(results.A!.text, 'A'), build);
+      await storeJobIndex(store, built);
+      expect(await store.list('jobs')).toEqual([`jobs/${jobIds.A}/search-index.bin`]);
+      const provider = new StoredIndexes({
+        storage: store,
+        cache: new JobIndexCache(1024 * 1024),
+        build,
+        check: async () => undefined,
+        readResult: async () => undefined,
+        missing: (id) => new Error(`no index of ${id}`),
+      });
+      const rect = level0Rect('A', results.A!.patches[4]!);
+      const body = { jobId: jobIds.A, patch: { x: rect.x, y: rect.y }, k: 8 };
+      const fromS3 = await searchSimilar(provider, {
+        scope: { jobId: jobIds.A! },
+        target: { patch: { jobId: jobIds.A!, x: rect.x, y: rect.y } },
+        k: 8,
+      });
+      expect(fromS3.index.kind).toBe('hnsw');
+      expect(JSON.parse(JSON.stringify(fromS3))).toEqual((await search(body)).body);
+    } finally {
+      store.close();
+      await s3.stop();
     }
   });
 
