@@ -243,29 +243,33 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_MAX_JOBS_PER_KEY: v(int(1), '100', 'Most unfinished jobs per API key.'),
   PATHEMBED_BODY_LIMIT: v(z.string().min(1), '5mb', 'Largest request body.'),
-  PATHEMBED_SEARCH_MAX_K: v(int(1, 10000), '100', 'Most neighbours one /v1/search request may ask for (k).'),
-  PATHEMBED_SEARCH_EXACT_BELOW: v(
+  PATHEMBED_SIMILARITY_MAX_K: v(
+    int(1, 10000),
+    '100',
+    'Most neighbours one /v1/search request may ask for (k).',
+  ),
+  PATHEMBED_SIMILARITY_EXACT_BELOW: v(
     int(0),
     '1000',
     'A job with fewer patches is searched by exact brute force (no graph built or stored); from this size on, an HNSW graph (usearch) is built at job completion. About where HNSW queries become faster on 2 cores (docs/benchmarks.md); 0: always HNSW.',
   ),
-  PATHEMBED_SEARCH_HNSW_CONNECTIVITY: v(int(2, 256), '16', 'HNSW graph edges per node (M).'),
-  PATHEMBED_SEARCH_HNSW_EXPANSION_ADD: v(
+  PATHEMBED_SIMILARITY_HNSW_CONNECTIVITY: v(int(2, 256), '16', 'HNSW graph edges per node (M).'),
+  PATHEMBED_SIMILARITY_HNSW_EXPANSION_ADD: v(
     int(1),
     '128',
     'HNSW candidate list while building (efConstruction).',
   ),
-  PATHEMBED_SEARCH_HNSW_EXPANSION_SEARCH: v(
+  PATHEMBED_SIMILARITY_HNSW_EXPANSION_SEARCH: v(
     int(1),
     '128',
     'HNSW candidate list while searching (ef); higher gives better recall, slower queries.',
   ),
-  PATHEMBED_SEARCH_HNSW_QUANTIZATION: v(
+  PATHEMBED_SIMILARITY_HNSW_QUANTIZATION: v(
     z.enum(['f32', 'f16', 'i8']),
     'f16',
     "Scalar type of the HNSW graph's copy of the embeddings (distances are re-ranked from float32).",
   ),
-  PATHEMBED_SEARCH_CACHE_MB: v(
+  PATHEMBED_SIMILARITY_CACHE_MB: v(
     int(1),
     '512',
     'Memory the API keeps loaded search indexes in (least recently used dropped).',

@@ -192,15 +192,15 @@ export function resultStoreOptions(
   };
 }
 
-/** How job search indexes are built: exact below PATHEMBED_SEARCH_EXACT_BELOW patches, else HNSW. */
+/** How job search indexes are built: exact below PATHEMBED_SIMILARITY_EXACT_BELOW patches, else HNSW. */
 export function searchBuildOptions(config: Config): BuildOptions {
   return {
-    exactBelow: config.PATHEMBED_SEARCH_EXACT_BELOW,
+    exactBelow: config.PATHEMBED_SIMILARITY_EXACT_BELOW,
     hnsw: {
-      connectivity: config.PATHEMBED_SEARCH_HNSW_CONNECTIVITY,
-      expansionAdd: config.PATHEMBED_SEARCH_HNSW_EXPANSION_ADD,
-      expansionSearch: config.PATHEMBED_SEARCH_HNSW_EXPANSION_SEARCH,
-      quantization: config.PATHEMBED_SEARCH_HNSW_QUANTIZATION,
+      connectivity: config.PATHEMBED_SIMILARITY_HNSW_CONNECTIVITY,
+      expansionAdd: config.PATHEMBED_SIMILARITY_HNSW_EXPANSION_ADD,
+      expansionSearch: config.PATHEMBED_SIMILARITY_HNSW_EXPANSION_SEARCH,
+      quantization: config.PATHEMBED_SIMILARITY_HNSW_QUANTIZATION,
     },
   };
 }

@@ -234,7 +234,7 @@ export function openApiDocument(): Record<string, unknown> {
               content: json('SearchResponse'),
             },
             400: errorResponse(
-              'INVALID_ARGUMENT: a bad field, k over PATHEMBED_SEARCH_MAX_K, a point in no patch of the job, an embedding of the wrong length',
+              'INVALID_ARGUMENT: a bad field, k over PATHEMBED_SIMILARITY_MAX_K, a point in no patch of the job, an embedding of the wrong length',
             ),
             404: errorResponse('NOT_FOUND: no such job or batch (of this API key)'),
             409: errorResponse('JOB_NOT_COMPLETED: the job (or every job of the batch) has not completed'),

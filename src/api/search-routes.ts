@@ -3,7 +3,7 @@
  * embedding, within one completed job or across the completed jobs of a batch, by cosine
  * distance. Same API keys as /v1/jobs, and a caller sees only its own jobs and batches. The work
  * is the search core's (src/search): indexes are read from the result store, where the assemble
- * step wrote them, and kept in a cache bounded by PATHEMBED_SEARCH_CACHE_MB.
+ * step wrote them, and kept in a cache bounded by PATHEMBED_SIMILARITY_CACHE_MB.
  */
 import { Router } from 'express';
 import type { Config } from '../config.js';
@@ -41,17 +41,17 @@ export function notCompleted(jobId: string, state: string): PathembedError {
 
 export function searchRouter(deps: SearchRouteDeps): Router {
   const { config, ctx, submitter, batches } = deps;
-  const cache = new JobIndexCache(config.PATHEMBED_SEARCH_CACHE_MB * 1024 * 1024);
+  const cache = new JobIndexCache(config.PATHEMBED_SIMILARITY_CACHE_MB * 1024 * 1024);
   const build = searchBuildOptions(config);
   const router = Router();
 
   router.post('/search', async (req, res) => {
     const body = parseOrThrow(searchRequestSchema, req.body, 'request body');
-    if (body.k > config.PATHEMBED_SEARCH_MAX_K) {
+    if (body.k > config.PATHEMBED_SIMILARITY_MAX_K) {
       throw new PathembedError(
         'INVALID_ARGUMENT',
-        `k is ${body.k}; at most ${config.PATHEMBED_SEARCH_MAX_K} neighbours (PATHEMBED_SEARCH_MAX_K)`,
-        { fields: [{ path: 'k', reason: `at most ${config.PATHEMBED_SEARCH_MAX_K}` }] },
+        `k is ${body.k}; at most ${config.PATHEMBED_SIMILARITY_MAX_K} neighbours (PATHEMBED_SIMILARITY_MAX_K)`,
+        { fields: [{ path: 'k', reason: `at most ${config.PATHEMBED_SIMILARITY_MAX_K}` }] },
       );
     }
     const keyId = res.locals.keyId as string;

@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 
-/** The ceiling of PATHEMBED_SEARCH_MAX_K; the configured value is checked by the route. */
+/** The ceiling of PATHEMBED_SIMILARITY_MAX_K; the configured value is checked by the route. */
 export const SEARCH_K_CEILING = 10_000;
 export const DEFAULT_SEARCH_K = 20;
 /** Longest embedding accepted (the model's width, 384, is checked against the index). */
@@ -39,7 +39,7 @@ export const searchRequestSchema = z
       .max(SEARCH_K_CEILING)
       .default(DEFAULT_SEARCH_K)
       .describe(
-        'Neighbours to answer, at most PATHEMBED_SEARCH_MAX_K (default 100); the query patch counts.',
+        'Neighbours to answer, at most PATHEMBED_SIMILARITY_MAX_K (default 100); the query patch counts.',
       ),
   })
   .superRefine((body, ctx) => {

@@ -73,7 +73,7 @@ async function* chunkEmbeddings(
 
 /**
  * The job's similar-patch search index (src/search), written beside its results whatever outputs
- * were asked for, so every completed job can be searched: exact below PATHEMBED_SEARCH_EXACT_BELOW
+ * were asked for, so every completed job can be searched: exact below PATHEMBED_SIMILARITY_EXACT_BELOW
  * patches (only the embeddings stored), an HNSW graph from there on. One more pass over the chunk
  * files; holds the job's embeddings (N x 384 float32) while the graph is built.
  */

@@ -9,7 +9,7 @@
  *   re-ranked with the exact distance from the stored float32 vectors, so both kinds report the
  *   same distance for the same pair, whatever quantisation the graph uses.
  *
- * `buildSimilarityIndex` picks the kind by size (`exactBelow`, PATHEMBED_SEARCH_EXACT_BELOW).
+ * `buildSimilarityIndex` picks the kind by size (`exactBelow`, PATHEMBED_SIMILARITY_EXACT_BELOW).
  */
 import { randomBytes } from 'node:crypto';
 import { readFile, rm, writeFile } from 'node:fs/promises';
@@ -307,7 +307,7 @@ export class HnswIndex implements SimilarityIndex {
 const BUILD_SLICE = 1024;
 
 export interface BuildOptions {
-  /** Below this many vectors the index is exact (PATHEMBED_SEARCH_EXACT_BELOW). */
+  /** Below this many vectors the index is exact (PATHEMBED_SIMILARITY_EXACT_BELOW). */
   readonly exactBelow: number;
   readonly hnsw: HnswSettings;
   /** usearch build threads; 0 lets it decide. */

@@ -21,7 +21,7 @@ import { uiRouter } from './ui-router.js';
 import type { SlideLease, ViewerBackend } from './viewer-backend.js';
 import { viewerRouter } from './viewer-routes.js';
 
-/** Most neighbours one query may ask for (the service's default PATHEMBED_SEARCH_MAX_K). */
+/** Most neighbours one query may ask for (the service's default PATHEMBED_SIMILARITY_MAX_K). */
 const MAX_NEIGHBOURS = 100;
 
 /** The id the local viewer gives its one job. */

@@ -1,7 +1,7 @@
 /**
  * Similar-patch search end to end: the real API and a real worker (the real model), real Redis,
  * the test Orthanc with two small synthetic slides uploaded by this file, run as one batch. Slide
- * A (8 patches) is above PATHEMBED_SEARCH_EXACT_BELOW (6), so its index is an HNSW graph; slide B
+ * A (8 patches) is above PATHEMBED_SIMILARITY_EXACT_BELOW (6), so its index is an HNSW graph; slide B
  * (4 patches) is below, so exact. Every distance the API answers is checked against 1 − cos
  * computed here from the job's own JSON result; the CLI is checked against the API on the same
  * job, and on the downloaded result file with no service.
@@ -109,7 +109,7 @@ function runCli(args: string[]): Promise<{ code: number | null; stdout: string; 
   return new Promise((resolve) => {
     const child = spawn('npx', ['tsx', 'src/cli/main.ts', 'search', ...args], {
       cwd: REPO_ROOT,
-      env: { ...process.env, LOG_LEVEL: 'silent', PATHEMBED_SEARCH_EXACT_BELOW: '6' },
+      env: { ...process.env, LOG_LEVEL: 'silent', PATHEMBED_SIMILARITY_EXACT_BELOW: '6' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';
@@ -144,8 +144,8 @@ beforeAll(async () => {
     redisUrl: services().redisUrl,
     env: {
       PATHEMBED_ALLOWED_STORES: new URL(services().dicomWebUrl).origin,
-      PATHEMBED_SEARCH_EXACT_BELOW: '6',
-      PATHEMBED_SEARCH_MAX_K: '50',
+      PATHEMBED_SIMILARITY_EXACT_BELOW: '6',
+      PATHEMBED_SIMILARITY_MAX_K: '50',
     },
   });
   const submitted = await call('POST', '/v1/batches', {
@@ -296,7 +296,7 @@ describe('POST /v1/search', () => {
     expect(noJob.text).toContain('patch.jobId');
     const bigK = await search({ jobId: jobIds.B, patch: { x: 0, y: 0 }, k: 51 });
     expect(bigK.status).toBe(400);
-    expect(bigK.body.error.message).toContain('PATHEMBED_SEARCH_MAX_K');
+    expect(bigK.body.error.message).toContain('PATHEMBED_SIMILARITY_MAX_K');
 
     const id = await h.submit(seriesUrls.C!, { options: EVERY_PATCH });
     const early = await search({ jobId: id, patch: { x: 0, y: 0 } });
