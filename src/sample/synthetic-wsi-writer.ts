@@ -140,8 +140,11 @@ const code = (value: string, scheme: string, meaning: string): DicomJsonDataset 
 const ds = (n: number): number => Number(n.toPrecision(10));
 
 let srgbProfile: Promise<Buffer> | undefined;
-/** sRGB ICC profile as libvips ships it (the Optical Path module requires one for colour images). */
-function iccProfile(): Promise<Buffer> {
+/**
+ * sRGB ICC profile as libvips ships it (the Optical Path module requires one for colour images):
+ * the profile every synthetic slide carries, exported for tests that transform from it.
+ */
+export function syntheticSlideIccProfile(): Promise<Buffer> {
   srgbProfile ??= (async () => {
     const png = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#ffffff' } })
       .withIccProfile('srgb')
@@ -529,7 +532,7 @@ export async function writeSyntheticWsi(dir: string, options: SyntheticWsiOption
     frameOfReferenceUid: uid('frame-of-reference'),
     dimensionOrganizationUid: uid('dimension-organization'),
     specimenUid: uid('specimen'),
-    icc: await iccProfile(),
+    icc: await syntheticSlideIccProfile(),
     seriesDescription: options.seriesDescription ?? 'pathembed synthetic slide',
     patientId: options.patientId ?? 'SYNTHETIC-0001',
     containerIdentifier: options.containerIdentifier ?? 'SYNTH-SLIDE-1',

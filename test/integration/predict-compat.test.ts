@@ -25,6 +25,7 @@ import { createPipelinePort } from '../../src/queue/pipeline-adapter.js';
 import { FrameFetchRecorder } from '../../src/queue/service-metrics.js';
 import { WorkerRuntime } from '../../src/queue/worker-runtime.js';
 import { encodeCoordinatePixel } from '../../src/sample/pixel-patterns.js';
+import { syntheticSlideIccProfile } from '../../src/sample/synthetic-wsi-writer.js';
 import { startGcsFakeServer } from '../helpers/gcs-fake-server.js';
 import { pythonEnv } from '../helpers/python-env.js';
 import { scanKeys } from '../helpers/redis.js';
@@ -163,13 +164,9 @@ async function pillowTransform(rgb: Uint8Array, source: Uint8Array, target: stri
   }
 }
 
-/** The profile synthetic-full carries: libvips' sRGB (src/sample/synthetic-wsi-writer.ts). */
+/** The profile the synthetic slides carry (libvips' sRGB), as bytes. */
 async function libvipsSrgb(): Promise<Uint8Array> {
-  const png = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000000' } })
-    .withIccProfile('srgb')
-    .png()
-    .toBuffer();
-  return new Uint8Array((await sharp(png).metadata()).icc as Buffer);
+  return new Uint8Array(await syntheticSlideIccProfile());
 }
 
 /**

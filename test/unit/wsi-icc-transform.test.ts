@@ -14,6 +14,7 @@ import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { Tag } from '../../src/dicom-tags.js';
 import { isPathembedError } from '../../src/errors.js';
+import { syntheticSlideIccProfile } from '../../src/sample/synthetic-wsi-writer.js';
 import { IccTransforms, iccProfileOf, targetProfile } from '../../src/wsi/icc-transform.js';
 
 const W = 64;
@@ -50,13 +51,9 @@ function maxDiff(a: Uint8Array, b: Uint8Array): number {
 const COLORD = '/usr/share/color/icc/colord';
 const BUILTIN = path.resolve('src/wsi/icc-profiles');
 
-/** libvips' own sRGB profile: the source profile of these tests (and of the synthetic slides). */
+/** The profile the synthetic slides carry (libvips' sRGB), as bytes. */
 async function libvipsSrgb(): Promise<Uint8Array> {
-  const png = await sharp({ create: { width: 1, height: 1, channels: 3, background: '#000000' } })
-    .withIccProfile('srgb')
-    .png()
-    .toBuffer();
-  return new Uint8Array((await sharp(png).metadata()).icc as Buffer);
+  return new Uint8Array(await syntheticSlideIccProfile());
 }
 
 const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
