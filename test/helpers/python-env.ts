@@ -5,9 +5,9 @@
  * per package set and reused; tests run scripts in it and assert on what they print.
  */
 import { execFile } from 'node:child_process';
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -55,20 +55,40 @@ export function pythonEnv(packages: readonly string[] = INDEPENDENT_READERS): Pr
   return env;
 }
 
+/**
+ * Builds the venv in a folder of its own and renames it into place when it is complete: test files
+ * run in several processes, and two of them building one folder at once broke each other (one
+ * removed what the other was installing into). The first rename wins; a loser uses the winner's.
+ */
 async function build(dir: string, packages: readonly string[]): Promise<PythonEnv> {
   const python = path.join(dir, 'bin', 'python');
   const ready = path.join(dir, '.ready');
   if (!existsSync(ready)) {
-    await rm(dir, { recursive: true, force: true });
     await mkdir(path.dirname(dir), { recursive: true });
-    await run('python3', ['-m', 'venv', dir]);
+    const staging = `${dir}.building-${process.pid}-${randomBytes(4).toString('hex')}`;
     try {
-      await run(python, ['-m', 'pip', 'install', '--quiet', ...packages], { timeout: INSTALL_TIMEOUT_MS });
-    } catch (err) {
-      const stderr = (err as { stderr?: string }).stderr ?? '';
-      throw new Error(`pip could not install ${packages.join(', ')} into ${dir}: ${stderr.slice(-2000)}`);
+      await run('python3', ['-m', 'venv', staging]);
+      try {
+        await run(path.join(staging, 'bin', 'python'), ['-m', 'pip', 'install', '--quiet', ...packages], {
+          timeout: INSTALL_TIMEOUT_MS,
+        });
+      } catch (err) {
+        const stderr = (err as { stderr?: string }).stderr ?? '';
+        throw new Error(
+          `pip could not install ${packages.join(', ')} into ${staging}: ${stderr.slice(-2000)}`,
+        );
+      }
+      await writeFile(path.join(staging, '.ready'), '');
+      // A folder without .ready is a build the older helper left unfinished.
+      if (existsSync(dir) && !existsSync(ready)) await rm(dir, { recursive: true, force: true });
+      try {
+        await rename(staging, dir);
+      } catch (err) {
+        if (!existsSync(ready)) throw err;
+      }
+    } finally {
+      await rm(staging, { recursive: true, force: true });
     }
-    await run(python, ['-c', `open(${JSON.stringify(ready)}, "w").close()`]);
   }
   return {
     python,

@@ -248,10 +248,16 @@ describe('scale: 50 slides, 3 workers, one SIGKILLed, no shared folder', () => {
     const viaApi = Buffer.from(await (await fetch(`${api}/v1/jobs/${ids[0]}/result`)).arrayBuffer());
     expect(viaApi.equals((await store.get(resultKeys.json(ids[0] as string))) as Buffer)).toBe(true);
 
-    // Left in the bucket: each job's plan, metadata and result; no chunk, no temporary object.
+    // Left in the bucket: each job's plan, metadata, result and search index; no chunk, no
+    // temporary object.
     const keys = (await store.list()).sort();
     const expected = ids
-      .flatMap((id) => [resultKeys.plan(id), resultKeys.metadata(id), resultKeys.json(id)])
+      .flatMap((id) => [
+        resultKeys.plan(id),
+        resultKeys.metadata(id),
+        resultKeys.json(id),
+        resultKeys.searchIndex(id),
+      ])
       .sort();
     expect(keys).toEqual(expected);
     // s3rver keeps unfinished multipart uploads in its own folder: there are none either.
