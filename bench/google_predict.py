@@ -149,8 +149,17 @@ def client(model_path, pathembed_url, api_key, series_urls):
       return dicom_slide.DicomSlide(dicom_web_interface.DicomWebInterface(factory),
                                     dicom_path.FromString(url))
 
+    store_token = os.environ.get('PATHEMBED_COMPAT_STORE_TOKEN', '')
     for named in series_urls:
       tag, url = named.split('=', 1)
+      if tag.startswith('protected'):
+        # A store that answers only with the token: the client reads with it, and each server
+        # must forward the request's bearer_token to read the patch at all.
+        protected = slide(url, token=store_token)
+        compare(f'DICOM patch, store that requires a bearer token ({tag})',
+                lambda: protected.get_patch(protected.native_level, 10, 20, 224, 224,
+                                            require_fully_in_source_image=True))
+        continue
       ds = slide(url)
       level = ds.native_level
       compare(f'DICOM patch, native level ({tag})',
@@ -207,7 +216,7 @@ def _orthanc_qido_transfer_syntax() -> None:
         continue
       series = str(parent_path.GetSeriesPath()) if hasattr(parent_path, 'GetSeriesPath') else str(parent_path)
       if series not in syntaxes:
-        for ds in _metadata(series):
+        for ds in _metadata(self, series):
           uid = ds.get('00080018', {}).get('Value', [''])[0]
           syntaxes[uid] = ds.get('00020010', {}).get('Value', [''])[0]
       uid = obj.dicom_tags.get('00080018', {}).get('Value', [''])[0]
@@ -241,7 +250,9 @@ def _orthanc_bulkdata() -> None:
   from ez_wsi_dicomweb import slide_level_map
 
   def level_icc_profile_bytes(path, dwi):
-    res = requests.get(f'{path}/metadata', headers={'Accept': 'application/dicom+json'}, timeout=60)
+    headers = {'Accept': 'application/dicom+json'}
+    dwi.credentials().apply(headers)
+    res = requests.get(f'{path}/metadata', headers=headers, timeout=60)
     res.raise_for_status()
     ds = res.json()[0]
     holders = ds.get('00480105', {}).get('Value', [])[:1] + [ds]
@@ -258,9 +269,11 @@ def _orthanc_bulkdata() -> None:
   slide_level_map._get_level_icc_profile_bytes = level_icc_profile_bytes
 
 
-def _metadata(series: str):
+def _metadata(dwi, series: str):
   import requests
-  res = requests.get(f'{series}/metadata', headers={'Accept': 'application/dicom+json'}, timeout=60)
+  headers = {'Accept': 'application/dicom+json'}
+  dwi.credentials().apply(headers)
+  res = requests.get(f'{series}/metadata', headers=headers, timeout=60)
   res.raise_for_status()
   return res.json()
 

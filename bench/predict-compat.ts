@@ -20,6 +20,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -261,6 +263,44 @@ function compare(ours: { status: number; body: Body }, google: Body, bar: number
   return { verdict: worst <= bar ? 'match' : 'differs', detail };
 }
 
+/** The store token the protected store wants (a test value, not a secret). */
+const STORE_TOKEN = 'compat-store-token';
+
+/**
+ * Orthanc behind a proxy that answers 401 unless the request carries `Authorization: Bearer
+ * STORE_TOKEN`, as a Google Healthcare store does without credentials: a patch read through it
+ * proves the server forwarded the request's bearer_token.
+ */
+async function bearerProtected(
+  upstream: string,
+): Promise<{ origin: string; via(url: string): string; close(): Promise<void> }> {
+  const target = new URL(upstream);
+  const server = http.createServer((req, res) => {
+    if (req.headers.authorization !== `Bearer ${STORE_TOKEN}`) {
+      res.writeHead(401, { 'content-type': 'text/plain' }).end('bearer token required');
+      return;
+    }
+    const headers = { ...req.headers, host: target.host };
+    delete headers.authorization;
+    const forward = http.request(
+      { host: target.hostname, port: target.port, path: req.url, method: req.method, headers },
+      (up) => {
+        res.writeHead(up.statusCode ?? 502, up.headers);
+        up.pipe(res);
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const origin = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  return {
+    origin,
+    via: (url) => `${origin}${new URL(url).pathname}`,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
+
 /**
  * EZ-WSI's client driven as a notebook drives it, against pathembed and against Google's
  * predictor served by the child (bench/google_predict.py `client`): one row per flow.
@@ -278,7 +318,10 @@ async function ezWsiClientFlows(
     {
       env: {
         ...process.env,
-        APPROVED_DICOM_STORE_SOURCE_LIST: new URL((seriesUrls[0] as string).split('=')[1] as string).origin,
+        APPROVED_DICOM_STORE_SOURCE_LIST: JSON.stringify(
+          seriesUrls.map((named) => new URL(named.slice(named.indexOf('=') + 1)).origin),
+        ),
+        PATHEMBED_COMPAT_STORE_TOKEN: STORE_TOKEN,
       },
       stdio: ['ignore', 'pipe', process.env.PATHEMBED_COMPAT_VERBOSE ? 'inherit' : 'ignore'],
     },
@@ -353,6 +396,7 @@ async function main(): Promise<void> {
     adobeTagged: await png(patch224, 224, 224, '/usr/share/color/icc/colord/AdobeRGB1998.icc'),
   };
 
+  const protectedStore = await bearerProtected(orthanc.dicomWebUrl);
   const resultsDir = await fs.mkdtemp(path.join(os.tmpdir(), 'pathembed-compat-bench-'));
   const apiKey = randomBytes(8).toString('hex');
   const config = loadConfig({
@@ -360,7 +404,7 @@ async function main(): Promise<void> {
     PATHEMBED_RESULTS_DIR: resultsDir,
     PATHEMBED_API_KEYS: apiKey,
     PATHEMBED_TOKEN_KEY: randomBytes(32).toString('hex'),
-    PATHEMBED_ALLOWED_STORES: new URL(orthanc.dicomWebUrl).origin,
+    PATHEMBED_ALLOWED_STORES: `${new URL(orthanc.dicomWebUrl).origin},${protectedStore.origin}`,
     PATHEMBED_EXECUTION_PROVIDER: 'cpu',
     PATHEMBED_BATCH_SIZE: '8',
     ...(values['icc-dir'] ? { PATHEMBED_ICC_PROFILE_DIR: path.resolve(values['icc-dir']) } : {}),
@@ -414,6 +458,7 @@ async function main(): Promise<void> {
       ...(await ezWsiClientFlows(python, config.PATHEMBED_MODEL_PATH, `${server.url}/v1/predict`, apiKey, [
         `synthetic-full=${series['synthetic-full']}`,
         `cmu-jpeg=${series['cmu-jpeg']}`,
+        `protected-cmu-jpeg=${protectedStore.via(series['cmu-jpeg'] as string)}`,
       ])),
     );
   } finally {
@@ -423,6 +468,7 @@ async function main(): Promise<void> {
     await api.close();
     await runtime.close();
     await engine.close();
+    await protectedStore.close();
     await orthanc.stop();
     await fs.rm(resultsDir, { recursive: true, force: true });
   }
