@@ -13,6 +13,7 @@
 import { PathembedError } from '../errors.js';
 import { level0Point, level0Scale } from '../results/level0-coordinates.js';
 import type { ResultHeader, ResultSource } from '../results/result-document.js';
+import type { ResultPatch } from '../results/result-writer.js';
 import {
   type BuildOptions,
   buildSimilarityIndex,
@@ -40,14 +41,7 @@ export type SlideRef =
     };
 
 /** A patch as the result states it: a target-grid rectangle and its embedding. */
-export interface IndexablePatch {
-  readonly index: number;
-  readonly x: number;
-  readonly y: number;
-  readonly width: number;
-  readonly height: number;
-  readonly embedding: Float32Array;
-}
+export type IndexablePatch = Pick<ResultPatch, 'index' | 'x' | 'y' | 'width' | 'height' | 'embedding'>;
 
 /** What of a result header the index needs: where the slide is, the geometry, the width. */
 export type IndexableHeader = Pick<ResultHeader, 'source' | 'level' | 'baseLevel' | 'embeddingDimension'>;

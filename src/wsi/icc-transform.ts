@@ -19,6 +19,7 @@
  * as Google's server does.
  */
 import { createHash } from 'node:crypto';
+import type { Dirent } from 'node:fs';
 import fs from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -67,7 +68,7 @@ function failed(message: string, details: Record<string, unknown> = {}): Pathemb
 
 /** The override file for `name` in a plugin folder, matched as EZ-WSI matches it; undefined if none. */
 async function pluginFile(dir: string, name: IccProfileName): Promise<string | undefined> {
-  let entries: import('node:fs').Dirent[];
+  let entries: Dirent[];
   try {
     entries = await fs.readdir(dir, { withFileTypes: true });
   } catch (err) {

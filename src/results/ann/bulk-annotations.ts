@@ -7,10 +7,9 @@
  * without copying (see encodePart10Parts). docs/ann.md describes the content and codes.
  */
 import type { DicomJsonDataset } from '../../dicom-json.js';
-import { copyModules, GENERAL_STUDY_MODULE, PATIENT_MODULE } from '../../dicom-modules.js';
 import { Tag } from '../../dicom-tags.js';
 import { SopClass } from '../../uids.js';
-import { type Code, PRIVATE_SCHEME_NAME, PRIVATE_SCHEME_ORGANIZATION } from '../sr/codes.js';
+import type { Code } from '../sr/codes.js';
 import {
   assertText,
   assertUid,
@@ -20,8 +19,8 @@ import {
   invalidArgument,
 } from '../sr/content-items.js';
 import { annUidsFor } from '../sr/derived-uids.js';
-import { naturalize } from '../sr/dicom-part10.js';
-import { ANN_CODES, PRIVATE_SCHEME } from './codes.js';
+import { copyPatientAndStudy, dicomDate, dicomTime, fitLo, sopCommon } from '../sr/instance-common.js';
+import { ANN_CODES } from './codes.js';
 
 export const ANN_MANUFACTURER = 'pathembed';
 /** Beside the SR's series 9100, so a viewer lists pathembed's two series together. */
@@ -36,7 +35,6 @@ const CONTENT_LABEL = 'PATCH_EMBEDDINGS';
 export const RECTANGLE_POINTS = 4;
 export const POINT_COORDINATES = 2;
 export const COORDINATES_PER_PATCH = RECTANGLE_POINTS * POINT_COORDINATES;
-const LO_MAX_CHARS = 64;
 const LT_MAX_CHARS = 10240;
 
 /** One measurement column: a value per annotation, in annotation order. */
@@ -77,18 +75,6 @@ export interface BuiltAnn {
   readonly seriesInstanceUid: string;
   readonly sopInstanceUid: string;
   readonly annotationCount: number;
-}
-
-function fitLo(text: string): string {
-  return text.length <= LO_MAX_CHARS ? text : `${text.slice(0, LO_MAX_CHARS - 3)}...`;
-}
-
-function dicomDate(d: Date): string {
-  return d.toISOString().slice(0, 10).replace(/-/g, '');
-}
-
-function dicomTime(d: Date): string {
-  return d.toISOString().slice(11, 19).replace(/:/g, '');
 }
 
 function firstString(source: DicomJsonDataset, tag: string): string | undefined {
@@ -141,14 +127,6 @@ function validate(input: AnnInput): void {
   });
 }
 
-/** Patient and General Study copied from the slide, so the ANN files with it. */
-function copyPatientAndStudy(source: DicomJsonDataset): Dataset {
-  const { present, emptyType2 } = copyModules(source, [PATIENT_MODULE, GENERAL_STUDY_MODULE]);
-  const copied = naturalize(present);
-  for (const keyword of emptyType2) copied[keyword] = '';
-  return copied;
-}
-
 function measurementItem(m: AnnMeasurement): Dataset {
   // Every annotation has a value, so no Annotation Index List (PS3.3 C.37.1.2: absent = all, in order).
   return {
@@ -199,18 +177,7 @@ export function buildBulkAnnotations(input: AnnInput): BuiltAnn {
   const references = new Map<string, ImageReference>();
   for (const ref of [input.referencedImage, ...input.evidence]) references.set(ref.sopInstanceUid, ref);
   const dataset: Dataset = {
-    SOPClassUID: SopClass.MicroscopyBulkSimpleAnnotations,
-    SOPInstanceUID: uids.sopInstanceUid,
-    InstanceCreationDate: dicomDate(now),
-    InstanceCreationTime: dicomTime(now),
-    TimezoneOffsetFromUTC: '+0000',
-    CodingSchemeIdentificationSequence: [
-      {
-        CodingSchemeDesignator: PRIVATE_SCHEME,
-        CodingSchemeName: PRIVATE_SCHEME_NAME,
-        CodingSchemeResponsibleOrganization: PRIVATE_SCHEME_ORGANIZATION,
-      },
-    ],
+    ...sopCommon(SopClass.MicroscopyBulkSimpleAnnotations, uids.sopInstanceUid, now),
     ...copyPatientAndStudy(source),
     StudyInstanceUID: studyInstanceUid,
     Modality: 'ANN',

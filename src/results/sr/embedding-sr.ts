@@ -8,18 +8,9 @@
  */
 
 import type { DicomJsonDataset } from '../../dicom-json.js';
-import { copyModules, GENERAL_STUDY_MODULE, PATIENT_MODULE } from '../../dicom-modules.js';
 import { Tag } from '../../dicom-tags.js';
 import { SopClass } from '../../uids.js';
-import {
-  DCM,
-  embeddingComponentCode,
-  PRIVATE,
-  PRIVATE_SCHEME,
-  PRIVATE_SCHEME_NAME,
-  PRIVATE_SCHEME_ORGANIZATION,
-  UCUM,
-} from './codes.js';
+import { DCM, embeddingComponentCode, PRIVATE, UCUM } from './codes.js';
 import {
   assertText,
   assertUid,
@@ -30,7 +21,7 @@ import {
   textItem,
 } from './content-items.js';
 import { deviceUidFor, srUidsFor } from './derived-uids.js';
-import { naturalize } from './dicom-part10.js';
+import { copyPatientAndStudy, dicomDate, dicomTime, fitLo, sopCommon } from './instance-common.js';
 import {
   type AlgorithmIdentificationOptions,
   imageLibrary,
@@ -113,31 +104,6 @@ export interface BuiltSr {
   readonly sopInstanceUid: string;
   /** Whether the per-patch groups are in the SR (else only the slide-level content). */
   readonly includesPatches: boolean;
-}
-
-const LO_MAX_CHARS = 64;
-
-const ELLIPSIS = '...';
-
-/** A LO value: `text`, shortened with "..." (ASCII, so no character set is needed) when too long. */
-function fitLo(text: string): string {
-  return text.length <= LO_MAX_CHARS ? text : `${text.slice(0, LO_MAX_CHARS - ELLIPSIS.length)}${ELLIPSIS}`;
-}
-
-function dicomDate(d: Date): string {
-  return d.toISOString().slice(0, 10).replace(/-/g, '');
-}
-
-function dicomTime(d: Date): string {
-  return d.toISOString().slice(11, 19).replace(/:/g, '');
-}
-
-/** Patient and General Study copied from the source, so the SR files with the slide. */
-function copyPatientAndStudy(source: DicomJsonDataset): Dataset {
-  const { present, emptyType2 } = copyModules(source, [PATIENT_MODULE, GENERAL_STUDY_MODULE]);
-  const copied = naturalize(present);
-  for (const keyword of emptyType2) copied[keyword] = '';
-  return copied;
 }
 
 function specimenOf(source: DicomJsonDataset): SpecimenSubject | undefined {
@@ -319,18 +285,7 @@ export function buildEmbeddingSr(input: EmbeddingSrInput): BuiltSr {
     evidence.set(ref.sopInstanceUid, { sopClassUid: ref.sopClassUid, sopInstanceUid: ref.sopInstanceUid });
   }
   const dataset: Dataset = {
-    SOPClassUID: SopClass.ComprehensiveSR,
-    SOPInstanceUID: uids.sopInstanceUid,
-    InstanceCreationDate: dicomDate(now),
-    InstanceCreationTime: dicomTime(now),
-    TimezoneOffsetFromUTC: '+0000',
-    CodingSchemeIdentificationSequence: [
-      {
-        CodingSchemeDesignator: PRIVATE_SCHEME,
-        CodingSchemeName: PRIVATE_SCHEME_NAME,
-        CodingSchemeResponsibleOrganization: PRIVATE_SCHEME_ORGANIZATION,
-      },
-    ],
+    ...sopCommon(SopClass.ComprehensiveSR, uids.sopInstanceUid, now),
     ...copyPatientAndStudy(input.sourceMetadata),
     StudyInstanceUID: studyInstanceUid,
     Modality: 'SR',
