@@ -48,6 +48,19 @@ export function level0Point(x: number, y: number, scale: Level0Scale): { x0: num
   return { x0, y0 };
 }
 
+/**
+ * A target-grid rectangle in level-0 pixels: both corners mapped (and rounded) like points, so
+ * adjacent patches stay adjacent at level 0. What a viewer or the search index draws and looks up.
+ */
+export function level0Rect(
+  rect: { readonly x: number; readonly y: number; readonly width: number; readonly height: number },
+  scale: Level0Scale,
+): { x: number; y: number; width: number; height: number } {
+  const start = level0Point(rect.x, rect.y, scale);
+  const end = level0Point(rect.x + rect.width, rect.y + rect.height, scale);
+  return { x: start.x0, y: start.y0, width: end.x0 - start.x0, height: end.y0 - start.y0 };
+}
+
 /** The patch size in level-0 pixels, rounded like the coordinates. */
 export function level0PatchSize(patchSizePx: number, scale: Level0Scale): { width: number; height: number } {
   return { width: Math.round(patchSizePx * scale.x), height: Math.round(patchSizePx * scale.y) };

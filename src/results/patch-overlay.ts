@@ -6,6 +6,7 @@
  * The result is read twice (covariance, then scores), so no embedding is held.
  */
 import { CovarianceAccumulator, pcaColours, principalComponents, project } from './embedding-pca.js';
+import { level0Rect, level0Scale } from './level0-coordinates.js';
 import type { ResultStream } from './result-reader.js';
 
 /** Component scores sent per patch: enough for k-means to separate what the picture shows. */
@@ -51,12 +52,15 @@ export async function buildPatchOverlay(open: () => Promise<ResultStream>): Prom
   const second = await open();
   const factor = 10 ** SCORE_DECIMALS;
   const rows: number[][] = [];
+  // The result states target-grid rectangles; the viewer's image (and /v1/search) is level 0.
+  const scale = level0Scale(second.header);
   for await (const p of second.patches()) {
+    const r = level0Rect(p, scale);
     overlay.patchIndex.push(p.index);
-    overlay.x.push(p.x);
-    overlay.y.push(p.y);
-    overlay.width.push(p.width);
-    overlay.height.push(p.height);
+    overlay.x.push(r.x);
+    overlay.y.push(r.y);
+    overlay.width.push(r.width);
+    overlay.height.push(r.height);
     overlay.tissueFraction.push(p.tissueFraction);
     const s = project(pca, p.embedding);
     rows.push(s);

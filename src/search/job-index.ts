@@ -11,7 +11,7 @@
  * none for an exact index, which needs only the embeddings).
  */
 import { PathembedError } from '../errors.js';
-import { level0Point, level0Scale } from '../results/level0-coordinates.js';
+import { level0Rect, level0Scale } from '../results/level0-coordinates.js';
 import type { ResultHeader, ResultSource } from '../results/result-document.js';
 import type { ResultPatch } from '../results/result-writer.js';
 import {
@@ -170,9 +170,8 @@ export async function buildJobIndex(
       vectors = grown;
     }
     vectors.set(p.embedding, count * dimension);
-    const { x0, y0 } = level0Point(p.x, p.y, scale);
-    const end = level0Point(p.x + p.width, p.y + p.height, scale);
-    rows.push(p.index, x0, y0, end.x0 - x0, end.y0 - y0);
+    const r = level0Rect(p, scale);
+    rows.push(p.index, r.x, r.y, r.width, r.height);
     count++;
   }
   const unit = normaliseRows(vectors.subarray(0, count * dimension), dimension);
