@@ -5,8 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { buildPatchOverlay } from '../../src/results/patch-overlay.js';
-import type { ResultHeader, ResultSummary } from '../../src/results/result-document.js';
-import type { ResultStream } from '../../src/results/result-reader.js';
+import type { ResultHeader } from '../../src/results/result-document.js';
+import type { ResultStream, ResultSummary } from '../../src/results/result-reader.js';
 import type { ResultPatch } from '../../src/results/result-writer.js';
 
 const DIM = 16;
