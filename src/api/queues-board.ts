@@ -1,8 +1,9 @@
 /**
  * The operators' view: bull-board over the service's BullMQ queue, mounted at /ui/queues behind
  * the API keys (a browser signs in through /ui/login; its session cookie counts as the key). It
- * shows waiting, active, failed and completed slide, chunk and assemble jobs and lets an operator
- * retry or remove them. Its HTML links a web font from Google's CDN; the link is taken out of the
+ * shows waiting, active, failed and completed slide, chunk and assemble jobs of every key, so it
+ * is read-only: any API key signs in, and a tenant must not retry, remove or clean other tenants'
+ * jobs or pause the shared queue (the job API is where a key acts on its own jobs). Its HTML links a web font from Google's CDN; the link is taken out of the
  * page, so the board makes no request beyond this origin (it falls back to the system font).
  */
 import { createBullBoard } from '@bull-board/api';
@@ -17,7 +18,7 @@ export function queuesBoardRouter(queue: Queue): Router {
   const serverAdapter = new ExpressAdapter();
   serverAdapter.setBasePath(QUEUES_BOARD_PATH);
   createBullBoard({
-    queues: [new BullMQAdapter(queue)],
+    queues: [new BullMQAdapter(queue, { readOnlyMode: true })],
     serverAdapter,
     options: { uiConfig: { boardTitle: 'pathembed queues' } },
   });

@@ -266,6 +266,16 @@ describe('the web page of the service', () => {
     expect(text).toContain('embed');
     expect(text).toMatch(/COMPLETED\s*\d+/i);
     if (SCREENSHOTS) await shot('queues');
+    // Read-only: it shows every key's jobs, so no signed-in key may clean or pause the shared queue.
+    // (Sent with the page's session cookie but outside the page, so the page logs no failed fetch.)
+    const attempts = await Promise.all(
+      ['clean/completed', 'pause'].map(async (action) =>
+        (await page.request.put(`${h.url}/ui/queues/api/queues/embed/${action}`)).status(),
+      ),
+    );
+    expect(attempts).toEqual([405, 405]);
+    expect(await h.api.ctx.queue.isPaused()).toBe(false);
+    expect(await h.api.ctx.queue.getJobCountByTypes('completed')).toBeGreaterThan(0);
   });
 
   it('made no request outside its origin and the browser reported no error or CSP violation', async () => {
