@@ -162,6 +162,9 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       }
       files[kind] = true;
     }
+    // Before the DICOM outputs, which may be stored to another system (STOW): a failure here must
+    // fail the job before anything has left the service, not after.
+    await writeSearchIndex(w, d.jobId, plan, chunkPass());
     const wantsDicom = d.outputs.includes('dicom-sr') || d.outputs.includes('dicom-ann');
     let slide: PlannedSlide | undefined;
     if (wantsDicom && planned === 0) {
@@ -220,7 +223,6 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
         throw err;
       }
     }
-    await writeSearchIndex(w, d.jobId, plan, chunkPass());
     if (failures.count > 0) {
       w.logger.warn(
         { jobId: d.jobId, failedPatches: failures.count, planned },
