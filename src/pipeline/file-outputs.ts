@@ -11,6 +11,7 @@ import type { ResultSink } from '../results/result-sink.js';
 import type { ResultPatch } from '../results/result-writer.js';
 import { isFailedPatch, type PatchEmbedding, type PatchOutcome, type SlidePlan } from './job-types.js';
 import { type JsonOutputOptions, resultHeaderFor } from './json-output.js';
+import { PatchFailureTally } from './patch-failures.js';
 
 export const PATCH_FILE_KINDS = ['hdf5', 'parquet'] as const;
 export type PatchFileKind = (typeof PATCH_FILE_KINDS)[number];
@@ -59,11 +60,20 @@ export async function writePatchFile(
   options: JsonOutputOptions,
 ): Promise<PatchFileSummary> {
   const writer = await openPatchFile(kind, plan, target, options);
+  const failures = new PatchFailureTally();
+  let embedded = 0;
   try {
     for await (const e of embeddings) {
       // A patch left out under frameErrors: skip has no row (the JSON result lists it).
-      if (!isFailedPatch(e)) await writer.writePatch(plannedPatch(plan, e));
+      if (isFailedPatch(e)) {
+        failures.add(e.failed);
+        continue;
+      }
+      await writer.writePatch(plannedPatch(plan, e));
+      embedded++;
     }
+    // As the JSON result: every patch failed is the frames' error, not an empty file.
+    failures.assertSomeEmbedded(embedded);
   } catch (err) {
     await writer.abort();
     throw err;

@@ -434,6 +434,24 @@ describe('store faults that end the job with the right code', () => {
     );
   });
 
+  it('with frameErrors "skip" and only a Parquet output, fails an all-unreadable job instead of writing an empty file', async () => {
+    faults.reset();
+    faults.setDefault({
+      kind: 'match',
+      when: isFrames,
+      apply: { kind: 'mutate', mutate: (body) => corruptJpegs(body, () => true) },
+    });
+    const id = await h.submit(viaProxy('synthetic-jpeg'), {
+      options: { patches: [{ x: 0, y: 0 }], frameErrors: 'skip' },
+      outputs: ['parquet'],
+      recompute: true,
+    });
+    const end = await h.final(id);
+    faults.reset();
+    await expectFailedClean(id, end, 'FRAME_DECODE_ERROR');
+    expect(end.error?.message).toMatch(/Every one of the 1 planned patches failed/);
+  });
+
   it('fails a series the store does not have with DICOMWEB_NOT_FOUND, without retrying', async () => {
     faults.reset();
     const s = fixture('synthetic-full');
