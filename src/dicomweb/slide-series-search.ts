@@ -293,14 +293,23 @@ export async function findStudySlides(
   limit: number,
   options: SearchOptions = {},
 ): Promise<FoundSlides> {
+  // One series more than the limit is asked for, so a study that does not fit is refused rather
+  // than cut short into a batch that looks complete.
   const { series, requests } = await pageSeries(
     client,
     study.baseUrl,
     `/studies/${study.studyUid}/series`,
     {},
-    limit,
+    limit + 1,
     options,
   );
+  if (series.length > limit) {
+    throw new PathembedError(
+      'PAYLOAD_TOO_LARGE',
+      `Study ${study.studyUid} at ${study.baseUrl} has more than ${limit} slide microscopy (Modality SM) series, label and overview series included; submit a search with filters for part of it, or raise PATHEMBED_MAX_BATCH_SLIDES.`,
+      { studyUid: study.studyUid, limit },
+    );
+  }
   if (series.length === 0) {
     throw new PathembedError(
       'DICOMWEB_NOT_FOUND',

@@ -18,6 +18,9 @@ import { REPO_ROOT } from '../../scripts/dev-services/fixtures.js';
 import { uploadFolder } from '../../scripts/dev-services/orthanc.js';
 import { createApi } from '../../src/api/app.js';
 import { listen } from '../../src/api/server.js';
+import { findStudySlides } from '../../src/dicomweb/index.js';
+import { dicomWebClient } from '../../src/domain-options.js';
+import { isPathembedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import { type SyntheticWsiOptions, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
@@ -210,6 +213,17 @@ describe('a study as a batch', () => {
     expect(again.body.id).toBe(batchId);
     expect(again.body).toMatchObject({ existing: true, reusedJobs: 2, state: 'completed', runs: 1 });
     expect(again.body.progress.finished).toBe(2);
+  });
+
+  it('refuses a study with more slide microscopy series than a batch may hold instead of cutting it short', async () => {
+    // Study 1 holds three Modality SM series (A, B and the label-only C).
+    const client = dicomWebClient(h.config);
+    const study = { baseUrl: dicomWeb, studyUid: studies.s1 };
+    const fits = await findStudySlides(client, study, 3);
+    expect(fits.slides.length + fits.skipped.length).toBe(3);
+    const err = await findStudySlides(client, study, 2).catch((e: unknown) => e);
+    expect(isPathembedError(err) && err.code).toBe('PAYLOAD_TOO_LARGE');
+    expect((err as Error).message).toMatch(/more than 2 slide microscopy \(Modality SM\) series/);
   });
 
   it('expands a study in POST /v1/jobs too, one job per slide series', async () => {
@@ -470,7 +484,8 @@ describe('pathembed batch', () => {
       child.stderr.on('data', (c: Buffer) => {
         stderr += c.toString();
       });
-      child.on('exit', (code) => resolve({ code, stdout, stderr }));
+      // 'close', not 'exit': the output streams may still hold data when the process exits.
+      child.on('close', (code) => resolve({ code, stdout, stderr }));
     });
   }
 
