@@ -148,9 +148,17 @@ describe('the web page of the service', () => {
       const rgb = [overlay.rgb[3 * i]!, overlay.rgb[3 * i + 1]!, overlay.rgb[3 * i + 2]!];
       expect(maxChannelDiff(pixelAt(drawn, x, y), rgb), `patch ${i}`).toBeLessThanOrEqual(2);
     }
-    // Right of the slide (1000 px wide) nothing is drawn: the viewer's black background.
-    const beyond = t.offsetX + 1010 * t.scale;
-    if (beyond < drawn.width) expect(pixelAt(drawn, beyond, t.offsetY + 350 * t.scale)).toEqual([0, 0, 0]);
+    // Where no patch is (right of the last column, inside the 1000 px slide), the overlay draws
+    // nothing: the pixel is the same with the overlay fully opaque and fully transparent.
+    const [ox, oy] = [t.offsetX + 960 * t.scale, t.offsetY + 350 * t.scale];
+    expect(overlay.x.every((x, i) => x + overlay.width[i]! <= 960)).toBe(true);
+    expect(ox).toBeLessThan(drawn.width);
+    await page.locator('#overlay-opacity').fill('0');
+    await page.locator('#overlay-opacity').dispatchEvent('input');
+    const bare = await rgbPixels(await page.locator('#viewer').screenshot());
+    expect(maxChannelDiff(pixelAt(drawn, ox, oy), pixelAt(bare, ox, oy))).toBeLessThanOrEqual(2);
+    await page.locator('#overlay-opacity').fill('100');
+    await page.locator('#overlay-opacity').dispatchEvent('input');
   });
 
   it('answers a click on a patch with its nearest patches from POST /v1/search, itself first', async () => {
