@@ -92,32 +92,37 @@ export async function searchSimilar(
       { jobId: target.patch.jobId },
     );
   }
-  const jobs: JobIndex[] = [];
-  for (const id of jobIds) jobs.push(await provider.jobIndex(id));
-
+  // The query first: only the query patch's job is needed for it.
   let vector: Float32Array;
   let queryPatch: (Level0Patch & { jobId: string }) | undefined;
   if ('patch' in target) {
-    const job = jobs[jobIds.indexOf(target.patch.jobId)]!;
+    const job = await provider.jobIndex(target.patch.jobId);
     const row = patchRow(job, target.patch.x, target.patch.y);
     vector = job.vector(row);
     queryPatch = { jobId: job.jobId, ...job.patch(row) };
   } else {
     vector = target.embedding;
-    for (const job of jobs) {
-      if (job.size > 0 && job.index.dimension !== vector.length) {
-        throw new PathembedError(
-          'INVALID_ARGUMENT',
-          `embedding has ${vector.length} values; job ${job.jobId}'s embeddings have ${job.index.dimension}`,
-          { length: vector.length, dimension: job.index.dimension },
-        );
-      }
-    }
   }
 
-  const found: Array<Neighbour & { order: number }> = [];
-  jobs.forEach((job, order) => {
-    if (job.size === 0) return;
+  // Then one job at a time, keeping only the k best so far: a batch's indexes are never all held
+  // at once (the provider's cache bounds what stays loaded).
+  const byDistance = (a: Neighbour & { order: number }, b: Neighbour & { order: number }) =>
+    a.distance - b.distance || a.order - b.order || a.patchIndex - b.patchIndex;
+  let found: Array<Neighbour & { order: number }> = [];
+  let size = 0;
+  let hnsw = false;
+  for (const [order, id] of jobIds.entries()) {
+    const job = await provider.jobIndex(id);
+    size += job.size;
+    hnsw ||= job.index.kind === 'hnsw';
+    if (job.size === 0) continue;
+    if (job.index.dimension !== vector.length) {
+      throw new PathembedError(
+        'INVALID_ARGUMENT',
+        `${queryPatch ? "the query patch's embedding" : 'embedding'} has ${vector.length} values; job ${job.jobId}'s embeddings have ${job.index.dimension}`,
+        { length: vector.length, dimension: job.index.dimension },
+      );
+    }
     const hits = job.index.search(vector, k);
     hits.ids.forEach((row, i) => {
       found.push({
@@ -128,14 +133,14 @@ export async function searchSimilar(
         order,
       });
     });
-  });
-  found.sort((a, b) => a.distance - b.distance || a.order - b.order || a.patchIndex - b.patchIndex);
-  const neighbours = found.slice(0, k).map(({ order: _order, ...n }) => n);
+    found = found.sort(byDistance).slice(0, k);
+  }
+  const neighbours = found.map(({ order: _order, ...n }) => n);
   return {
     index: {
-      kind: jobs.some((j) => j.index.kind === 'hnsw') ? 'hnsw' : 'exact',
-      size: jobs.reduce((sum, j) => sum + j.size, 0),
-      jobs: jobs.length,
+      kind: hnsw ? 'hnsw' : 'exact',
+      size,
+      jobs: jobIds.length,
     },
     query: {
       ...('jobId' in scope ? { jobId: scope.jobId } : { batchId: scope.batchId }),
