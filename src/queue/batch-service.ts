@@ -252,6 +252,7 @@ export class BatchService {
         });
         continue;
       }
+      const { files, missing } = r.state === 'completed' ? await this.#files(r) : { files: [], missing: 0 };
       rows.push({
         jobId: r.id,
         state: r.state,
@@ -259,8 +260,9 @@ export class BatchService {
         seriesUid: r.source.seriesUid,
         seriesUrl: seriesUrlOf(r),
         patches: r.state === 'completed' ? (r.planned ?? r.done) : (r.planned ?? null),
-        errorCode: r.error?.code ?? null,
-        files: r.state === 'completed' ? await this.#files(r) : [],
+        // A completed job's output gone from the store must not read as an output never asked for.
+        errorCode: missing > 0 ? 'NOT_FOUND' : (r.error?.code ?? null),
+        files,
       });
     }
     return rows;
@@ -268,12 +270,14 @@ export class BatchService {
 
   /**
    * Size and sha256 of each result file of a completed job, hashed from the stored bytes the first
-   * time and cached beside the job record (a completed job's results never change).
+   * time and cached beside the job record (a completed job's results never change), and how many
+   * files the record lists that the store no longer holds.
    */
-  async #files(r: JobRecord): Promise<ResultFile[]> {
+  async #files(r: JobRecord): Promise<{ files: ResultFile[]; missing: number }> {
     const cacheKey = this.ctx.keys.jobFiles(r.id);
     const cached = await this.ctx.redis.hgetall(cacheKey);
     const out: ResultFile[] = [];
+    let missing = 0;
     for (const file of RESULT_FILES) {
       if (!file.has(r)) continue;
       const hit = cached[file.output];
@@ -283,7 +287,10 @@ export class BatchService {
         continue;
       }
       const hashed = await this.#hash(file.key(r.id));
-      if (!hashed) continue;
+      if (!hashed) {
+        missing++;
+        continue;
+      }
       await this.ctx.redis
         .multi()
         .hset(cacheKey, file.output, `${hashed.bytes} ${hashed.sha256}`)
@@ -291,7 +298,7 @@ export class BatchService {
         .exec();
       out.push({ output: file.output, ...hashed });
     }
-    return out;
+    return { files: out, missing };
   }
 
   async #hash(key: string): Promise<{ bytes: number; sha256: string } | undefined> {

@@ -489,6 +489,24 @@ describe('pathembed batch', () => {
     });
   }
 
+  it('marks a completed slide whose result file is gone from the store NOT_FOUND in the manifest, not as an output it never had', async () => {
+    const res = await call('POST', '/v1/batches', {
+      sources: [seriesUrl(dicomWeb, studies.s2, 'D')],
+      options: EVERY_PATCH,
+      outputs: ['json', 'parquet'],
+    });
+    expect(res.status).toBe(202);
+    const { end } = await followBatch(res.body.id);
+    expect(end.state).toBe('completed');
+    const [job] = (await call('GET', `/v1/batches/${res.body.id}/jobs`)).body.jobs;
+    await fs.rm(path.join(h.resultsDir, 'jobs', job.id, 'result.parquet'));
+    const manifest = await call('GET', `/v1/batches/${res.body.id}/manifest`);
+    expect(manifest.status).toBe(200);
+    const [row] = manifest.body.slides;
+    expect(row).toMatchObject({ jobId: job.id, state: 'completed', errorCode: 'NOT_FOUND' });
+    expect(row.files.map((f: { output: string }) => f.output)).toEqual(['json']);
+  });
+
   it('follows a file of URLs to its end, writes the manifest, and exits non-zero when a slide failed', async () => {
     const ok = path.join(dir, 'ok.txt');
     await fs.writeFile(
