@@ -60,17 +60,22 @@ const JSON_FIELDS = new Set(['sources', 'outputs', 'skipped']);
 
 /**
  * Raises the monotone marks to at least the given values and returns them: two pollers racing
- * both see values no lower than any either saw before. KEYS: batch hash. ARGV: finished, patches.
+ * both see values no lower than any either saw before. Counts taken during an earlier run (a
+ * resubmission started a new one, resetting the marks, between the poller's read and this call)
+ * raise nothing, so a replaced run's totals never show as the new run's progress.
+ * KEYS: batch hash. ARGV: finished, patches, the run the counts were taken in.
+ * Returns the marks and 1 when the counts were stale.
  */
 const RAISE_MARKS_SCRIPT = `
-if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, -1} end
+if redis.call('EXISTS', KEYS[1]) == 0 then return {-1, -1, 0} end
 local f = tonumber(redis.call('HGET', KEYS[1], 'markFinished') or '0')
 local p = tonumber(redis.call('HGET', KEYS[1], 'markPatchesDone') or '0')
+if (redis.call('HGET', KEYS[1], 'runs') or '0') ~= ARGV[3] then return {f, p, 1} end
 local nf = tonumber(ARGV[1])
 local np = tonumber(ARGV[2])
 if nf > f then f = nf; redis.call('HSET', KEYS[1], 'markFinished', f) end
 if np > p then p = np; redis.call('HSET', KEYS[1], 'markPatchesDone', p) end
-return {f, p}
+return {f, p, 0}
 `;
 
 export class BatchStore {
@@ -152,16 +157,19 @@ export class BatchStore {
   /** Raises the progress marks (RAISE_MARKS_SCRIPT) and returns them. */
   async raiseMarks(
     batchId: string,
+    run: number,
     finished: number,
     patchesDone: number,
   ): Promise<{ finished: number; patchesDone: number }> {
-    const [f, p] = (await this.redis.eval(
+    const [f, p, stale] = (await this.redis.eval(
       RAISE_MARKS_SCRIPT,
       1,
       this.keys.batch(batchId),
       String(finished),
       String(patchesDone),
-    )) as [number, number];
+      String(run),
+    )) as [number, number, number];
+    if (stale === 1) return { finished: f, patchesDone: p };
     return { finished: Math.max(f, finished), patchesDone: Math.max(p, patchesDone) };
   }
 

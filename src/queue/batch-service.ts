@@ -175,7 +175,7 @@ export class BatchService {
         });
       }
     });
-    const marks = await this.store.raiseMarks(batchId, finished, done);
+    const marks = await this.store.raiseMarks(batchId, record.runs, finished, done);
     const unfinished = ids.length - finished;
     if (unfinished > 0) await this.store.touch(batchId);
     const elapsedMs = Math.max(MIN_RATE_WINDOW_MS, now - record.runStartedAt);

@@ -22,6 +22,7 @@ import { findStudySlides } from '../../src/dicomweb/index.js';
 import { dicomWebClient } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
+import { BatchStore } from '../../src/queue/batch-record.js';
 import { type SyntheticWsiOptions, writeSyntheticWsi } from '../../src/sample/synthetic-wsi-writer.js';
 import { type FaultServer, startFaultServer } from '../helpers/fault-server.js';
 import { type Harness, startHarness, until } from '../helpers/service-harness.js';
@@ -505,6 +506,22 @@ describe('pathembed batch', () => {
     const [row] = manifest.body.slides;
     expect(row).toMatchObject({ jobId: job.id, state: 'completed', errorCode: 'NOT_FOUND' });
     expect(row.files.map((f: { output: string }) => f.output)).toEqual(['json']);
+  });
+
+  it('never raises progress marks with counts taken during a run a resubmission has replaced', async () => {
+    const store = new BatchStore(h.redis, h.api.ctx.keys);
+    const id = `b-marks-${randomBytes(4).toString('hex')}`;
+    const key = h.api.ctx.keys.batch(id);
+    // A second run has started (its marks reset); a poller still holds run 1's counts.
+    await h.redis.hset(key, 'runs', 2, 'markFinished', 1, 'markPatchesDone', 5);
+    try {
+      expect(await store.raiseMarks(id, 1, 10, 100)).toEqual({ finished: 1, patchesDone: 5 });
+      expect(await h.redis.hmget(key, 'markFinished', 'markPatchesDone')).toEqual(['1', '5']);
+      expect(await store.raiseMarks(id, 2, 3, 20)).toEqual({ finished: 3, patchesDone: 20 });
+      expect(await h.redis.hmget(key, 'markFinished', 'markPatchesDone')).toEqual(['3', '20']);
+    } finally {
+      await h.redis.del(key);
+    }
   });
 
   it('follows a file of URLs to its end, writes the manifest, and exits non-zero when a slide failed', async () => {
