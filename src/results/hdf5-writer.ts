@@ -22,7 +22,7 @@ import h5wasm from 'h5wasm/node';
 import { PathembedError } from '../errors.js';
 import { type Level0Scale, level0PatchSize, level0Point, level0Scale } from './level0-coordinates.js';
 import type { ResultHeader } from './result-document.js';
-import { publishFile, type ResultSink, tempPathBeside } from './result-sink.js';
+import { publishFile, type ResultSink, resultWriteFailed, tempPathBeside } from './result-sink.js';
 import {
   checkResultPatch,
   completeResultHeader,
@@ -52,15 +52,7 @@ type H5File = InstanceType<typeof h5wasm.File>;
 type H5Dataset = ReturnType<H5File['create_dataset']>;
 type H5Module = Awaited<typeof h5wasm.ready>;
 
-function writeFailed(target: string, err: unknown): PathembedError {
-  if (err instanceof PathembedError) return err;
-  return new PathembedError(
-    'RESULT_WRITE_FAILED',
-    `Cannot write the HDF5 result ${target}: ${(err as Error)?.message ?? String(err)}`,
-    { target },
-    { cause: err },
-  );
-}
+const writeFailed = (target: string, err: unknown) => resultWriteFailed('HDF5 result', target, err);
 
 /** Root attributes: everything a reader needs to place, trust and cite the features. */
 function rootAttributes(

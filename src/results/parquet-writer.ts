@@ -35,7 +35,7 @@ import * as parquet from 'parquet-wasm';
 import { PathembedError } from '../errors.js';
 import { type Level0Scale, level0PatchSize, level0Point, level0Scale } from './level0-coordinates.js';
 import type { ResultHeader } from './result-document.js';
-import { fileSink, type ResultSink } from './result-sink.js';
+import { fileSink, type ResultSink, resultWriteFailed } from './result-sink.js';
 import {
   checkResultPatch,
   completeResultHeader,
@@ -67,15 +67,7 @@ export interface ParquetFileSummary {
 const INT_COLUMNS = ['index', 'x', 'y', 'width', 'height', 'x0', 'y0'] as const;
 type IntColumn = (typeof INT_COLUMNS)[number];
 
-function writeFailed(target: string, err: unknown): PathembedError {
-  if (err instanceof PathembedError) return err;
-  return new PathembedError(
-    'RESULT_WRITE_FAILED',
-    `Cannot write the Parquet result ${target}: ${(err as Error)?.message ?? String(err)}`,
-    { target },
-    { cause: err },
-  );
-}
+const writeFailed = (target: string, err: unknown) => resultWriteFailed('Parquet result', target, err);
 
 function arrowSchema(dimension: number): Schema {
   return new Schema([

@@ -26,15 +26,18 @@ const TEMP_SUFFIX_BYTES = 6;
 /** Read size when copying a scratch file into a sink: few writes, little memory. */
 const PUBLISH_BLOCK_BYTES = 1024 * 1024;
 
-function writeFailed(description: string, err: unknown): PathembedError {
+/** RESULT_WRITE_FAILED for `what` (a result, an HDF5 result...) at `target`; typed errors pass through. */
+export function resultWriteFailed(what: string, target: string, err: unknown): PathembedError {
   if (err instanceof PathembedError) return err;
   return new PathembedError(
     'RESULT_WRITE_FAILED',
-    `Cannot write the result ${description}: ${(err as Error)?.message ?? String(err)}`,
-    { target: description },
+    `Cannot write the ${what} ${target}: ${(err as Error)?.message ?? String(err)}`,
+    { target },
     { cause: err },
   );
 }
+
+const writeFailed = (description: string, err: unknown) => resultWriteFailed('result', description, err);
 
 /** A file written beside its target and renamed into place on commit. */
 export async function fileSink(filePath: string): Promise<ResultSink> {
