@@ -12,7 +12,12 @@ import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { SopClass } from '../uids.js';
 import type { DicomWebClient, RequestOptions } from './dicomweb-client.js';
-import { normaliseBaseUrl, type SeriesReference, type StudyReference } from './series-reference.js';
+import {
+  formatSeriesUrl,
+  normaliseBaseUrl,
+  type SeriesReference,
+  type StudyReference,
+} from './series-reference.js';
 
 /**
  * QIDO keys a search may filter on, keyword → tag. Patient, study and series attributes that Google
@@ -272,7 +277,7 @@ async function classify(
     const imageTypes = [...new Set(flavors)].sort();
     skipped.push({
       ...hit,
-      seriesUrl: `${baseUrl}/studies/${hit.studyUid}/series/${hit.seriesUid}`,
+      seriesUrl: formatSeriesUrl({ baseUrl, studyUid: hit.studyUid, seriesUid: hit.seriesUid }),
       reason:
         imageTypes.length === 0
           ? 'the series holds no whole-slide image'
