@@ -12,11 +12,12 @@ import { PathembedError } from '../errors.js';
 import {
   isFailedPatch,
   PATCH_FILE_KINDS,
+  type PatchEmbedding,
   PatchFailureTally,
   type PatchOutcome,
   type SlidePlan,
 } from '../pipeline/index.js';
-import { buildJobIndex, type IndexablePatch, storeJobIndex } from '../search/index.js';
+import { type IndexablePatch, JobIndexBuilder, storeJobIndex } from '../search/index.js';
 import { cancelledError } from './cancellation.js';
 import { decodeChunk } from './chunk-file.js';
 import { type AnnReference, isFinal, type SrReference } from './job-record.js';
@@ -77,29 +78,31 @@ async function* chunkEmbeddings(
  * patches (only the embeddings stored), an HNSW graph from there on. One more pass over the chunk
  * files; holds the job's embeddings (N x 384 float32) while the graph is built.
  */
-async function writeSearchIndex(
-  w: WorkerContext,
-  jobId: string,
-  plan: SlidePlan,
+/** The index's patch of an embedded outcome: the planned rectangle and the embedding. */
+function indexable(plan: SlidePlan, o: PatchEmbedding): IndexablePatch {
+  const p = plan.patches[o.index]!;
+  return { index: o.index, x: p.x, y: p.y, width: p.width, height: p.height, embedding: o.embedding };
+}
+
+/** Passes the outcomes through, handing each embedded patch to the index builder on the way. */
+async function* feeding(
   outcomes: AsyncIterable<PatchOutcome>,
-): Promise<void> {
-  const started = Date.now();
-  async function* patches(): AsyncGenerator<IndexablePatch> {
-    for await (const o of outcomes) {
-      if (isFailedPatch(o)) continue;
-      const p = plan.patches[o.index]!;
-      yield { index: o.index, x: p.x, y: p.y, width: p.width, height: p.height, embedding: o.embedding };
-    }
+  plan: SlidePlan,
+  builder: JobIndexBuilder,
+): AsyncGenerator<PatchOutcome> {
+  for await (const o of outcomes) {
+    if (!isFailedPatch(o)) builder.add(indexable(plan, o));
+    yield o;
   }
-  const index = await buildJobIndex(
-    jobId,
-    w.pipeline.resultHeader(plan),
-    patches(),
-    searchBuildOptions(w.config),
-  );
+}
+
+/** Builds and stores the job's search index from a builder that has seen every embedded patch. */
+async function writeSearchIndex(w: WorkerContext, builder: JobIndexBuilder): Promise<void> {
+  const started = Date.now();
+  const index = await builder.build(searchBuildOptions(w.config));
   const bytes = await storeJobIndex(w.ctx.results, index);
   w.logger.info(
-    { jobId, kind: index.index.kind, patches: index.size, bytes, ms: Date.now() - started },
+    { jobId: builder.jobId, kind: index.index.kind, patches: index.size, bytes, ms: Date.now() - started },
     'search index written',
   );
 }
@@ -122,6 +125,8 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
   const watch = await w.cancels.watch(d.jobId);
   // Counted on the first pass over the chunks (the JSON's, else the SR's).
   const failures = new PatchFailureTally();
+  // Every completed job is searchable: its index is fed by the JSON pass, else by a pass of its own.
+  const indexer = new JobIndexBuilder(d.jobId, w.pipeline.resultHeader(plan), planned);
   try {
     let json = false;
     let sr: SrReference | undefined;
@@ -131,12 +136,17 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
       // parallel on several workers, so the sums can exceed the job's wall time).
       const stageMs: StageBusyMs = { fetchMs: 0, decodeMs: 0, inferMs: 0 };
       try {
-        await w.pipeline.writeJson(plan, chunkEmbeddings(w, d, planned, stageMs, failures), upload, {
-          jobId: d.jobId,
-          startedAt: record.startedAt ?? record.createdAt,
-          plannedAt: record.plannedAt ?? record.createdAt,
-          stageMs: () => stageMs,
-        });
+        await w.pipeline.writeJson(
+          plan,
+          feeding(chunkEmbeddings(w, d, planned, stageMs, failures), plan, indexer),
+          upload,
+          {
+            jobId: d.jobId,
+            startedAt: record.startedAt ?? record.createdAt,
+            plannedAt: record.plannedAt ?? record.createdAt,
+            stageMs: () => stageMs,
+          },
+        );
       } catch (err) {
         await upload.abort();
         throw err;
@@ -164,7 +174,8 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
     }
     // Before the DICOM outputs, which may be stored to another system (STOW): a failure here must
     // fail the job before anything has left the service, not after.
-    await writeSearchIndex(w, d.jobId, plan, chunkPass());
+    if (!json) for await (const o of chunkPass()) if (!isFailedPatch(o)) indexer.add(indexable(plan, o));
+    await writeSearchIndex(w, indexer);
     const wantsDicom = d.outputs.includes('dicom-sr') || d.outputs.includes('dicom-ann');
     let slide: PlannedSlide | undefined;
     if (wantsDicom && planned === 0) {

@@ -15,6 +15,7 @@ export {
 } from './index-store.js';
 export {
   buildJobIndex,
+  JobIndexBuilder,
   decodeJobIndex,
   encodeJobIndex,
   type IndexableHeader,

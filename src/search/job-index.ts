@@ -11,7 +11,7 @@
  * none for an exact index, which needs only the embeddings).
  */
 import { PathembedError } from '../errors.js';
-import { level0Rect, level0Scale } from '../results/level0-coordinates.js';
+import { type Level0Scale, level0Rect, level0Scale } from '../results/level0-coordinates.js';
 import type { ResultHeader, ResultSource } from '../results/result-document.js';
 import type { ResultPatch } from '../results/result-writer.js';
 import {
@@ -58,6 +58,8 @@ export interface Level0Patch {
 const MAGIC = 'PESEARCH';
 const FORMAT_VERSION = 1;
 const FIELDS = 5;
+/** Patches a builder makes room for when the count is not known; it doubles from there. */
+const DEFAULT_CAPACITY = 1024;
 
 interface StoredHeader {
   readonly jobId: string;
@@ -143,44 +145,67 @@ export class JobIndex {
 }
 
 /**
- * Builds the index of one job from its header and its patches (in any order; patches without an
- * embedding are left out by the caller). Holds count × dimension float32 values while it builds.
+ * Collects one job's patches (in any order; patches without an embedding are left out by the
+ * caller) and builds its index: fed as the patches stream past (the assembler feeds it from the
+ * JSON pass, so the chunk files are not read again for it). Holds count × dimension float32 values.
  */
+export class JobIndexBuilder {
+  readonly #rows: number[] = [];
+  readonly #scale: Level0Scale;
+  #vectors: Float32Array;
+  #count = 0;
+
+  /** `capacity`: the patch count when known (the plan's), so the buffer is allocated once. */
+  constructor(
+    readonly jobId: string,
+    private readonly header: IndexableHeader,
+    capacity = DEFAULT_CAPACITY,
+  ) {
+    this.#scale = level0Scale(header);
+    this.#vectors = new Float32Array(Math.max(1, capacity) * header.embeddingDimension);
+  }
+
+  add(p: IndexablePatch): void {
+    const dimension = this.header.embeddingDimension;
+    if (p.embedding.length !== dimension) {
+      throw new PathembedError(
+        'INTERNAL',
+        `Job ${this.jobId}: patch ${p.index} has ${p.embedding.length} embedding values, the result ${dimension}`,
+      );
+    }
+    if ((this.#count + 1) * dimension > this.#vectors.length) {
+      const grown = new Float32Array(this.#vectors.length * 2);
+      grown.set(this.#vectors);
+      this.#vectors = grown;
+    }
+    this.#vectors.set(p.embedding, this.#count * dimension);
+    const r = level0Rect(p, this.#scale);
+    this.#rows.push(p.index, r.x, r.y, r.width, r.height);
+    this.#count++;
+  }
+
+  async build(options: BuildOptions): Promise<JobIndex> {
+    const dimension = this.header.embeddingDimension;
+    const unit = normaliseRows(this.#vectors.subarray(0, this.#count * dimension), dimension);
+    return new JobIndex(
+      this.jobId,
+      slideRef(this.header.source),
+      Int32Array.from(this.#rows),
+      await buildSimilarityIndex(unit, dimension, options),
+    );
+  }
+}
+
+/** Builds the index of one job from its header and its patches (see JobIndexBuilder). */
 export async function buildJobIndex(
   jobId: string,
   header: IndexableHeader,
   patches: AsyncIterable<IndexablePatch> | Iterable<IndexablePatch>,
   options: BuildOptions,
 ): Promise<JobIndex> {
-  const dimension = header.embeddingDimension;
-  const scale = level0Scale(header);
-  const rows: number[] = [];
-  let vectors = new Float32Array(1024 * dimension);
-  let count = 0;
-  for await (const p of patches) {
-    if (p.embedding.length !== dimension) {
-      throw new PathembedError(
-        'INTERNAL',
-        `Job ${jobId}: patch ${p.index} has ${p.embedding.length} embedding values, the result ${dimension}`,
-      );
-    }
-    if ((count + 1) * dimension > vectors.length) {
-      const grown = new Float32Array(vectors.length * 2);
-      grown.set(vectors);
-      vectors = grown;
-    }
-    vectors.set(p.embedding, count * dimension);
-    const r = level0Rect(p, scale);
-    rows.push(p.index, r.x, r.y, r.width, r.height);
-    count++;
-  }
-  const unit = normaliseRows(vectors.subarray(0, count * dimension), dimension);
-  return new JobIndex(
-    jobId,
-    slideRef(header.source),
-    Int32Array.from(rows),
-    await buildSimilarityIndex(unit, dimension, options),
-  );
+  const builder = new JobIndexBuilder(jobId, header);
+  for await (const p of patches) builder.add(p);
+  return builder.build(options);
 }
 
 /** The index as one binary value (layout in the module doc). */
