@@ -72,7 +72,11 @@ export class StoreViewerBackend implements ViewerBackend {
     if (!cached) {
       cached = this.#buildOverlay(jobId);
       this.#overlays.set(jobId, cached);
-      cached.catch(() => this.#overlays.delete(jobId));
+      const mine = cached;
+      // Forget a failed build, but not a newer one that replaced it after an eviction.
+      mine.catch(() => {
+        if (this.#overlays.get(jobId) === mine) this.#overlays.delete(jobId);
+      });
       while (this.#overlays.size > OVERLAY_CACHE_ENTRIES) {
         this.#overlays.delete(this.#overlays.keys().next().value as string);
       }

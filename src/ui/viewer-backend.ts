@@ -15,8 +15,8 @@ export interface SlideLease {
 
 export interface ViewerBackend {
   /**
-   * The slide of a completed job, for the caller `keyId` (NOT_FOUND for a job of another key or
-   * one that is not completed, as GET /v1/jobs/:id answers).
+   * The slide of a job of the caller `keyId`, in any state (NOT_FOUND for a job of another key, as
+   * GET /v1/jobs/:id answers); the overlay is what needs a completed job.
    */
   openSlide(jobId: string, keyId: string): Promise<SlideLease>;
   /** The patch overlay of a completed job (cached by the backend). */
