@@ -15,12 +15,12 @@ export {
 } from './index-store.js';
 export {
   buildJobIndex,
-  JobIndexBuilder,
   decodeJobIndex,
   encodeJobIndex,
   type IndexableHeader,
   type IndexablePatch,
   JobIndex,
+  JobIndexBuilder,
   type Level0Patch,
   type SlideRef,
 } from './job-index.js';
