@@ -1,13 +1,15 @@
 /**
  * The JPEG decoders measured side by side for `npm run bench:wsi` (and alone with
- * `--decoders`): sharp (native libjpeg-turbo through libvips, on libuv's pool) against
- * libjpeg-turbo as WASM (the kernel pathembed runs in its decode workers), on real frames of
- * 240, 256 and 512 px, one frame at a time and with frames in flight over a pool, in MP/s.
- * Every decoder's output is checked against sharp's, byte for byte.
+ * `--decoders`): the machine's libjpeg-turbo through koffi (NativeJpegDecoder, pathembed's
+ * default, on the calling thread), sharp (native libjpeg-turbo through libvips, on libuv's pool)
+ * and libjpeg-turbo as WASM (the kernel of the decode workers), on real frames of 240, 256 and
+ * 512 px, one frame at a time and with frames in flight over a pool, in MP/s. Every decoder's
+ * output is checked against sharp's, byte for byte.
  */
 import os from 'node:os';
 import sharp from 'sharp';
 import { decodeWithSharp } from '../src/codecs/jpeg.js';
+import { NativeJpegDecoder } from '../src/codecs/native-jpeg-decoder.js';
 import { runKernel } from '../src/codecs/wasm-kernels.js';
 import { WasmWorkerPool } from '../src/codecs/wasm-worker-pool.js';
 import { type DicomJsonDataset, num, str } from '../src/dicom-json.js';
@@ -15,6 +17,8 @@ import { LocalFrameSource } from '../src/wsi/local-frame-source.js';
 
 const SOP_INSTANCE_UID = '00080018';
 const NUMBER_OF_FRAMES = '00280008';
+/** Config.PATHEMBED_LIBTURBOJPEG's default. */
+const LIBTURBOJPEG = 'libturbojpeg.so.0';
 /** Frames in flight per pool worker (and for sharp's libuv pool). */
 const IN_FLIGHT_PER_WORKER = 4;
 /** Passes over a frame set per decoder, after one warm-up pass. */
@@ -91,11 +95,14 @@ export async function jpegDecoderTable(sets: readonly DecoderFrameSet[]): Promis
     if (!reply.ok) throw new Error(reply.message);
     return reply.data;
   };
+  const native = new NativeJpegDecoder(LIBTURBOJPEG);
+  const viaNative: Decode = async (f) => native.decode(f).data;
   const pool1 = new WasmWorkerPool(1);
   const poolN = new WasmWorkerPool(cores);
   const viaPool1: Decode = async (f) => (await pool1.decode('jpeg', f)).data;
   const viaPoolN: Decode = async (f) => (await poolN.decode('jpeg', f)).data;
   const columns: { name: string; decode: Decode; inFlight: number }[] = [
+    { name: 'native (koffi) on the calling thread, 1 at a time', decode: viaNative, inFlight: 1 },
     { name: 'sharp, 1 at a time', decode: viaSharp, inFlight: 1 },
     {
       name: `sharp, ${IN_FLIGHT_PER_WORKER * cores} in flight (libuv pool)`,
@@ -124,7 +131,7 @@ export async function jpegDecoderTable(sets: readonly DecoderFrameSet[]): Promis
       let equal = 0;
       for (const f of set.frames) {
         const reference = Buffer.from(await viaSharp(f));
-        const outs = await Promise.all([viaKernel(f), viaPool1(f), viaPoolN(f)]);
+        const outs = await Promise.all([viaNative(f), viaKernel(f), viaPool1(f), viaPoolN(f)]);
         if (outs.every((o) => reference.equals(o))) equal++;
       }
       const rates: string[] = [];
@@ -135,6 +142,7 @@ export async function jpegDecoderTable(sets: readonly DecoderFrameSet[]): Promis
       process.stderr.write(`decoders ${set.label}: ${rates.join(' / ')} MP/s\n`);
     }
   } finally {
+    native.close();
     await Promise.all([pool1.close(), poolN.close()]);
   }
   return lines;

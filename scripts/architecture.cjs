@@ -36,7 +36,7 @@ const PURPOSE = {
   dicomweb:
     'the wire: series references, QIDO/WADO/STOW, batched frames (streamed multipart), auth, retries, allow-list',
   codecs:
-    'frame decoding by transfer syntax: JPEG (sharp), JPEG 2000 / JPEG-LS (WASM in worker threads), raw, RLE',
+    'frame decoding by transfer syntax: JPEG (the system libjpeg-turbo through koffi; WASM or sharp without it), JPEG 2000 / JPEG-LS (WASM in worker threads), raw, RLE',
   embed: 'the model contract and manifest, provider choice, the ONNX Runtime engine and its worker thread',
   results:
     'JSON result (streamed, versioned schema), HDF5 and Parquet files for ML tools, DICOM Comprehensive SR (TID 1500)',

@@ -116,7 +116,17 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_DECODE_THREADS: v(
     int(0, 64),
     '0',
-    'Worker threads that decode frames (JPEG, JPEG 2000, JPEG-LS, lossless JPEG); 0 starts one per core.',
+    'Worker threads that decode JPEG 2000, JPEG-LS and lossless JPEG frames, and JPEG ones when the native decoder is not in use (PATHEMBED_JPEG_DECODER); 0 starts one per core.',
+  ),
+  PATHEMBED_JPEG_DECODER: v(
+    z.enum(['auto', 'native', 'wasm']),
+    'auto',
+    "JPEG frame decoder: `native` is the machine's libjpeg-turbo (PATHEMBED_LIBTURBOJPEG), called on the reading thread, and fails at start without it; `wasm` is libjpeg-turbo as WASM in the decode workers; `auto` takes native when the library loads, else wasm. Both give the same pixels; native is several times faster.",
+  ),
+  PATHEMBED_LIBTURBOJPEG: v(
+    z.string().min(1),
+    'libturbojpeg.so.0',
+    "libjpeg-turbo's TurboJPEG shared library for the native JPEG decoder: a name the dynamic loader finds (Debian/Ubuntu package libturbojpeg0) or a path (macOS: e.g. /opt/homebrew/lib/libturbojpeg.dylib).",
   ),
   PATHEMBED_SHARP_THREADS: v(
     int(0, 256),

@@ -3,7 +3,7 @@
  * (cli/, api/, the worker's start in queue/) import it; the domains below them (dicomweb, codecs,
  * wsi, embed, pipeline, results) take plain option objects and never read the environment.
  */
-import { decodeThreadCount } from './codecs/index.js';
+import { decodeThreadCount, type FrameDecoderOptions } from './codecs/index.js';
 import type { Config } from './config.js';
 import {
   type AuthProvider,
@@ -90,10 +90,24 @@ export function dicomWebClient(
   return new DicomWebClient(dicomWebOptions(config, overrides));
 }
 
+/** How a process's FrameDecoder decodes: thread count and JPEG decoder. */
+export function frameDecoderOptions(config: Config): FrameDecoderOptions {
+  return {
+    decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS),
+    jpegDecoder: config.PATHEMBED_JPEG_DECODER,
+    libturbojpeg: config.PATHEMBED_LIBTURBOJPEG,
+    // A reader's frames are reused by the next one: at most what one reader's cache holds.
+    reuseBytes: config.PATHEMBED_FRAME_CACHE_BYTES,
+  };
+}
+
 export function slideReadingOptions(config: Config): SlideReadingOptions {
+  const { decodeThreads, jpegDecoder, libturbojpeg } = frameDecoderOptions(config);
   return {
     frameCacheBytes: config.PATHEMBED_FRAME_CACHE_BYTES,
-    decodeThreads: decodeThreadCount(config.PATHEMBED_DECODE_THREADS),
+    decodeThreads,
+    ...(jpegDecoder ? { jpegDecoder } : {}),
+    ...(libturbojpeg ? { libturbojpeg } : {}),
     levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
   };
 }

@@ -208,6 +208,12 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'The ONNX model does not take [N,224,224,3] float32 and return [N,384] float32.',
   },
+  JPEG_DECODER_UNAVAILABLE: {
+    httpStatus: 500,
+    retryable: false,
+    summary:
+      "PATHEMBED_JPEG_DECODER=native, but libjpeg-turbo's TurboJPEG library (PATHEMBED_LIBTURBOJPEG) cannot be loaded.",
+  },
   EXECUTION_PROVIDER_UNAVAILABLE: {
     httpStatus: 500,
     retryable: false,

@@ -81,6 +81,7 @@ export const PREDICT_CODE_OF: Partial<Record<ErrorCode, PredictErrorCode>> = {
   MODEL_NOT_FOUND: 'INTERNAL_ERROR',
   MODEL_CONTRACT_MISMATCH: 'INTERNAL_ERROR',
   EXECUTION_PROVIDER_UNAVAILABLE: 'INTERNAL_ERROR',
+  JPEG_DECODER_UNAVAILABLE: 'INTERNAL_ERROR',
   GPU_PROVIDER_INVALID: 'INTERNAL_ERROR',
   INFERENCE_FAILED: 'INTERNAL_ERROR',
   // Path Foundation has no code for an unready or overloaded service; the description says which.

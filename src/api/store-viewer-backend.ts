@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { formatSeriesUrl } from '../dicomweb/index.js';
-import { slideOpener } from '../domain-options.js';
+import { frameDecoderOptions, slideOpener } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { JobSubmitter } from '../queue/job-submitter.js';
@@ -41,7 +41,7 @@ export class StoreViewerBackend implements ViewerBackend {
     logger: Logger,
   ) {
     this.#slides = new SlideCache(config.PATHEMBED_UI_OPEN_SLIDES);
-    this.#decoder = new FrameDecoder({ decodeThreads: 1 });
+    this.#decoder = new FrameDecoder({ ...frameDecoderOptions(config), decodeThreads: 1 });
     // The viewer's open slides share one frame budget.
     const frameCacheBytes = Math.floor(config.PATHEMBED_FRAME_CACHE_BYTES / config.PATHEMBED_UI_OPEN_SLIDES);
     this.#opener = slideOpener(

@@ -1,15 +1,18 @@
 /**
  * The frame decoder: checks a frame's transfer syntax and pixel description, dispatches it to
  * the codec for its transfer syntax, and guarantees what comes back is an 8-bit RGB frame of the
- * size the header promised. Owns the worker pool the WASM codecs share.
+ * size the header promised. Owns the worker pool the WASM codecs share and the native JPEG
+ * decoder, and decides which decodes JPEG.
  */
 import os from 'node:os';
 import { isPathembedError, PathembedError } from '../errors.js';
 import { RGB_CHANNELS } from './color.js';
-import { decodeJpeg } from './jpeg.js';
+import { FrameBufferPool } from './frame-buffer-pool.js';
+import { decodeJpeg, type JpegDecoders } from './jpeg.js';
 import { decodeJpegLossless } from './jpeg-lossless.js';
 import { decodeJpegLs } from './jpeg-ls.js';
 import { decodeJpeg2000 } from './jpeg2000.js';
+import { NativeJpegDecoder } from './native-jpeg-decoder.js';
 import { assertDecodable } from './photometric.js';
 import { decodeRle } from './rle.js';
 import { codecFamily, supportedTransferSyntaxes, transferSyntaxName } from './transfer-syntax.js';
@@ -17,10 +20,25 @@ import type { FrameDescription, RgbFrame } from './types.js';
 import { decodeUncompressed } from './uncompressed.js';
 import { WasmWorkerPool } from './wasm-worker-pool.js';
 
+/** Which libjpeg-turbo decodes JPEG frames (Config.PATHEMBED_JPEG_DECODER). */
+export type JpegDecoderChoice = 'auto' | 'native' | 'wasm';
+
 export interface FrameDecoderOptions {
-  /** Worker threads for the decoders: a positive count (see `decodeThreadCount` for 0 in config). */
+  /** Worker threads for the WASM decoders: a positive count (see `decodeThreadCount` for 0 in config). */
   decodeThreads: number;
+  /** Default `auto`: the native decoder when its library loads, else the WASM one. */
+  jpegDecoder?: JpegDecoderChoice;
+  /** The TurboJPEG library for the native decoder (Config.PATHEMBED_LIBTURBOJPEG). */
+  libturbojpeg?: string;
+  /**
+   * Bytes of decoded-frame buffers kept for reuse between slide readers (`recycle`); default 0,
+   * none. The frame cache's budget (Config.PATHEMBED_FRAME_CACHE_BYTES) is the natural bound.
+   */
+  reuseBytes?: number;
 }
+
+/** The TurboJPEG library's name on Linux distributions (Config.PATHEMBED_LIBTURBOJPEG's default). */
+const DEFAULT_LIBTURBOJPEG = 'libturbojpeg.so.0';
 
 /** The pool size Config.PATHEMBED_DECODE_THREADS asks for: 0 means one worker per core the process may use. */
 export function decodeThreadCount(decodeThreads: number): number {
@@ -29,18 +47,39 @@ export function decodeThreadCount(decodeThreads: number): number {
 
 export class FrameDecoder {
   readonly #pool: WasmWorkerPool;
+  readonly #jpeg: JpegDecoders;
+  readonly #buffers: FrameBufferPool;
+  /** Why `auto` settled for the WASM JPEG decoder (the native library's load error). */
+  readonly #nativeUnavailable: string | undefined;
   #closed = false;
 
+  /** Throws JPEG_DECODER_UNAVAILABLE when `jpegDecoder` is `native` and its library does not load. */
   constructor(options: FrameDecoderOptions) {
     this.#pool = new WasmWorkerPool(options.decodeThreads);
+    const { native, unavailable } = nativeJpegDecoder(options);
+    this.#buffers = new FrameBufferPool(options.reuseBytes ?? 0);
+    this.#jpeg = { native, pool: this.#pool, allocate: (bytes) => this.#buffers.take(bytes) };
+    this.#nativeUnavailable = unavailable;
+  }
+
+  /** Which decoder JPEG frames go to first (the worker's start log says it). */
+  get jpegDecoder(): 'native' | 'wasm' {
+    return this.#jpeg.native ? 'native' : 'wasm';
+  }
+
+  /** Set when `auto` wanted the native JPEG decoder and could not load it: the reason, for a warning. */
+  get nativeJpegUnavailable(): string | undefined {
+    return this.#nativeUnavailable;
   }
 
   /**
-   * Starts the decode workers now (they otherwise start on the first frame): call it before
-   * reading a slide's metadata so that their start-up overlaps it.
+   * Starts the decode workers now (they otherwise start on the first frame that needs them):
+   * call it before reading a slide's metadata so that their start-up overlaps it. With the native
+   * JPEG decoder nothing starts: JPEG, the common case, needs no worker, and a worker starting
+   * would only take CPU from the first frames; the rarer codecs start theirs on first use.
    */
   warmUp(): void {
-    if (!this.#closed) this.#pool.warmUp();
+    if (!this.#closed && !this.#jpeg.native) this.#pool.warmUp();
   }
 
   /**
@@ -65,7 +104,7 @@ export class FrameDecoder {
     try {
       switch (family) {
         case 'jpeg':
-          frame = await decodeJpeg(encoded, desc, this.#pool);
+          frame = await decodeJpeg(encoded, desc, this.#jpeg);
           break;
         case 'jpeg-lossless':
           frame = await decodeJpegLossless(encoded, desc, this.#pool);
@@ -124,9 +163,40 @@ export class FrameDecoder {
     return frame;
   }
 
+  /** Bytes of frame buffers held for reuse now. */
+  get reusableBytes(): number {
+    return this.#buffers.heldBytes;
+  }
+
+  /**
+   * Takes back a frame this decoder returned, for a later decode to write into. The caller
+   * promises nothing reads it any more. Frames whose buffers it did not make are ignored.
+   */
+  recycle(frame: RgbFrame): void {
+    if (!this.#closed) this.#buffers.give(frame.data);
+  }
+
   /** Stops the decode workers. Safe to call more than once. */
   async close(): Promise<void> {
     this.#closed = true;
+    this.#jpeg.native?.close();
+    this.#buffers.clear();
     await this.#pool.close();
+  }
+}
+
+function nativeJpegDecoder(options: FrameDecoderOptions): {
+  native?: NativeJpegDecoder;
+  unavailable?: string;
+} {
+  const choice = options.jpegDecoder ?? 'auto';
+  if (choice === 'wasm') return {};
+  try {
+    return { native: new NativeJpegDecoder(options.libturbojpeg ?? DEFAULT_LIBTURBOJPEG) };
+  } catch (err) {
+    // auto: a machine without the library decodes with the WASM build, same pixels, slower.
+    if (choice === 'auto' && isPathembedError(err, 'JPEG_DECODER_UNAVAILABLE'))
+      return { unavailable: err.message };
+    throw err;
   }
 }

@@ -1,17 +1,20 @@
 /**
- * JPEG baseline and extended frames through libjpeg-turbo as WASM in the decode workers, with
- * sharp (libvips + libjpeg-turbo, on libuv's thread pool) as the fallback for a stream the WASM
- * build refuses. For the 240-512 px frames of slides the WASM decoder is faster than sharp, whose
- * per-call pipeline costs more than the decode itself, and its samples are the same bytes
- * (docs/decisions.md "JPEG decoder"). Both are libjpeg-turbo: libjpeg picks the stream's colour space from its own
- * markers (JFIF, Adobe, component ids) and converts to RGB itself; that is the truth about the
- * samples, so the DICOM photometric label, often wrong in real files (Aperio's RGB-coded tiles
- * labelled YBR_FULL_422), never triggers a second conversion here.
+ * JPEG baseline and extended frames: through the machine's native libjpeg-turbo when it is
+ * there (native-jpeg-decoder.ts), else through libjpeg-turbo as WASM in the decode workers, with
+ * sharp (libvips + libjpeg-turbo, on libuv's thread pool) as the last resort for a stream the
+ * others refuse; a stream none decodes fails with sharp's reason. For the 240-512 px frames of
+ * slides the native decoder is several times faster than the WASM one, which is faster than
+ * sharp, whose per-call pipeline costs more than the decode itself; all three give the same
+ * bytes (docs/decisions.md "JPEG decoder"). All are libjpeg-turbo: libjpeg picks the stream's
+ * colour space from its own markers (JFIF, Adobe, component ids) and converts to RGB itself;
+ * that is the truth about the samples, so the DICOM photometric label, often wrong in real files
+ * (Aperio's RGB-coded tiles labelled YBR_FULL_422), never triggers a second conversion here.
  */
 import sharp from 'sharp';
 import { isPathembedError, PathembedError } from '../errors.js';
 import { samplesToRgb } from './color.js';
 import { type JpegHeader, readJpegHeader } from './jpeg-markers.js';
+import { type NativeJpegDecoder, NativeJpegRefusal } from './native-jpeg-decoder.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
 import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
 import type { WasmWorkerPool } from './wasm-worker-pool.js';
@@ -74,22 +77,45 @@ export async function decodeWithSharp(
   };
 }
 
+/** The JPEG decoders a FrameDecoder holds: the native one when it loaded, and the worker pool. */
+export interface JpegDecoders {
+  readonly native?: NativeJpegDecoder | undefined;
+  readonly pool: WasmWorkerPool;
+  /** Where the native decoder's colour frames go (reused buffers); default new memory. */
+  readonly allocate?: (bytes: number) => Uint8Array;
+}
+
 export async function decodeJpeg(
   encoded: Uint8Array,
   desc: FrameDescription,
-  pool: WasmWorkerPool,
+  decoders: JpegDecoders,
 ): Promise<RgbFrame> {
-  let samples: DecodedSamples;
-  try {
-    samples = await pool.decode('jpeg', encoded);
-  } catch (err) {
-    // A stream the WASM build cannot read (a coding process it was built without) may still be
-    // one libvips reads; a stream neither reads fails with sharp's reason.
-    if (!isPathembedError(err, 'FRAME_DECODE_ERROR')) throw err;
-    samples = await decodeWithSharp(encoded);
-  }
+  const samples = await decodeSamples(encoded, decoders);
   return samplesToRgb(samples, {
     ybrToRgb: false,
     invertMonochrome: desc.photometricInterpretation === Photometric.Monochrome1,
   });
+}
+
+async function decodeSamples(
+  encoded: Uint8Array,
+  { native, pool, allocate }: JpegDecoders,
+): Promise<DecodedSamples> {
+  if (native) {
+    try {
+      return native.decode(encoded, allocate);
+    } catch (err) {
+      // A stream the native path refuses (12-bit, CMYK, corrupt) goes to the decoders whose
+      // refusal is the error a user sees, so both paths fail alike.
+      if (!(err instanceof NativeJpegRefusal)) throw err;
+    }
+  }
+  try {
+    return await pool.decode('jpeg', encoded);
+  } catch (err) {
+    // A stream the WASM build cannot read (a coding process it was built without) may still be
+    // one libvips reads; a stream neither reads fails with sharp's reason.
+    if (!isPathembedError(err, 'FRAME_DECODE_ERROR')) throw err;
+    return decodeWithSharp(encoded);
+  }
 }

@@ -8,7 +8,7 @@ import { FrameDecoder } from '../codecs/index.js';
 import type { Config } from '../config.js';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
-import { pipelineDeps, slideOpener, slideReadingOptions } from '../domain-options.js';
+import { frameDecoderOptions, pipelineDeps, slideOpener } from '../domain-options.js';
 import { PathembedError } from '../errors.js';
 import type { RectPx } from '../geometry.js';
 import type { Logger } from '../log.js';
@@ -96,9 +96,12 @@ export class PipelineAdapter implements PipelinePort {
     private readonly options: PipelineAdapterOptions = {},
   ) {
     // One decoder for every job of the process: its WASM worker pool is costly to start.
-    this.#decoder = new FrameDecoder({ decodeThreads: slideReadingOptions(config).decodeThreads });
+    this.#decoder = new FrameDecoder(frameDecoderOptions(config));
     // Its workers start now, not on the first job's first frame.
     this.#decoder.warmUp();
+    const unavailable = this.#decoder.nativeJpegUnavailable;
+    if (unavailable) logger.warn({ reason: unavailable }, 'JPEG frames decode with the slower WASM build');
+    else logger.info({ jpegDecoder: this.#decoder.jpegDecoder }, 'frame decoder ready');
     // The same profile cache as the pipeline's job transforms, so each profile is read once a process.
     this.#icc = sharedIccTransforms(config.PATHEMBED_ICC_PROFILE_DIR);
     const { frames } = options;

@@ -15,6 +15,10 @@
  *   a list of patches will need, no more than fit in the byte budget, so frames are not evicted
  *   before the patches that asked for them read them.
  *
+ * - `clear()` (the reader closing) hands its frames back to the decoder for reuse (`recycle`),
+ *   when no `getFrames` is outstanding and only after the current turn of the event loop, so a
+ *   patch that was given a frame has copied it before its buffer is written again.
+ *
  * Abort signals reach `fetchFrames`. Frames missing at the same time under different signals are
  * fetched in separate batches, so one caller's abort never fails another caller's fetch: a
  * caller that joined an in-flight frame whose fetch was aborted by someone else fetches it again.
@@ -125,8 +129,13 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
   });
 }
 
+/** What the cache needs of a FrameDecoder: decode, and optionally take frames back for reuse. */
+export type CacheDecoder = Pick<FrameDecoder, 'decode'> & Partial<Pick<FrameDecoder, 'recycle'>>;
+
 export class FrameCache implements FrameProvider {
   private readonly lru = new Map<string, RgbFrame>();
+  /** `getFrames` calls not settled yet: frames may be on their way to a caller. */
+  private outstanding = 0;
   private readonly inFlight = new Map<string, InFlight>();
   /** Frames missed this turn, by signal then instance, waiting for the flush. */
   private pending = new Map<AbortSignal | undefined, Map<string, PendingFrame[]>>();
@@ -138,7 +147,7 @@ export class FrameCache implements FrameProvider {
 
   constructor(
     private readonly source: FrameSource,
-    private readonly decoder: Pick<FrameDecoder, 'decode'>,
+    private readonly decoder: CacheDecoder,
     options: FrameCacheOptions,
   ) {
     this.maxBytes = Math.max(0, options.maxBytes);
@@ -149,7 +158,12 @@ export class FrameCache implements FrameProvider {
   async getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]> {
     signal?.throwIfAborted();
     const frames = tiles.map((tile) => this.frame(level, tile, signal));
-    return raceAbort(Promise.all(frames), signal);
+    this.outstanding++;
+    try {
+      return await raceAbort(Promise.all(frames), signal);
+    } finally {
+      this.outstanding--;
+    }
   }
 
   /**
@@ -197,10 +211,21 @@ export class FrameCache implements FrameProvider {
     };
   }
 
-  /** Drops every cached frame (in-flight fetches finish and are cached). */
+  /**
+   * Drops every cached frame (in-flight fetches finish and are cached). Their buffers go back to
+   * the decoder for reuse unless a `getFrames` is still outstanding (then the garbage collector
+   * has them, as a caller may yet read one).
+   */
   clear(): void {
+    const dropped = [...this.lru.values()];
     this.lru.clear();
     this.cachedBytes = 0;
+    const recycle = this.decoder.recycle?.bind(this.decoder);
+    if (!recycle || this.outstanding > 0 || dropped.length === 0) return;
+    // After this turn: whoever got a frame in a promise that settled this turn has copied it.
+    setImmediate(() => {
+      for (const frame of dropped) recycle(frame);
+    });
   }
 
   private frame(level: SlideLevel, tile: TileFrame, signal: AbortSignal | undefined): Promise<RgbFrame> {

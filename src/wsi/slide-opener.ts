@@ -8,7 +8,7 @@
  * It also holds the only rule for credentials leaving a slide's store: a job's token goes to an SR
  * destination only when that is the same store (`mayForwardToken`).
  */
-import type { FrameDecoder } from '../codecs/index.js';
+import type { FrameDecoder, JpegDecoderChoice } from '../codecs/index.js';
 import { FrameDecoder as OwnedFrameDecoder } from '../codecs/index.js';
 import {
   type AuthProvider,
@@ -22,7 +22,7 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
 import { DicomWebFrameSource } from './dicomweb-frame-source.js';
-import { FrameCache } from './frame-cache.js';
+import { type CacheDecoder, FrameCache } from './frame-cache.js';
 import type { FrameSource } from './frame-source.js';
 import { openLocalFrameSource } from './local-frame-source.js';
 import { PatchReader } from './patch-reader.js';
@@ -32,8 +32,12 @@ import { openSlide, type Slide } from './slide.js';
 export interface SlideReadingOptions {
   /** Byte budget of one reader's decoded-frame cache. */
   readonly frameCacheBytes: number;
-  /** Worker threads of the WASM decoders (JPEG 2000, JPEG-LS). */
+  /** Worker threads of the WASM decoders (JPEG 2000, JPEG-LS; JPEG without the native decoder). */
   readonly decodeThreads: number;
+  /** Which libjpeg-turbo decodes JPEG (FrameDecoderOptions); default `auto`. */
+  readonly jpegDecoder?: JpegDecoderChoice;
+  /** The native JPEG decoder's TurboJPEG library (FrameDecoderOptions). */
+  readonly libturbojpeg?: string;
   /** Relative difference of spacing under which a stored level counts as the target. */
   readonly levelTolerance: number;
 }
@@ -64,7 +68,7 @@ export interface SlideAccess {
 /** Per-reader decorators: the pipeline times stages and names failing frames through them. */
 export interface ReaderDecorators {
   readonly source?: (source: FrameSource) => FrameSource;
-  readonly decoder?: (decoder: Pick<FrameDecoder, 'decode'>) => Pick<FrameDecoder, 'decode'>;
+  readonly decoder?: (decoder: CacheDecoder) => CacheDecoder;
 }
 
 /** An open slide source with a decoded-frame cache and a patch reader over it. */
@@ -190,7 +194,11 @@ export class SlideOpener {
     const { reading } = this.#options;
     const owned = this.#options.decoder
       ? undefined
-      : new OwnedFrameDecoder({ decodeThreads: reading.decodeThreads });
+      : new OwnedFrameDecoder({
+          decodeThreads: reading.decodeThreads,
+          ...(reading.jpegDecoder ? { jpegDecoder: reading.jpegDecoder } : {}),
+          ...(reading.libturbojpeg ? { libturbojpeg: reading.libturbojpeg } : {}),
+        });
     const base = (this.#options.decoder ?? owned) as FrameDecoder;
     const decoder = decorators.decoder ? decorators.decoder(base) : base;
     const source = decorators.source ? decorators.source(inner) : inner;

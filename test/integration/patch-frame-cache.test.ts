@@ -182,3 +182,73 @@ describe('FrameCache', () => {
     await source.close();
   });
 });
+
+describe('frame buffers reused from one reader to the next', () => {
+  /** 224 px patches on a 3 x 3 grid of the cmu-jpeg fixture's level 0, read through a fresh cache. */
+  async function readGrid(
+    frameDecoder: FrameDecoder,
+  ): Promise<{ patches: Uint8Array[]; cache: FrameCache; level: SlideLevel }> {
+    const source = await openLocalFrameSource(fixture('cmu-jpeg').dir);
+    const jpegSlide = await openSlide(source);
+    const level = jpegSlide.level(0);
+    const cache = new FrameCache(source, frameDecoder, { maxBytes: 64 << 20 });
+    const reader = new PatchReader(cache, { levelTolerance: LEVEL_TOLERANCE });
+    const patches: Uint8Array[] = [];
+    for (let y = 0; y < 3; y++)
+      for (let x = 0; x < 3; x++)
+        patches.push((await reader.readRegion(level, x * PATCH_PX, y * PATCH_PX, PATCH_PX, PATCH_PX)).data);
+    return { patches, cache, level };
+  }
+
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+  it('gives a closed reader its frames back and the next reader decodes into them, pixels unchanged', async () => {
+    const reusing = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    const plain = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native' });
+    try {
+      const reference = await readGrid(plain);
+      const first = await readGrid(reusing);
+      const cachedBytes = first.cache.stats().cachedBytes;
+      expect(cachedBytes).toBeGreaterThan(0);
+      // Scribble over the first reader's frames: the next reader must overwrite every byte it uses.
+      const frames = await first.cache.getFrames(
+        first.level,
+        framesOf(first.level, 0, 0, 3 * PATCH_PX, 3 * PATCH_PX),
+      );
+      for (const f of frames) f.data.fill(0x5a);
+      first.cache.clear();
+      // Handed back only after this turn of the event loop.
+      expect(reusing.reusableBytes).toBe(0);
+      await nextTurn();
+      expect(reusing.reusableBytes).toBe(cachedBytes);
+      const second = await readGrid(reusing);
+      expect(reusing.reusableBytes).toBe(0);
+      for (const [i, p] of second.patches.entries()) {
+        expect(Buffer.compare(p, reference.patches[i]), `patch ${i}`).toBe(0);
+        expect(Buffer.compare(first.patches[i], reference.patches[i]), `first reader's patch ${i}`).toBe(0);
+      }
+      // Without reuse configured nothing is held.
+      reference.cache.clear();
+      await nextTurn();
+      expect(plain.reusableBytes).toBe(0);
+    } finally {
+      await Promise.all([reusing.close(), plain.close()]);
+    }
+  });
+
+  it('keeps its frames out of reuse when cleared while a read is still outstanding', async () => {
+    const reusing = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    try {
+      const { cache } = await readGrid(reusing);
+      const source = await openLocalFrameSource(fixture('cmu-jpeg').dir);
+      const level = (await openSlide(source)).level(0);
+      const pending = cache.getFrames(level, framesOf(level, 1000, 1000, PATCH_PX, PATCH_PX));
+      cache.clear();
+      await pending;
+      await nextTurn();
+      expect(reusing.reusableBytes).toBe(0);
+    } finally {
+      await reusing.close();
+    }
+  });
+});

@@ -4,6 +4,7 @@ import { loadConfig } from '../../src/config.js';
 import {
   dicomWebOptions,
   engineOptions,
+  frameDecoderOptions,
   pipelineOptions,
   slideReadingOptions,
 } from '../../src/domain-options.js';
@@ -27,6 +28,8 @@ describe('domain options from the configuration', () => {
       PATHEMBED_SR_MAX_PATCHES: '7',
       PATHEMBED_FRAME_CACHE_BYTES: '1024',
       PATHEMBED_DECODE_THREADS: '1',
+      PATHEMBED_JPEG_DECODER: 'wasm',
+      PATHEMBED_LIBTURBOJPEG: '/opt/turbo/libturbojpeg.so.0',
       PATHEMBED_LEVEL_TOLERANCE: '0.2',
       PATHEMBED_FRAMES_PER_REQUEST: '5',
       PATHEMBED_RETRY_MAX_ATTEMPTS: '2',
@@ -42,7 +45,15 @@ describe('domain options from the configuration', () => {
     expect(slideReadingOptions(config)).toEqual({
       frameCacheBytes: 1024,
       decodeThreads: 1,
+      jpegDecoder: 'wasm',
+      libturbojpeg: '/opt/turbo/libturbojpeg.so.0',
       levelTolerance: 0.2,
+    });
+    expect(frameDecoderOptions(config)).toEqual({
+      decodeThreads: 1,
+      jpegDecoder: 'wasm',
+      libturbojpeg: '/opt/turbo/libturbojpeg.so.0',
+      reuseBytes: 1024,
     });
     const wire = dicomWebOptions(config);
     expect(wire.framesPerRequest).toBe(5);

@@ -1,0 +1,332 @@
+/**
+ * pathembed's three JPEG decoders against each other: the machine's libjpeg-turbo through koffi
+ * (NativeJpegDecoder, the default), libjpeg-turbo as WASM in the decode workers, and sharp (the
+ * last resort). Every stored frame of the real slides, decoded by each one itself (no fallback in
+ * between), must be the same bytes. Covers the CMU-1 region re-encoded by OrthancWSIDicomizer
+ * (YCbCr JFIF, every level), the same region's Aperio tiles copied as they are (RGB-coded, Adobe
+ * transform 0) and the CAMELYON level (YBR_FULL_422 from another encoder). Then what the native
+ * path must do beyond decoding: refuse corrupt streams rather than fill them, keep the benign
+ * warning's pixels, read a frame that is a view into a larger response, give each frame its own
+ * buffer, and how FrameDecoder chooses between the native and WASM decoders
+ * (PATHEMBED_JPEG_DECODER).
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import {
+  CAMELYON_DCM,
+  CMU_SVS,
+  ensureFixture,
+  FIXTURES,
+  REPO_ROOT,
+} from '../../scripts/dev-services/fixtures.js';
+import { FrameDecoder } from '../../src/codecs/frame-decoder.js';
+import { decodeWithSharp } from '../../src/codecs/jpeg.js';
+import { NativeJpegDecoder, NativeJpegRefusal } from '../../src/codecs/native-jpeg-decoder.js';
+import { runKernel } from '../../src/codecs/wasm-kernels.js';
+import { WasmWorkerPool } from '../../src/codecs/wasm-worker-pool.js';
+import { type DicomJsonDataset, num, str } from '../../src/dicom-json.js';
+import { isPathembedError } from '../../src/errors.js';
+import { TransferSyntax } from '../../src/uids.js';
+import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
+
+const SOP_INSTANCE_UID = '00080018';
+const NUMBER_OF_FRAMES = '00280008';
+const TRANSFER_SYNTAX_UID = '00020010';
+
+interface FrameSet {
+  name: string;
+  frames: Uint8Array[];
+}
+
+async function framesOf(name: string, folder: string): Promise<FrameSet> {
+  const source = await LocalFrameSource.open(folder);
+  const frames: Uint8Array[] = [];
+  try {
+    const metadata: DicomJsonDataset[] = await source.seriesMetadata();
+    for (const instance of metadata) {
+      expect(str(instance, TRANSFER_SYNTAX_UID)).toBe(TransferSyntax.JpegBaseline);
+      const count = num(instance, NUMBER_OF_FRAMES) ?? 1;
+      const indices = Array.from({ length: count }, (_, i) => i);
+      const encoded = await source.fetchFrames(str(instance, SOP_INSTANCE_UID)!, indices);
+      frames.push(...encoded.map((f) => f.data));
+    }
+  } finally {
+    await source.close();
+  }
+  return { name, frames };
+}
+
+/** The cmu-jpeg fixture's frames: 240 px YCbCr tiles. */
+const desc = {
+  rows: 240,
+  columns: 240,
+  samplesPerPixel: 3,
+  photometricInterpretation: 'YBR_FULL_422',
+  bitsAllocated: 8,
+};
+
+async function wasmDecode(encoded: Uint8Array) {
+  const reply = await runKernel({ id: 1, codec: 'jpeg', encoded });
+  if (!reply.ok) throw new Error(`${reply.code}: ${reply.message}`);
+  return reply;
+}
+
+/** Debian's and Ubuntu's name of the TurboJPEG library (.ci/run installs libturbojpeg0). */
+const LIBTURBOJPEG = 'libturbojpeg.so.0';
+
+describe('JPEG through the native, WASM and sharp decoders: the same bytes on real slides', () => {
+  const sets: FrameSet[] = [];
+
+  beforeAll(async () => {
+    const cmu = FIXTURES.find((f) => f.name === 'cmu-jpeg')!;
+    const camelyon = FIXTURES.find((f) => f.name === 'camelyon')!;
+    sets.push(await framesOf('cmu-jpeg (dicomizer, YCbCr)', await ensureFixture(cmu)));
+    sets.push(await framesOf('camelyon (YBR_FULL_422)', await ensureFixture(camelyon)));
+    // Without --reencode the dicomizer copies Aperio's RGB-coded JPEG tiles byte for byte.
+    const aperio = path.join(REPO_ROOT, '.cache', 'codecs-jpeg-decoders', 'aperio');
+    fs.rmSync(aperio, { recursive: true, force: true });
+    fs.mkdirSync(aperio, { recursive: true });
+    execFileSync('OrthancWSIDicomizer', [`--folder=${aperio}`, '--threads=1', '--pyramid=0', CMU_SVS], {
+      stdio: 'pipe',
+    });
+    sets.push(await framesOf('aperio tiles (RGB-coded)', aperio));
+    expect(fs.existsSync(CAMELYON_DCM)).toBe(true);
+  }, 120_000);
+
+  it('decodes every frame to exactly the samples sharp decodes, natively and in WASM', async () => {
+    const native = new NativeJpegDecoder(LIBTURBOJPEG);
+    const counts: Record<string, { wasm: number; native: number }> = {};
+    try {
+      for (const set of sets) {
+        expect(set.frames.length).toBeGreaterThan(0);
+        const same = { wasm: 0, native: 0 };
+        for (const [i, frame] of set.frames.entries()) {
+          const reference = await decodeWithSharp(frame);
+          const shape = [reference.width, reference.height, reference.samplesPerPixel];
+          const wasm = await wasmDecode(frame);
+          const fromNative = native.decode(frame);
+          expect([wasm.width, wasm.height, wasm.samplesPerPixel], `${set.name} frame ${i}`).toEqual(shape);
+          expect(
+            [fromNative.width, fromNative.height, fromNative.samplesPerPixel],
+            `${set.name} frame ${i}`,
+          ).toEqual(shape);
+          if (Buffer.compare(wasm.data, reference.data) === 0) same.wasm++;
+          if (Buffer.compare(fromNative.data, reference.data) === 0) same.native++;
+        }
+        counts[set.name] = same;
+      }
+    } finally {
+      native.close();
+    }
+    expect(counts).toEqual(
+      Object.fromEntries(sets.map((s) => [s.name, { wasm: s.frames.length, native: s.frames.length }])),
+    );
+  }, 120_000);
+
+  it('refuses truncated and corrupt streams with FRAME_DECODE_ERROR, not a grey fill', async () => {
+    const frame = sets[0].frames[0];
+    const truncated = frame.subarray(0, frame.length >> 1);
+    const corrupt = Uint8Array.from(frame);
+    corrupt.fill(7, 700, 900);
+    for (const bad of [truncated, corrupt]) {
+      const reply = await runKernel({ id: 2, codec: 'jpeg', encoded: bad });
+      expect(reply.ok).toBe(false);
+      if (!reply.ok) expect(reply.code).toBe('FRAME_DECODE_ERROR');
+    }
+    const thrown = await wasmDecode(truncated).catch((e: unknown) => e);
+    expect(thrown).toBeInstanceOf(Error);
+    expect(isPathembedError(thrown)).toBe(false);
+  });
+});
+
+describe('the native JPEG decoder beyond clean frames', () => {
+  let frames: Uint8Array[];
+  let native: NativeJpegDecoder;
+
+  beforeAll(async () => {
+    frames = (await framesOf('cmu-jpeg', await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!)))
+      .frames;
+    native = new NativeJpegDecoder(LIBTURBOJPEG);
+  }, 120_000);
+
+  afterAll(() => native.close());
+
+  it('refuses truncated and corrupt streams instead of filling them, and FrameDecoder fails them with FRAME_DECODE_ERROR', async () => {
+    const frame = frames[0];
+    const truncated = frame.subarray(0, frame.length >> 1);
+    const corrupt = Uint8Array.from(frame);
+    corrupt.fill(7, 700, 900);
+    const decoder = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native' });
+    try {
+      for (const [name, bad] of Object.entries({ truncated, corrupt })) {
+        let refused: unknown;
+        try {
+          native.decode(bad);
+        } catch (e) {
+          refused = e;
+        }
+        expect(refused, name).toBeInstanceOf(NativeJpegRefusal);
+        expect((refused as Error).message, name).toMatch(/^JPEG decode failed: .+/);
+        const failed = await decoder.decode(bad, TransferSyntax.JpegBaseline, desc).catch((e: unknown) => e);
+        expect(isPathembedError(failed, 'FRAME_DECODE_ERROR'), `${name}: ${String(failed)}`).toBe(true);
+      }
+    } finally {
+      await decoder.close();
+    }
+  });
+
+  it("keeps the pixels of a stream whose only warning is Aperio's extraneous bytes before EOI", async () => {
+    const frame = frames[5];
+    let eoi = frame.length - 2;
+    while (eoi > 0 && !(frame[eoi] === 0xff && frame[eoi + 1] === 0xd9)) eoi--;
+    const padded = new Uint8Array(frame.length + 3);
+    padded.set(frame.subarray(0, eoi), 0);
+    padded.set([0x00, 0x11, 0x22], eoi);
+    padded.set(frame.subarray(eoi), eoi + 3);
+    const clean = native.decode(frame);
+    const odd = native.decode(padded);
+    expect(Buffer.compare(odd.data, clean.data)).toBe(0);
+  });
+
+  it('decodes a frame that is a view at an odd offset into a larger response, leaving the response as it was', async () => {
+    const frame = frames[3];
+    const response = new Uint8Array(frame.length + 101);
+    response.fill(0xa5);
+    response.set(frame, 37);
+    const before = Uint8Array.from(response);
+    const view = response.subarray(37, 37 + frame.length);
+    const fromView = native.decode(view);
+    expect(Buffer.compare(fromView.data, (await decodeWithSharp(frame)).data)).toBe(0);
+    expect(Buffer.compare(response, before)).toBe(0);
+  });
+
+  it('gives every frame its own samples, one decompressor after another frame', async () => {
+    const batch = frames.slice(0, 64);
+    const decoded = batch.map((f) => native.decode(f));
+    for (const [i, f] of batch.entries()) {
+      expect(Buffer.compare(decoded[i].data, (await decodeWithSharp(f)).data), `frame ${i}`).toBe(0);
+    }
+    // Not all alike: the check above would pass trivially on a blank slide.
+    expect(new Set(decoded.map((s) => Buffer.from(s.data).toString('base64'))).size).toBeGreaterThan(
+      batch.length / 2,
+    );
+  });
+
+  it('decodes grey streams as one channel, as sharp does, and refuses CMYK', async () => {
+    const rgb = await decodeWithSharp(frames[2]);
+    const grey = new Uint8Array(
+      await sharp(Buffer.from(rgb.data), { raw: { width: rgb.width, height: rgb.height, channels: 3 } })
+        .toColourspace('b-w')
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+    );
+    const fromNative = native.decode(grey);
+    const reference = await decodeWithSharp(grey);
+    expect([fromNative.samplesPerPixel, reference.samplesPerPixel]).toEqual([1, 1]);
+    expect(Buffer.compare(fromNative.data, reference.data)).toBe(0);
+    const cmyk = new Uint8Array(
+      await sharp(Buffer.from(rgb.data), { raw: { width: rgb.width, height: rgb.height, channels: 3 } })
+        .toColourspace('cmyk')
+        .jpeg({ quality: 90 })
+        .toBuffer(),
+    );
+    expect(() => native.decode(cmyk)).toThrow(NativeJpegRefusal);
+  });
+
+  it('refuses decodes once closed', () => {
+    const decoder = new NativeJpegDecoder(LIBTURBOJPEG);
+    expect(decoder.decode(frames[0]).width).toBe(240);
+    decoder.close();
+    decoder.close();
+    expect(() => decoder.decode(frames[0])).toThrow(/closed/);
+  });
+});
+
+describe('FrameDecoder: which libjpeg-turbo decodes JPEG (PATHEMBED_JPEG_DECODER)', () => {
+  let frames: Uint8Array[];
+  beforeAll(async () => {
+    frames = (
+      await framesOf('cmu-jpeg', await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!))
+    ).frames.slice(0, 8);
+  }, 120_000);
+
+  async function decodeAll(decoder: FrameDecoder): Promise<Buffer[]> {
+    try {
+      return await Promise.all(
+        frames.map(async (f) =>
+          Buffer.from((await decoder.decode(f, TransferSyntax.JpegBaseline, desc)).data),
+        ),
+      );
+    } finally {
+      await decoder.close();
+    }
+  }
+
+  it('auto takes the native decoder where the library loads; native and wasm give the same RGB', async () => {
+    const auto = new FrameDecoder({ decodeThreads: 2 });
+    const wasm = new FrameDecoder({ decodeThreads: 2, jpegDecoder: 'wasm' });
+    expect([auto.jpegDecoder, wasm.jpegDecoder]).toEqual(['native', 'wasm']);
+    expect(auto.nativeJpegUnavailable).toBeUndefined();
+    const [a, w] = [await decodeAll(auto), await decodeAll(wasm)];
+    for (const [i, frame] of a.entries()) expect(Buffer.compare(frame, w[i]), `frame ${i}`).toBe(0);
+  });
+
+  it('auto falls back to WASM without the library; native refuses to start, naming the library and the remedies', async () => {
+    const missing = '/nonexistent/libturbojpeg.so.0';
+    const auto = new FrameDecoder({ decodeThreads: 1, libturbojpeg: missing });
+    expect(auto.jpegDecoder).toBe('wasm');
+    expect(auto.nativeJpegUnavailable).toContain(missing);
+    expect((await decodeAll(auto)).length).toBe(frames.length);
+    let err: unknown;
+    try {
+      new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', libturbojpeg: missing });
+    } catch (e) {
+      err = e;
+    }
+    expect(isPathembedError(err, 'JPEG_DECODER_UNAVAILABLE')).toBe(true);
+    expect((err as Error).message).toContain(missing);
+    expect((err as Error).message).toMatch(
+      /libturbojpeg0.*PATHEMBED_LIBTURBOJPEG.*PATHEMBED_JPEG_DECODER=wasm/,
+    );
+  });
+
+  it('refuses a library that is not TurboJPEG with JPEG_DECODER_UNAVAILABLE', () => {
+    let err: unknown;
+    try {
+      new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', libturbojpeg: 'libz.so.1' });
+    } catch (e) {
+      err = e;
+    }
+    expect(isPathembedError(err, 'JPEG_DECODER_UNAVAILABLE')).toBe(true);
+    expect((err as Error).message).toMatch(/tjInitDecompress/);
+  });
+});
+
+describe('decode pool warm-up', () => {
+  it("starts every worker at once, and they decode JPEG to the kernel's bytes", async () => {
+    const camelyon = await framesOf(
+      'camelyon',
+      await ensureFixture(FIXTURES.find((f) => f.name === 'camelyon')!),
+    );
+    const pool = new WasmWorkerPool(2);
+    try {
+      expect(pool.workerCount).toBe(0);
+      pool.warmUp();
+      expect(pool.workerCount).toBe(2);
+      pool.warmUp();
+      expect(pool.workerCount).toBe(2);
+      const decoded = await Promise.all(camelyon.frames.map((f) => pool.decode('jpeg', f)));
+      for (const [i, frame] of camelyon.frames.entries()) {
+        expect(Buffer.compare(decoded[i].data, (await wasmDecode(frame)).data), `frame ${i}`).toBe(0);
+      }
+      expect(pool.workerCount).toBe(2);
+    } finally {
+      await pool.close();
+    }
+    pool.warmUp();
+    expect(pool.workerCount).toBe(0);
+  }, 60_000);
+});
