@@ -41,10 +41,10 @@ import {
 } from '../scripts/dev-services/fixtures.js';
 import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 import type { RgbFrame } from '../src/codecs/index.js';
-import { decodeThreadCount, FrameDecoder } from '../src/codecs/index.js';
+import { decodeThreadCount, FrameDecoder, type JpegDecoderChoice } from '../src/codecs/index.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
-import { retryPolicy } from '../src/domain-options.js';
+import { frameDecoderOptions, retryPolicy } from '../src/domain-options.js';
 import { PATCH_BYTES, PATCH_SIZE_PX, PIXEL_SCALE } from '../src/embed/model-contract.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
@@ -382,6 +382,8 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
 
 interface FeedRow {
   fixture: string;
+  /** Who decodes: the native JPEG decoder on the reading thread, or the WASM workers. */
+  decoder: string;
   threads: number;
   patches: number;
   patchesPerSecond: number;
@@ -397,7 +399,11 @@ function toBatchTensor(patches: readonly RgbFrame[], tensor: Float32Array): void
   }
 }
 
-/** `--feed`: patches/s one process feeds a no-op model, per decode-thread count (module doc). */
+/**
+ * `--feed`: patches/s one process feeds a no-op model (module doc). JPEG with the native decoder
+ * (on the reading thread, pathembed's default), then with the WASM decoder per worker count from 1
+ * to the cores; JPEG 2000 per WASM worker count.
+ */
 async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string): Promise<void> {
   const cores = os.availableParallelism();
   const batchSize = config.PATHEMBED_BATCH_SIZE;
@@ -418,8 +424,19 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
     const level = slide.level(0);
     const rects = gridRects(level, PATCH_SIZE_PX);
     const tensor = new Float32Array(batchSize * PATCH_BYTES);
+    const setups: { decoder: string; threads: number; jpegDecoder: JpegDecoderChoice }[] = [];
+    if (name === 'cmu-jpeg')
+      setups.push({ decoder: 'libjpeg-turbo native, reading thread', threads: 1, jpegDecoder: 'native' });
+    const wasm = name === 'cmu-jpeg' ? 'libjpeg-turbo WASM' : 'OpenJPEG WASM';
     for (let threads = 1; threads <= cores; threads++) {
-      const decoder = new FrameDecoder({ decodeThreads: threads });
+      setups.push({
+        decoder: `${wasm}, ${threads} worker${threads > 1 ? 's' : ''}`,
+        threads,
+        jpegDecoder: 'wasm',
+      });
+    }
+    for (const { decoder: decoderName, threads, jpegDecoder } of setups) {
+      const decoder = new FrameDecoder({ decodeThreads: threads, jpegDecoder });
       decoder.warmUp();
       const pass = async () => {
         // A cold cache each pass: every frame is fetched and decoded again.
@@ -448,12 +465,13 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       const patches = rects.length * passes;
       rows.push({
         fixture: name,
+        decoder: decoderName,
         threads,
         patches,
         patchesPerSecond: patches / seconds,
         cpuMsPerPatch: (cpu.user + cpu.system) / 1000 / patches,
       });
-      process.stderr.write(`${name} ${threads} decode threads: ${fmt(patches / seconds)} patches/s\n`);
+      process.stderr.write(`${name} ${decoderName}: ${fmt(patches / seconds)} patches/s\n`);
       await decoder.close();
     }
     await slide.close();
@@ -467,11 +485,11 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       `${batchSize} patches a batch, cold frame cache each pass, Orthanc on the same cores; ` +
       `1-minute load average ${loadStart.toFixed(2)} at the start, ${os.loadavg()[0].toFixed(2)} at the end.`,
     '',
-    '| slide | decode threads | patches/s | patches/s per decode thread | CPU ms per patch (all threads) | patches per CPU-second |',
-    '| --- | ---: | ---: | ---: | ---: | ---: |',
+    '| slide | decoder | patches/s | CPU ms per patch (all threads) | patches per CPU-second |',
+    '| --- | --- | ---: | ---: | ---: |',
     ...rows.map(
       (r) =>
-        `| ${r.fixture} | ${r.threads} | ${fmt(r.patchesPerSecond)} | ${fmt(r.patchesPerSecond / r.threads)} | ${fmt(r.cpuMsPerPatch, 2)} | ${fmt(1000 / r.cpuMsPerPatch)} |`,
+        `| ${r.fixture} | ${r.decoder} | ${fmt(r.patchesPerSecond)} | ${fmt(r.cpuMsPerPatch, 2)} | ${fmt(1000 / r.cpuMsPerPatch)} |`,
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n\n${JSON.stringify({ machine, rows })}\n`);
@@ -508,7 +526,7 @@ async function main(): Promise<void> {
     await feedMain(config, orthanc.url, orthanc.dicomWebUrl).finally(() => orthanc.stop());
     return;
   }
-  const decoder = new FrameDecoder({ decodeThreads });
+  const decoder = new FrameDecoder(frameDecoderOptions(config));
   const rows: Row[] = [];
   let ezwsiLines: string[] = [];
   try {
