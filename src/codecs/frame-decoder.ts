@@ -15,9 +15,15 @@ import { decodeJpeg2000 } from './jpeg2000.js';
 import { NativeJpegDecoder } from './native-jpeg-decoder.js';
 import { assertDecodable } from './photometric.js';
 import { decodeRle } from './rle.js';
-import { codecFamily, supportedTransferSyntaxes, transferSyntaxName } from './transfer-syntax.js';
+import {
+  type CodecFamily,
+  codecFamily,
+  supportedTransferSyntaxes,
+  transferSyntaxName,
+} from './transfer-syntax.js';
 import type { FrameDescription, RgbFrame } from './types.js';
 import { decodeUncompressed } from './uncompressed.js';
+import type { WasmCodec } from './wasm-protocol.js';
 import { WasmWorkerPool } from './wasm-worker-pool.js';
 
 /** Which libjpeg-turbo decodes JPEG frames (Config.PATHEMBED_JPEG_DECODER). */
@@ -36,6 +42,14 @@ export interface FrameDecoderOptions {
    */
   reuseBytes?: number;
 }
+
+/** The codecs that decode in the worker pool, by codec family (the rest run on the calling thread). */
+const WORKER_CODECS: Partial<Record<CodecFamily, WasmCodec>> = {
+  jpeg: 'jpeg',
+  jpeg2000: 'jpeg2000',
+  'jpeg-ls': 'jpeg-ls',
+  'jpeg-lossless': 'jpeg-lossless',
+};
 
 /** The TurboJPEG library's name on Linux distributions (Config.PATHEMBED_LIBTURBOJPEG's default). */
 const DEFAULT_LIBTURBOJPEG = 'libturbojpeg.so.0';
@@ -73,13 +87,23 @@ export class FrameDecoder {
   }
 
   /**
-   * Starts the decode workers now (they otherwise start on the first frame that needs them):
-   * call it before reading a slide's metadata so that their start-up overlaps it. With the native
-   * JPEG decoder nothing starts: JPEG, the common case, needs no worker, and a worker starting
-   * would only take CPU from the first frames; the rarer codecs start theirs on first use.
+   * Starts the decode workers now (they otherwise start on the first frame that needs them), so
+   * that their start-up overlaps the caller's next wait. Given the transfer syntax about to be
+   * read (the frame cache passes it while the frames are fetched), they start only if that codec
+   * runs in them, with its decoder compiling first. Without one (a slide not opened yet) they
+   * start for JPEG, unless JPEG is native: then nothing starts, as JPEG is the common case and a
+   * worker starting would only take CPU from the first frames.
    */
-  warmUp(): void {
-    if (!this.#closed && !this.#jpeg.native) this.#pool.warmUp();
+  warmUp(transferSyntaxUid?: string): void {
+    if (this.#closed) return;
+    if (transferSyntaxUid === undefined) {
+      if (!this.#jpeg.native) this.#pool.warmUp('jpeg');
+      return;
+    }
+    const family = codecFamily(transferSyntaxUid);
+    const codec = family && WORKER_CODECS[family];
+    if (!codec || (codec === 'jpeg' && this.#jpeg.native)) return;
+    this.#pool.warmUp(codec);
   }
 
   /**

@@ -13,7 +13,7 @@
  * stream this path does not take (not 8-bit, four components, corrupt) is reported as a
  * `NativeJpegRefusal` so the caller can hand it to the decoders that define the error a user sees.
  */
-import koffi from 'koffi';
+import { createRequire } from 'node:module';
 import { PathembedError } from '../errors.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES } from './photometric.js';
 import type { DecodedSamples } from './types.js';
@@ -86,7 +86,12 @@ function bind(library: string): TurboJpegApi {
   return api;
 }
 
+const require = createRequire(import.meta.url);
+
 function bindLibrary(library: string): TurboJpegApi {
+  // Loaded here, not imported: a platform without koffi's prebuilt binary must still start and
+  // fall back to the WASM decoder, with this load error as the reason.
+  const koffi = require('koffi') as typeof import('koffi');
   const lib = koffi.load(library);
   return {
     init: lib.func('void *tjInitDecompress()'),

@@ -303,14 +303,21 @@ const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | P
   };
 
 /**
- * Starts compiling the WASM decoder of the most common slide codec (JPEG) without waiting; a
- * failure here resurfaces, with its reason, on the first decode that needs the module. The others
- * compile on first use: in a fresh process every CPU-millisecond spent before the first patch
- * delays it, and a JPEG 2000 decode costs far more than the compile.
+ * Starts compiling the WASM decoder of `codec` (the slide's, when the pool was started for one;
+ * else JPEG, the most common) without waiting; a failure here resurfaces, with its reason, on the
+ * first decode that needs the module. The others compile on first use: in a fresh process every
+ * CPU-millisecond spent before the first patch delays it.
  */
-export function preloadKernels(): void {
-  loadLibJpegTurbo().catch(() => {});
+export function preloadKernels(codec: WasmCodec = 'jpeg'): void {
+  const load = PRELOADERS[codec];
+  load?.().catch(() => {});
 }
+
+const PRELOADERS: Partial<Record<WasmCodec, () => Promise<unknown>>> = {
+  jpeg: loadLibJpegTurbo,
+  jpeg2000: loadOpenJpeg,
+  'jpeg-ls': loadCharls,
+};
 
 /** Runs one request; always resolves, with the samples or with a failure to send back. */
 export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {

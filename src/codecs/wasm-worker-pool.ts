@@ -29,17 +29,18 @@ interface Slot {
   taskId: number;
 }
 
-/** Starts one decode worker, from compiled JavaScript or from TypeScript sources. */
-function startWorker(): Worker {
+/** Starts one decode worker, from compiled JavaScript or from TypeScript sources; it compiles `preload`'s decoder first. */
+function startWorker(preload: WasmCodec | undefined): Worker {
   const here = import.meta.url;
+  const workerData = { preload };
   if (!here.endsWith(SOURCE_EXTENSION)) {
-    return new Worker(new URL(`./${WORKER_BASENAME}.js`, here));
+    return new Worker(new URL(`./${WORKER_BASENAME}.js`, here), { workerData });
   }
   const entry = new URL(`./${WORKER_BASENAME}${SOURCE_EXTENSION}`, here).href;
   const tsxApi = import.meta.resolve('tsx/esm/api');
   const bootstrap = `import(${JSON.stringify(tsxApi)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); });`;
   // The parent's own flags (tsx's --import, or an --eval) have no business in the worker.
-  return new Worker(bootstrap, { eval: true, execArgv: [] });
+  return new Worker(bootstrap, { eval: true, execArgv: [], workerData });
 }
 
 export class WasmWorkerPool {
@@ -81,11 +82,12 @@ export class WasmWorkerPool {
 
   /**
    * Starts every worker now instead of on first use, so that their start (module load, WASM
-   * compile) overlaps whatever the caller does next, e.g. reading a slide's metadata.
+   * compile of `codec`'s decoder, default JPEG) overlaps whatever the caller does next, e.g.
+   * reading a slide's metadata or fetching its frames. Workers already running are left alone.
    */
-  warmUp(): void {
+  warmUp(codec?: WasmCodec): void {
     if (this.#closed) return;
-    while (this.#slots.length < this.#size) this.#spawn();
+    while (this.#slots.length < this.#size) this.#spawn(codec);
   }
 
   /** Stops every worker; requests still queued or running are rejected. */
@@ -103,7 +105,7 @@ export class WasmWorkerPool {
       let slot = this.#slots.find((s) => s.task === undefined);
       if (!slot) {
         if (this.#slots.length >= this.#size) return;
-        slot = this.#spawn();
+        slot = this.#spawn(this.#queue[0]?.codec);
       }
       const task = this.#queue.shift()!;
       slot.task = task;
@@ -115,8 +117,8 @@ export class WasmWorkerPool {
     }
   }
 
-  #spawn(): Slot {
-    const slot: Slot = { worker: startWorker(), task: undefined, taskId: 0 };
+  #spawn(preload?: WasmCodec): Slot {
+    const slot: Slot = { worker: startWorker(preload), task: undefined, taskId: 0 };
     slot.worker.on('message', (reply: WasmDecodeReply) => this.#onReply(slot, reply));
     slot.worker.on('error', (err: Error) => this.#onLost(slot, `decode worker failed: ${err.message}`, err));
     slot.worker.on('exit', (code: number) => this.#onLost(slot, `decode worker exited with code ${code}`));

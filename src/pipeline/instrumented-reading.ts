@@ -97,7 +97,10 @@ export function instrumentedDecoder(
         throw origin ? aboutFrames(err, origin.instanceUid, [origin.frameIndex], 'decoding') : err;
       }
     },
-    // Frames go back to the decoder that made them, for reuse.
+    // Frames go back to the decoder that made them, for reuse; warm-up reaches it too.
     ...(decoder.recycle ? { recycle: (frame: RgbFrame) => decoder.recycle?.(frame) } : {}),
+    ...(decoder.warmUp
+      ? { warmUp: (transferSyntaxUid?: string) => decoder.warmUp?.(transferSyntaxUid) }
+      : {}),
   };
 }

@@ -130,7 +130,7 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Pro
 }
 
 /** What the cache needs of a FrameDecoder: decode, and optionally take frames back for reuse. */
-export type CacheDecoder = Pick<FrameDecoder, 'decode'> & Partial<Pick<FrameDecoder, 'recycle'>>;
+export type CacheDecoder = Pick<FrameDecoder, 'decode'> & Partial<Pick<FrameDecoder, 'recycle' | 'warmUp'>>;
 
 export class FrameCache implements FrameProvider {
   private readonly lru = new Map<string, RgbFrame>();
@@ -315,6 +315,11 @@ export class FrameCache implements FrameProvider {
     signal: AbortSignal | undefined,
   ): Promise<void> {
     let encoded: Awaited<ReturnType<FrameSource['fetchFrames']>>;
+    // The decoders this level needs get ready while its frames are on the wire.
+    const transferSyntaxUid = list[0]?.level.instances.find(
+      (i) => i.sopInstanceUid === instanceUid,
+    )?.transferSyntaxUid;
+    if (transferSyntaxUid !== undefined) this.decoder.warmUp?.(transferSyntaxUid);
     try {
       signal?.throwIfAborted();
       encoded = await this.source.fetchFrames(
