@@ -45,6 +45,12 @@ export interface ReadRegionOptions {
   /** Colour of pixels beyond the image edge; default OUTSIDE_IMAGE_RGB (black). */
   readonly background?: Rgb;
   readonly signal?: AbortSignal;
+  /**
+   * Write the pixels here (exactly width x height x 3 bytes) instead of a new buffer, which the
+   * result's `data` then is: a consumer done with each patch before the next reuses a few
+   * buffers instead of allocating one per patch. Every byte is overwritten.
+   */
+  readonly into?: Uint8Array;
 }
 
 /**
@@ -87,6 +93,20 @@ export function levelWindow(
 /** The same bytes as a Buffer (no copy), for Buffer#copy. */
 function asBuffer(bytes: Uint8Array): Buffer {
   return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+}
+
+/** `into` checked against the region's size, or a new buffer. */
+function outputBuffer(into: Uint8Array | undefined, widthPx: number, heightPx: number): Uint8Array {
+  const bytes = widthPx * heightPx * RGB_CHANNELS;
+  if (!into) return new Uint8Array(bytes);
+  if (into.byteLength !== bytes) {
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      `The buffer given for a ${widthPx}x${heightPx} region holds ${into.byteLength} bytes; it must hold ${bytes} (width x height x 3)`,
+      { widthPx, heightPx, bytes: into.byteLength, expectedBytes: bytes },
+    );
+  }
+  return into;
 }
 
 function fillRect(out: RgbFrame, rect: RectPx, rgb: Rgb): void {
@@ -158,7 +178,7 @@ export class PatchReader {
     const out: RgbFrame = {
       width: widthPx,
       height: heightPx,
-      data: new Uint8Array(widthPx * heightPx * RGB_CHANNELS),
+      data: outputBuffer(options.into, widthPx, heightPx),
     };
     if (!isInsideImage(rect, level.widthPx, level.heightPx)) {
       fillRect(
@@ -206,11 +226,12 @@ export class PatchReader {
       );
     }
     const { region, offsetX, offsetY } = levelWindow(choice, rect);
+    const { into, ...levelOptions } = options;
     const source = await this.readRegion(choice.level, region.x, region.y, region.width, region.height, {
-      ...options,
+      ...levelOptions,
       requireInside: false,
     });
-    return areaResample(source, {
+    const resampled = areaResample(source, {
       srcXPx: offsetX,
       srcYPx: offsetY,
       scaleX: choice.scale,
@@ -218,6 +239,9 @@ export class PatchReader {
       widthPx: rect.width,
       heightPx: rect.height,
     });
+    if (!into) return resampled;
+    outputBuffer(into, rect.width, rect.height).set(resampled.data);
+    return { ...resampled, data: into };
   }
 
   /**

@@ -477,3 +477,44 @@ describe('real slides over DICOMweb against their sources', () => {
     }
   });
 });
+
+describe('reading into a caller buffer (`into`)', () => {
+  it('overwrites every byte of a reused buffer with what a fresh read gives, at level scale and shrunk, edges included', async () => {
+    const { slide, reader } = await openReader('cmu-jpeg', 'dicomweb');
+    const level0 = slide.level(0);
+    // Inside the image, across a frame corner, and hanging over the right and bottom edges.
+    const rects = [
+      { x: 200, y: 220, width: 224, height: 224 },
+      { x: level0.widthPx - 100, y: level0.heightPx - 50, width: 224, height: 224 },
+    ];
+    const scratch = new Uint8Array(224 * 224 * 3);
+    for (const rect of rects) {
+      const fresh = await reader.readRegion(level0, rect.x, rect.y, rect.width, rect.height);
+      scratch.fill(0x5a);
+      const into = await reader.readRegion(level0, rect.x, rect.y, rect.width, rect.height, {
+        into: scratch,
+      });
+      expect(into.data).toBe(scratch);
+      expect(Buffer.compare(scratch, fresh.data), `${rect.x},${rect.y}`).toBe(0);
+    }
+    const choice: LevelScale = { level: level0, scale: 2 };
+    const shrunk = await reader.readScaled(choice, { x: 100, y: 110, width: 224, height: 224 });
+    scratch.fill(0xa5);
+    const shrunkInto = await reader.readScaled(
+      choice,
+      { x: 100, y: 110, width: 224, height: 224 },
+      { into: scratch },
+    );
+    expect(shrunkInto.data).toBe(scratch);
+    expect(Buffer.compare(scratch, shrunk.data)).toBe(0);
+  });
+
+  it('refuses a buffer of the wrong size with INVALID_ARGUMENT, naming both sizes', async () => {
+    const { slide, reader } = await openReader('cmu-jpeg', 'dicomweb');
+    const err = await reader
+      .readRegion(slide.level(0), 0, 0, 224, 224, { into: new Uint8Array(224 * 224 * 4) })
+      .catch((e: unknown) => e);
+    expect(isPathembedError(err, 'INVALID_ARGUMENT')).toBe(true);
+    expect((err as Error).message).toMatch(/200704 bytes; it must hold 150528/);
+  });
+});
