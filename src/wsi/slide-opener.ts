@@ -101,6 +101,8 @@ function localRefused(): PathembedError {
 
 export class SlideOpener {
   readonly #options: SlideOpenerOptions;
+  /** Said once per opener: the native JPEG decoder could not be loaded. */
+  #warnedSlowJpeg = false;
 
   constructor(options: SlideOpenerOptions) {
     this.#options = options;
@@ -200,6 +202,11 @@ export class SlideOpener {
           ...(reading.libturbojpeg ? { libturbojpeg: reading.libturbojpeg } : {}),
         });
     const base = (this.#options.decoder ?? owned) as FrameDecoder;
+    const unavailable = owned?.nativeJpegUnavailable;
+    if (unavailable && !this.#warnedSlowJpeg) {
+      this.#warnedSlowJpeg = true;
+      this.#options.logger?.warn({ reason: unavailable }, 'JPEG frames decode with the slower WASM build');
+    }
     const decoder = decorators.decoder ? decorators.decoder(base) : base;
     const source = decorators.source ? decorators.source(inner) : inner;
     const cache = new FrameCache(source, decoder, { maxBytes: reading.frameCacheBytes });

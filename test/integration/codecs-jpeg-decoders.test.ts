@@ -13,6 +13,8 @@
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
+import { pino } from 'pino';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
@@ -27,10 +29,13 @@ import { decodeWithSharp } from '../../src/codecs/jpeg.js';
 import { NativeJpegDecoder, NativeJpegRefusal } from '../../src/codecs/native-jpeg-decoder.js';
 import { runKernel } from '../../src/codecs/wasm-kernels.js';
 import { WasmWorkerPool } from '../../src/codecs/wasm-worker-pool.js';
+import { loadConfig } from '../../src/config.js';
 import { type DicomJsonDataset, num, str } from '../../src/dicom-json.js';
+import { dicomWebOptions } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 import { TransferSyntax } from '../../src/uids.js';
 import { LocalFrameSource } from '../../src/wsi/local-frame-source.js';
+import { SlideOpener } from '../../src/wsi/slide-opener.js';
 
 const SOP_INSTANCE_UID = '00080018';
 const NUMBER_OF_FRAMES = '00280008';
@@ -291,6 +296,43 @@ describe('FrameDecoder: which libjpeg-turbo decodes JPEG (PATHEMBED_JPEG_DECODER
     expect((err as Error).message).toMatch(
       /libturbojpeg0.*PATHEMBED_LIBTURBOJPEG.*PATHEMBED_JPEG_DECODER=wasm/,
     );
+  });
+
+  it('a slide opener without the library reads with WASM and warns once, naming the reason', async () => {
+    const lines: { level: number; msg: string; reason?: string }[] = [];
+    const logger = pino(
+      { level: 'info' },
+      new Writable({
+        write(chunk, _enc, done) {
+          lines.push(JSON.parse(String(chunk)));
+          done();
+        },
+      }),
+    );
+    const missing = '/nonexistent/libturbojpeg.so.0';
+    const openerWith = (reading: { libturbojpeg?: string }) =>
+      new SlideOpener({
+        dicomWeb: dicomWebOptions(loadConfig({})),
+        reading: { frameCacheBytes: 1 << 24, decodeThreads: 1, levelTolerance: 0.1, ...reading },
+        logger,
+      });
+    const folder = await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!);
+    const readPatch = async (opener: SlideOpener) => {
+      const reader = await opener.openSlideReader({ kind: 'local', folder });
+      try {
+        return (await reader.reader.readRegion(reader.slide.level(0), 100, 100, 224, 224)).data;
+      } finally {
+        await reader.close();
+      }
+    };
+    const native = await readPatch(openerWith({}));
+    expect(lines.filter((l) => l.level === 40)).toHaveLength(0);
+    const slow = openerWith({ libturbojpeg: missing });
+    for (let i = 0; i < 2; i++) expect(Buffer.compare(await readPatch(slow), native)).toBe(0);
+    const warnings = lines.filter((l) => l.level === 40);
+    expect(warnings).toHaveLength(1);
+    expect(warnings[0].msg).toBe('JPEG frames decode with the slower WASM build');
+    expect(warnings[0].reason).toContain(missing);
   });
 
   it('refuses a library that is not TurboJPEG with JPEG_DECODER_UNAVAILABLE', () => {
