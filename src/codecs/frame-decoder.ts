@@ -187,6 +187,11 @@ export class FrameDecoder {
     return frame;
   }
 
+  /** Decode worker threads running now (for tests and metrics). */
+  get workerCount(): number {
+    return this.#pool.workerCount;
+  }
+
   /** Bytes of frame buffers held for reuse now. */
   get reusableBytes(): number {
     return this.#buffers.heldBytes;

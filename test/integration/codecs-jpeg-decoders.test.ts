@@ -347,6 +347,25 @@ describe('FrameDecoder: which libjpeg-turbo decodes JPEG (PATHEMBED_JPEG_DECODER
   });
 });
 
+describe('FrameDecoder warm-up: workers only for the codecs that decode in them', () => {
+  it('starts none for JPEG with the native decoder, all of them for JPEG 2000, and for JPEG without it', async () => {
+    const native = new FrameDecoder({ decodeThreads: 2 });
+    const wasm = new FrameDecoder({ decodeThreads: 2, jpegDecoder: 'wasm' });
+    try {
+      native.warmUp();
+      native.warmUp(TransferSyntax.JpegBaseline);
+      native.warmUp('1.2.840.10008.1.2.1');
+      expect(native.workerCount).toBe(0);
+      native.warmUp('1.2.840.10008.1.2.4.90');
+      expect(native.workerCount).toBe(2);
+      wasm.warmUp(TransferSyntax.JpegBaseline);
+      expect(wasm.workerCount).toBe(2);
+    } finally {
+      await Promise.all([native.close(), wasm.close()]);
+    }
+  });
+});
+
 describe('decode pool warm-up', () => {
   it("starts every worker at once, and they decode JPEG to the kernel's bytes", async () => {
     const camelyon = await framesOf(
