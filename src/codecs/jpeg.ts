@@ -90,7 +90,7 @@ export async function decodeJpeg(
   desc: FrameDescription,
   decoders: JpegDecoders,
 ): Promise<RgbFrame> {
-  const samples = await decodeSamples(encoded, decoders);
+  const samples = await decodeSamples(encoded, decoders, { width: desc.columns, height: desc.rows });
   return samplesToRgb(samples, {
     ybrToRgb: false,
     invertMonochrome: desc.photometricInterpretation === Photometric.Monochrome1,
@@ -100,10 +100,11 @@ export async function decodeJpeg(
 async function decodeSamples(
   encoded: Uint8Array,
   { native, pool, allocate }: JpegDecoders,
+  expected: { width: number; height: number },
 ): Promise<DecodedSamples> {
   if (native) {
     try {
-      return native.decode(encoded, allocate);
+      return native.decode(encoded, allocate, expected);
     } catch (err) {
       // A stream the native path refuses (12-bit, CMYK, corrupt) goes to the decoders whose
       // refusal is the error a user sees, so both paths fail alike.

@@ -143,12 +143,41 @@ export class NativeJpegDecoder {
   /**
    * Decodes one JPEG stream to 8-bit grey or RGB samples, into a buffer from `allocate` (whose
    * contents it overwrites). Throws NativeJpegRefusal when the stream is not one this path
-   * decodes or libjpeg reports it corrupt.
+   * decodes or libjpeg reports it corrupt, and FRAME_DECODE_ERROR, before decoding anything, when
+   * the stream's size is not `expected` (the DICOM Columns x Rows).
    */
-  decode(encoded: Uint8Array, allocate: (bytes: number) => Uint8Array = allocateUnfilled): DecodedSamples {
+  decode(
+    encoded: Uint8Array,
+    allocate: (bytes: number) => Uint8Array = allocateUnfilled,
+    expected?: { readonly width: number; readonly height: number },
+  ): DecodedSamples {
     const handle = this.#handle;
     if (!handle) throw new PathembedError('INTERNAL', 'The frame decoder is closed');
+    try {
+      return this.#decodeWith(handle, encoded, allocate, expected);
+    } catch (err) {
+      // libjpeg-turbo 2.1 leaves a decompressor that failed mid-header in a state where the next
+      // stream fails too ("two SOI markers"): start the next frame on a new one.
+      this.#renew();
+      throw err;
+    }
+  }
+
+  #decodeWith(
+    handle: Handle,
+    encoded: Uint8Array,
+    allocate: (bytes: number) => Uint8Array,
+    expected: { readonly width: number; readonly height: number } | undefined,
+  ): DecodedSamples {
     const { width, height, channels } = this.#header(handle, encoded);
+    // Checked before allocating: a corrupt header may claim up to 65535 x 65535 pixels.
+    if (expected && (width !== expected.width || height !== expected.height)) {
+      throw new PathembedError(
+        'FRAME_DECODE_ERROR',
+        `Frame decoded to ${width}x${height} but the header says ${expected.width}x${expected.height} (Columns x Rows)`,
+        { decodedWidth: width, decodedHeight: height, columns: expected.width, rows: expected.height },
+      );
+    }
     // Not zero-filled: libjpeg writes every sample, or the frame fails.
     const data = allocate(width * height * channels);
     const pixelFormat = channels === GREY_SAMPLES ? TJPF_GRAY : TJPF_RGB;
@@ -168,8 +197,17 @@ export class NativeJpegDecoder {
       // A benign warning comes once the scan is fully decoded: the samples are whole.
       const benign = this.#api.errorCode(handle) === TJERR_WARNING && BENIGN_WARNING.test(message);
       if (!benign) throw new NativeJpegRefusal(`JPEG decode failed: ${message}`);
+      this.#renew();
     }
     return { width, height, samplesPerPixel: channels, data };
+  }
+
+  /** Replaces the decompressor by a new one (after a failure). */
+  #renew(): void {
+    if (!this.#handle) return;
+    this.#api.destroy(this.#handle);
+    this.#handle = this.#api.init();
+    if (!this.#handle) throw new PathembedError('INTERNAL', 'tjInitDecompress returned no decompressor');
   }
 
   /** Frees the decompressor. Safe to call more than once. */

@@ -183,6 +183,49 @@ describe('the native JPEG decoder beyond clean frames', () => {
     }
   });
 
+  it('refuses a stream whose header claims another size before allocating anything, and FrameDecoder says both sizes', async () => {
+    // A corrupt SOF0 that claims 60000 x 60000 (10.8 GB as RGB) must not be allocated.
+    const huge = Uint8Array.from(frames[1]);
+    let sof = 2;
+    while (sof < huge.length - 9 && !(huge[sof] === 0xff && huge[sof + 1] === 0xc0)) sof++;
+    expect(sof).toBeLessThan(huge.length - 9);
+    huge.set([0xea, 0x60, 0xea, 0x60], sof + 5);
+    let allocated = 0;
+    const allocate = (bytes: number) => {
+      allocated += bytes;
+      return new Uint8Array(bytes);
+    };
+    let err: unknown;
+    try {
+      native.decode(huge, allocate, { width: 240, height: 240 });
+    } catch (e) {
+      err = e;
+    }
+    expect(isPathembedError(err, 'FRAME_DECODE_ERROR')).toBe(true);
+    expect(allocated).toBe(0);
+    const decoder = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native' });
+    try {
+      const failed = await decoder.decode(huge, TransferSyntax.JpegBaseline, desc).catch((e: unknown) => e);
+      expect(isPathembedError(failed, 'FRAME_DECODE_ERROR')).toBe(true);
+      expect((failed as Error).message).toMatch(/60000x60000 but the header says 240x240/);
+    } finally {
+      await decoder.close();
+    }
+  });
+
+  it('decodes the next frame right after any refusal (a failed decompressor is replaced)', () => {
+    const reference = native.decode(frames[4]).data;
+    const bad = [
+      Uint8Array.from(frames[1]).fill(0x11, 2, 40),
+      frames[1].subarray(0, 100),
+      Uint8Array.from([0xff, 0xd8, 0xff, 0xd8, 0x00]),
+    ];
+    for (const [i, stream] of bad.entries()) {
+      expect(() => native.decode(stream), `bad stream ${i}`).toThrow();
+      expect(Buffer.compare(native.decode(frames[4]).data, reference), `after bad stream ${i}`).toBe(0);
+    }
+  });
+
   it("keeps the pixels of a stream whose only warning is Aperio's extraneous bytes before EOI", async () => {
     const frame = frames[5];
     let eoi = frame.length - 2;
