@@ -72,12 +72,6 @@ async function* chunkEmbeddings(
   }
 }
 
-/**
- * The job's similar-patch search index (src/search), written beside its results whatever outputs
- * were asked for, so every completed job can be searched: exact below PATHEMBED_SIMILARITY_EXACT_BELOW
- * patches (only the embeddings stored), an HNSW graph from there on. One more pass over the chunk
- * files; holds the job's embeddings (N x 384 float32) while the graph is built.
- */
 /** The index's patch of an embedded outcome: the planned rectangle and the embedding. */
 function indexable(plan: SlidePlan, o: PatchEmbedding): IndexablePatch {
   const p = plan.patches[o.index]!;
@@ -96,7 +90,14 @@ async function* feeding(
   }
 }
 
-/** Builds and stores the job's search index from a builder that has seen every embedded patch. */
+/**
+ * Builds and stores the job's similar-patch search index (src/search) from a builder that has seen
+ * every embedded patch, beside its results whatever outputs were asked for, so every completed job
+ * can be searched: exact below PATHEMBED_SIMILARITY_EXACT_BELOW patches (only the embeddings
+ * stored), an HNSW graph from there on. The builder is fed during the JSON pass over the chunk
+ * files (a pass of its own only when no JSON is written); it holds the job's embeddings (N x 384
+ * float32) while the graph is built.
+ */
 async function writeSearchIndex(w: WorkerContext, builder: JobIndexBuilder): Promise<void> {
   const started = Date.now();
   const index = await builder.build(searchBuildOptions(w.config));

@@ -7,6 +7,7 @@
  */
 import { CovarianceAccumulator, pcaColours, principalComponents, project } from './embedding-pca.js';
 import { level0Rect, level0Scale } from './level0-coordinates.js';
+import type { PatchOverlay } from './patch-overlay-columns.js';
 import type { ResultStream } from './result-reader.js';
 
 /** Component scores sent per patch: enough for k-means to separate what the picture shows. */
@@ -14,21 +15,7 @@ export const OVERLAY_COMPONENTS = 8;
 /** Scores are rounded to this many decimals (the colours do not need more). */
 const SCORE_DECIMALS = 4;
 
-/** Columns, one entry per patch in result order (`scores` and `rgb` are flattened rows). */
-export interface PatchOverlay {
-  readonly count: number;
-  readonly components: number;
-  readonly patchIndex: number[];
-  readonly x: number[];
-  readonly y: number[];
-  readonly width: number[];
-  readonly height: number[];
-  readonly tissueFraction: number[];
-  /** count x 3 bytes: the PCA colour. */
-  readonly rgb: number[];
-  /** count x components scores. */
-  readonly scores: number[];
-}
+export type { PatchOverlay } from './patch-overlay-columns.js';
 
 /** Builds the overlay from two reads of one result (`open` is called twice). */
 export async function buildPatchOverlay(open: () => Promise<ResultStream>): Promise<PatchOverlay> {

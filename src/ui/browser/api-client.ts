@@ -32,18 +32,7 @@ export interface SlideLayout {
   readonly tiles: string;
 }
 
-export interface PatchOverlay {
-  readonly count: number;
-  readonly components: number;
-  readonly patchIndex: number[];
-  readonly x: number[];
-  readonly y: number[];
-  readonly width: number[];
-  readonly height: number[];
-  readonly tissueFraction: number[];
-  readonly rgb: number[];
-  readonly scores: number[];
-}
+export type { PatchOverlay } from '../../results/patch-overlay-columns.js';
 
 export interface Neighbour {
   readonly jobId: string;
