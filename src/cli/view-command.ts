@@ -24,6 +24,8 @@ import {
 import { untilStopSignal } from './worker-command.js';
 
 export const DEFAULT_VIEW_HOST = '127.0.0.1';
+/** Listen addresses only this machine reaches: the viewer then answers loopback Host names only. */
+const LOOPBACK_ADDRESSES = new Set(['127.0.0.1', 'localhost', '::1']);
 export const DEFAULT_VIEW_PORT = 8090;
 
 export interface ServeResultOptions {
@@ -48,6 +50,7 @@ export async function serveLocalResult(
     ...(options.access ? { access: options.access } : {}),
     search: searchBuildOptions(config),
     logger,
+    loopbackHostsOnly: LOOPBACK_ADDRESSES.has(options.host),
   });
   const server = await listen(viewer.app, options.host, options.port);
   const link = `${server.url}/ui/#/jobs/${LOCAL_JOB_ID}`;

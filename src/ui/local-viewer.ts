@@ -38,6 +38,22 @@ export interface LocalViewerOptions {
   /** How the result's search index is built (exact or HNSW by size, as the service does). */
   readonly search: BuildOptions;
   readonly logger?: Logger;
+  /**
+   * Answer only requests whose Host is this machine's loopback name (localhost, 127.0.0.1, [::1]);
+   * default true. The viewer has no sign-in, so on loopback this is what keeps a web page the user
+   * visits from reading it through a DNS name rebound to 127.0.0.1. Off when it listens on another
+   * address, whose names it cannot know.
+   */
+  readonly loopbackHostsOnly?: boolean;
+}
+
+/** Host names (without port) that reach a loopback listener. */
+const LOOPBACK_HOSTS = new Set(['localhost', '127.0.0.1', '[::1]']);
+
+/** The host name of a Host header, without its port (IPv6 stays bracketed). */
+function hostName(header: string | undefined): string {
+  const host = (header ?? '').toLowerCase();
+  return host.startsWith('[') ? host.slice(0, host.indexOf(']') + 1) : host.split(':')[0]!;
 }
 
 export interface LocalViewer {
@@ -108,6 +124,17 @@ export async function createLocalViewer(options: LocalViewerOptions): Promise<Lo
   const app = express();
   app.disable('x-powered-by');
   app.set('query parser', 'simple');
+  if (options.loopbackHostsOnly ?? true) {
+    app.use((req, _res, next) => {
+      if (LOOPBACK_HOSTS.has(hostName(req.headers.host))) return next();
+      next(
+        new PathembedError(
+          'INVALID_ARGUMENT',
+          `The local viewer answers only requests to localhost, 127.0.0.1 or [::1], not to Host "${req.headers.host ?? ''}": it has no sign-in. Open the link it printed.`,
+        ),
+      );
+    });
+  }
   app.use(express.json({ limit: '1mb' }));
   const v1 = express.Router();
   v1.use((_req, res, next) => {

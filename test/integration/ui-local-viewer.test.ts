@@ -6,6 +6,7 @@
  * request leaves the origin.
  */
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import type { Browser } from 'playwright-core';
@@ -131,6 +132,37 @@ async function shot(name: string): Promise<void> {
 async function viewerPixels() {
   return rgbPixels(await watched.page.locator('#viewer').screenshot());
 }
+
+/** A GET with a Host header of our choosing (fetch does not let a caller set Host). */
+function getWithHost(url: string, host: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers: { host } }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (chunk: string) => {
+        body += chunk;
+      });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+    });
+    req.on('error', reject);
+  });
+}
+
+describe('local viewer: no sign-in, so loopback Host names only', () => {
+  it('answers localhost, 127.0.0.1 and [::1], and refuses any other Host (a DNS name rebound to 127.0.0.1)', async () => {
+    const port = new URL(server.url).port;
+    const result = `${server.url}/v1/jobs/${LOCAL_JOB_ID}/result`;
+    for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, `[::1]:${port}`]) {
+      expect((await getWithHost(result, host)).status, host).toBe(200);
+    }
+    for (const host of [`evil.example:${port}`, 'evil.example', `127.0.0.1.evil.example:${port}`]) {
+      const answer = await getWithHost(result, host);
+      expect(answer.status, host).toBe(400);
+      expect(JSON.parse(answer.body).error.code).toBe('INVALID_ARGUMENT');
+      expect(answer.body).not.toContain('embedding');
+    }
+  });
+});
 
 describe('local viewer in chromium', () => {
   it('serves the page with a Content-Security-Policy that allows no inline script and no other origin', async () => {
