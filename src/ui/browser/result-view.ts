@@ -35,6 +35,8 @@ export class ResultView {
   #jobId = '';
   #batchId: string | null = null;
   #overlay: PatchOverlay | undefined;
+  /** Counts clicks, so a late search answer does not replace a newer one. */
+  #selectToken = 0;
   #colours: Array<readonly [number, number, number]> = [];
   #selection: Selection | undefined;
   #loadToken = 0;
@@ -69,10 +71,27 @@ export class ResultView {
     document.body.dataset.viewerReady = '0';
     $('neighbour-list').replaceChildren();
     $('neighbours-hint').textContent = 'Click a patch to see its nearest patches.';
-    const [layout, overlay] = await Promise.all([
-      api<SlideLayout>(`/v1/jobs/${encodeURIComponent(jobId)}/slide`),
-      api<PatchOverlay>(`/v1/jobs/${encodeURIComponent(jobId)}/overlay`),
-    ]);
+    // The previous job's picture goes now: a failed load must not leave it under this job's title.
+    this.#viewer?.destroy();
+    this.#viewer = undefined;
+    this.#overlay = undefined;
+    $('viewer').replaceChildren();
+    $('patch-count').textContent = '';
+    let layout: SlideLayout;
+    let overlay: PatchOverlay;
+    try {
+      [layout, overlay] = await Promise.all([
+        api<SlideLayout>(`/v1/jobs/${encodeURIComponent(jobId)}/slide`),
+        api<PatchOverlay>(`/v1/jobs/${encodeURIComponent(jobId)}/overlay`),
+      ]);
+    } catch (err) {
+      if (token !== this.#loadToken) return;
+      // Showing the same job again retries the load.
+      this.#jobId = '';
+      $('neighbours-hint').textContent =
+        `This result cannot be shown: ${err instanceof Error ? err.message : String(err)}`;
+      return;
+    }
     if (token !== this.#loadToken) return;
     this.#overlay = overlay;
     $('patch-count').textContent = `${overlay.count} patches`;
@@ -216,19 +235,23 @@ export class ResultView {
     const inBatch = ($('search-scope') as HTMLSelectElement).value === 'batch' && this.#batchId;
     const at = { x: o.x[patch] ?? 0, y: o.y[patch] ?? 0 };
     $('neighbours-hint').textContent = 'Searching…';
+    // Only the answer to the latest click on the job still shown may land.
+    const token = ++this.#selectToken;
+    const jobId = this.#jobId;
+    const current = () => token === this.#selectToken && jobId === this.#jobId && o === this.#overlay;
     try {
       const answer = await api<SearchAnswer>('/v1/search', {
         method: 'POST',
-        body: inBatch
-          ? { batchId: this.#batchId, patch: { jobId: this.#jobId, ...at }, k }
-          : { jobId: this.#jobId, patch: at, k },
+        body: inBatch ? { batchId: this.#batchId, patch: { jobId, ...at }, k } : { jobId, patch: at, k },
       });
+      if (!current()) return;
       this.#selection = { patch, neighbours: answer.neighbours };
       $('neighbours-hint').textContent =
         `Patch ${o.patchIndex[patch]} at (${at.x}, ${at.y}): ${answer.neighbours.length} nearest of ${answer.index.size} (${answer.index.kind} index, cosine distance)`;
       $('neighbour-list').replaceChildren(...answer.neighbours.map((n) => this.#neighbourItem(n)));
       document.body.dataset.selectedPatch = String(o.patchIndex[patch]);
     } catch (err) {
+      if (!current()) return;
       $('neighbours-hint').textContent = (err as Error).message;
     }
     this.#draw();
