@@ -80,9 +80,23 @@ describe('the web page of the service', () => {
     });
     expect(bad.status).toBe(401);
     expect(bad.headers.get('set-cookie')).toBeNull();
-    // A forged cookie (right shape, wrong signature) is refused too.
-    const forged = `${SESSION_COOKIE}=0123456789abcdef.${Date.now() + 3_600_000}.AAAA`;
-    expect((await fetch(`${h.url}/v1/jobs`, { headers: { cookie: forged } })).status).toBe(401);
+    // A real session cookie works; the same cookie with its signature or its expiry changed does not.
+    const good = await fetch(`${h.url}/ui/login`, {
+      method: 'POST',
+      body: new URLSearchParams({ key: KEY }),
+      redirect: 'manual',
+    });
+    const cookie = good.headers.get('set-cookie')?.split(';')[0] ?? '';
+    const [keyId, expiry, mac] = cookie.slice(SESSION_COOKIE.length + 1).split('.');
+    expect(mac?.length).toBeGreaterThan(8);
+    expect((await fetch(`${h.url}/v1/jobs`, { headers: { cookie } })).status).toBe(200);
+    const flipped = `${mac!.slice(0, -1)}${mac!.endsWith('A') ? 'B' : 'A'}`;
+    for (const forged of [
+      `${SESSION_COOKIE}=${keyId}.${expiry}.${flipped}`,
+      `${SESSION_COOKIE}=${keyId}.${Number(expiry) + 3_600_000}.${mac}`,
+    ]) {
+      expect((await fetch(`${h.url}/v1/jobs`, { headers: { cookie: forged } })).status, forged).toBe(401);
+    }
   });
 
   it('signs in with the API key into an HttpOnly SameSite=Strict cookie and lists the job', async () => {
