@@ -83,3 +83,12 @@ export function streamSaysYcbcr(markers: JpegHeader): boolean | undefined {
   if (markers.jfif) return true;
   return undefined;
 }
+
+/**
+ * The one libjpeg warning a frame may carry and still be whole: extraneous bytes before the EOI
+ * marker (0xd9), common in real scanners' streams (Aperio pads the end of each tile). libjpeg
+ * raises it once the scan is fully decoded. The same warning before any other marker (a restart
+ * marker inside the scan) means entropy-coded data was skipped, so it fails like any other.
+ * libjpeg reports only the first warning of a frame, so the decoders test that one.
+ */
+export const BENIGN_JPEG_WARNING = /extraneous bytes before marker 0xd9\b/i;

@@ -13,7 +13,7 @@
 import sharp from 'sharp';
 import { isPathembedError, PathembedError } from '../errors.js';
 import { samplesToRgb } from './color.js';
-import { type JpegHeader, readJpegHeader } from './jpeg-markers.js';
+import { BENIGN_JPEG_WARNING, type JpegHeader, readJpegHeader } from './jpeg-markers.js';
 import { type NativeJpegDecoder, NativeJpegRefusal } from './native-jpeg-decoder.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
 import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
@@ -22,13 +22,11 @@ import type { WasmWorkerPool } from './wasm-worker-pool.js';
 /**
  * libjpeg reports corrupt entropy-coded data (a bad Huffman code, a segment ending early) only as
  * warnings, after which it fills the rest of the frame with guesses: such a frame must fail, so
- * decoding stops at the first warning. One warning is benign and common in real scanners'
- * streams (Aperio): extraneous bytes before a marker, which libjpeg raises only once the scan is
- * fully decoded. A frame whose first warning is that one is decoded again, ignoring warnings.
+ * decoding stops at the first warning. A frame whose first warning is the benign one
+ * (BENIGN_JPEG_WARNING) is decoded again, ignoring warnings.
  */
 const FAIL_ON = 'warning';
 const FAIL_ON_BENIGN = 'error';
-const BENIGN_WARNING = /extraneous bytes before marker/i;
 
 /** Decodes any JPEG stream sharp reads to its 8-bit samples, after libjpeg's own colour handling. */
 export async function decodeWithSharp(
@@ -50,7 +48,7 @@ export async function decodeWithSharp(
   };
   const { data, info } = await decode(FAIL_ON)
     .catch((err: unknown) => {
-      if (err instanceof Error && BENIGN_WARNING.test(err.message)) return decode(FAIL_ON_BENIGN);
+      if (err instanceof Error && BENIGN_JPEG_WARNING.test(err.message)) return decode(FAIL_ON_BENIGN);
       throw err;
     })
     .catch((err: unknown) => {

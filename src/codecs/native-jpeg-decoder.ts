@@ -15,6 +15,7 @@
  */
 import { createRequire } from 'node:module';
 import { PathembedError } from '../errors.js';
+import { BENIGN_JPEG_WARNING } from './jpeg-markers.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES } from './photometric.js';
 import type { DecodedSamples } from './types.js';
 
@@ -31,13 +32,6 @@ const TJERR_WARNING = 0;
 const TJ_DEFAULT_FLAGS = 0;
 /** Pitch 0: rows are packed (width x channels bytes). */
 const PACKED_ROWS = 0;
-/**
- * libjpeg reports corrupt entropy-coded data only as a warning and fills the rest of the frame
- * with guesses, so a warning fails the frame; one warning is benign and common in real scanners'
- * streams (Aperio): extraneous bytes before a marker, raised once the scan is fully decoded. The
- * same rule as the sharp path (jpeg.ts).
- */
-const BENIGN_WARNING = /extraneous bytes before marker/i;
 
 /** Why the native path handed a frame back: the message is libjpeg's or says what was unsupported. */
 export class NativeJpegRefusal extends Error {
@@ -179,7 +173,9 @@ export class NativeJpegDecoder {
       );
     }
     // Not zero-filled: libjpeg writes every sample, or the frame fails.
-    const data = allocate(width * height * channels);
+    // Grey samples are expanded to RGB in new memory afterwards, so only colour ones take `allocate`'s.
+    const data =
+      channels === COLOUR_SAMPLES ? allocate(width * height * channels) : allocateUnfilled(width * height);
     const pixelFormat = channels === GREY_SAMPLES ? TJPF_GRAY : TJPF_RGB;
     const status = this.#api.decompress(
       handle,
@@ -195,9 +191,8 @@ export class NativeJpegDecoder {
     if (status !== 0) {
       const message = this.#api.errorText(handle);
       // A benign warning comes once the scan is fully decoded: the samples are whole.
-      const benign = this.#api.errorCode(handle) === TJERR_WARNING && BENIGN_WARNING.test(message);
+      const benign = this.#api.errorCode(handle) === TJERR_WARNING && BENIGN_JPEG_WARNING.test(message);
       if (!benign) throw new NativeJpegRefusal(`JPEG decode failed: ${message}`);
-      this.#renew();
     }
     return { width, height, samplesPerPixel: channels, data };
   }

@@ -12,6 +12,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
@@ -226,6 +227,36 @@ describe('the native JPEG decoder beyond clean frames', () => {
     }
   });
 
+  it('refuses extraneous bytes before a restart marker inside the scan: data was skipped there', async () => {
+    // A tile with a restart marker after every MCU (vips jpegsave --restart-interval 1).
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'pathembed-rst-'));
+    try {
+      const rgb = await decodeWithSharp(frames[5]);
+      const png = path.join(dir, 'tile.png');
+      const jpg = path.join(dir, 'tile.jpg');
+      await sharp(Buffer.from(rgb.data), {
+        raw: { width: rgb.width, height: rgb.height, channels: 3 },
+      }).toFile(png);
+      execFileSync('vips', ['jpegsave', png, jpg, '--Q', '90', '--restart-interval', '1']);
+      const stream = new Uint8Array(fs.readFileSync(jpg));
+      let rst = stream.indexOf(0xda) + 1;
+      while (
+        rst < stream.length - 1 &&
+        !(stream[rst] === 0xff && stream[rst + 1]! >= 0xd0 && stream[rst + 1]! <= 0xd7)
+      )
+        rst++;
+      expect(rst).toBeLessThan(stream.length - 1);
+      const padded = new Uint8Array(stream.length + 3);
+      padded.set(stream.subarray(0, rst), 0);
+      padded.set([0x00, 0x11, 0x22], rst);
+      padded.set(stream.subarray(rst), rst + 3);
+      expect(native.decode(stream).width).toBe(240);
+      expect(() => native.decode(padded)).toThrow(/extraneous bytes before marker 0xd[0-7]/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it("keeps the pixels of a stream whose only warning is Aperio's extraneous bytes before EOI", async () => {
     const frame = frames[5];
     let eoi = frame.length - 2;
@@ -237,6 +268,8 @@ describe('the native JPEG decoder beyond clean frames', () => {
     const clean = native.decode(frame);
     const odd = native.decode(padded);
     expect(Buffer.compare(odd.data, clean.data)).toBe(0);
+    // The decompressor that reported the warning decodes the next frame as before.
+    expect(Buffer.compare(native.decode(frame).data, clean.data)).toBe(0);
   });
 
   it('decodes a frame that is a view at an odd offset into a larger response, leaving the response as it was', async () => {
