@@ -12,6 +12,7 @@ import {
   type SeriesReferenceInput,
 } from '../dicomweb/index.js';
 import type { EncodedFrame, FrameSource, FrameSourceStats } from './frame-source.js';
+import { joinShared, raceAbort, type SharedRequest } from './shared-request.js';
 
 export class DicomWebFrameSource implements FrameSource {
   readonly reference: SeriesReference;
@@ -24,7 +25,7 @@ export class DicomWebFrameSource implements FrameSource {
    * later readers (the ICC profile of a level, say) look things up in it without another request.
    * A failed or aborted fetch is forgotten, so the next call asks again.
    */
-  #metadata: Promise<DicomJsonDataset[]> | undefined;
+  #metadata: SharedRequest<DicomJsonDataset[]> | undefined;
 
   /** Throws INVALID_SERIES_REFERENCE for a malformed reference; nothing is fetched yet. */
   constructor(client: DicomWebClient, reference: SeriesReferenceInput) {
@@ -34,14 +35,22 @@ export class DicomWebFrameSource implements FrameSource {
   }
 
   seriesMetadata(signal?: AbortSignal): Promise<DicomJsonDataset[]> {
-    if (!this.#metadata) {
-      const fetching = this.#client.seriesMetadata(this.reference, { signal });
-      this.#metadata = fetching;
-      fetching.catch(() => {
-        if (this.#metadata === fetching) this.#metadata = undefined;
+    let shared = this.#metadata;
+    if (!shared) {
+      const started: SharedRequest<DicomJsonDataset[]> = {
+        promise: this.#client.seriesMetadata(this.reference, { signal }),
+        signal,
+      };
+      started.promise.catch(() => {
+        if (this.#metadata === started) this.#metadata = undefined;
       });
+      this.#metadata = shared = started;
     }
-    return this.#metadata;
+    // A caller joining the request of another, whose signal then aborts, asks again.
+    return raceAbort(
+      joinShared(shared, signal, () => this.seriesMetadata(signal)),
+      signal,
+    );
   }
 
   /** QIDO-RS summary of the instances (fewer attributes than `seriesMetadata`, one cheap request). */

@@ -27,6 +27,7 @@ import type { FrameDecoder, RgbFrame } from '../codecs/index.js';
 import { isPathembedError, PathembedError } from '../errors.js';
 import type { FrameSource } from './frame-source.js';
 import { RGB_CHANNELS } from './resample.js';
+import { joinShared, raceAbort, type SharedRequest } from './shared-request.js';
 import type { SlideLevel, TileFrame } from './slide-level.js';
 
 /** Anything that turns tiles of a level into decoded RGB frames (the cache, or an uncached reader). */
@@ -72,11 +73,8 @@ export interface FrameCacheStats {
   readonly maxBytes: number;
 }
 
-interface InFlight {
-  readonly promise: Promise<RgbFrame>;
-  /** The signal the fetch runs under; a joiner retries when this one, not its own, aborted. */
-  readonly signal: AbortSignal | undefined;
-}
+/** A frame being fetched and decoded, under the signal of the caller that started it. */
+type InFlight = SharedRequest<RgbFrame>;
 
 interface PendingFrame {
   readonly key: string;
@@ -103,30 +101,6 @@ function frameBytes(frame: RgbFrame): number {
 /** Decoded size of one frame of `level`, as the budget counts it. */
 export function levelFrameBytes(level: SlideLevel): number {
   return level.tileWidthPx * level.tileHeightPx * RGB_CHANNELS;
-}
-
-function abortReason(signal: AbortSignal): unknown {
-  return signal.reason ?? new DOMException('The operation was aborted', 'AbortError');
-}
-
-/** Resolves like `promise`, or rejects as soon as `signal` aborts. */
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
-  if (!signal) return promise;
-  if (signal.aborted) return Promise.reject(abortReason(signal));
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(abortReason(signal));
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (err) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(err);
-      },
-    );
-  });
 }
 
 /** What the cache needs of a FrameDecoder: decode, and optionally take frames back for reuse. */
@@ -241,12 +215,8 @@ export class FrameCache implements FrameProvider {
     const flying = this.inFlight.get(key);
     if (flying) {
       this.counts.joins++;
-      if (flying.signal === signal || flying.signal === undefined) return flying.promise;
       // Another caller's abort must not fail this one: fetch again if theirs was aborted.
-      return flying.promise.catch((err) => {
-        if (flying.signal?.aborted && !signal?.aborted) return this.frame(level, tile, signal);
-        throw err;
-      });
+      return joinShared(flying, signal, () => this.frame(level, tile, signal));
     }
     const { pending, promise } = this.startFetch(key, tile, level, signal);
     let bySignal = this.pending.get(signal);

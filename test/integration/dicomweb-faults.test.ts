@@ -271,6 +271,25 @@ describe('series metadata', () => {
     expect(fault.requests.filter((r) => isMetadata(r.path)).length).toBe(2);
     await slide.close();
   });
+
+  it("is shared between callers without one caller's abort failing another", async () => {
+    fault.setDefault({ kind: 'delay', ms: 300 });
+    const source = new DicomWebFrameSource(client(), seriesUrl);
+    const first = new AbortController();
+    const second = new AbortController();
+    const aborted = source.seriesMetadata(first.signal);
+    const joined = source.seriesMetadata(second.signal);
+    const unsignalled = source.seriesMetadata();
+    first.abort(new Error('first caller gave up'));
+    await expect(aborted).rejects.toThrow('first caller gave up');
+    expect((await joined).length).toBe(4);
+    expect((await unsignalled).length).toBe(4);
+    // The joiner's own abort rejects it at once.
+    const third = new AbortController();
+    const late = source.seriesMetadata(third.signal);
+    third.abort(new Error('third caller gave up'));
+    await expect(late).rejects.toThrow('third caller gave up');
+  });
 });
 
 describe('per-store concurrency', () => {
