@@ -4,9 +4,8 @@
  * (DICOMWEB_NOT_FOUND, FRAME_DECODE_ERROR, …) so the queue still knows whether to retry, and the
  * message and details gain the instance and 0-based frame index the job was reading.
  */
-import type { FrameDescription, RgbFrame } from '../codecs/index.js';
+import type { FrameDecoder, FrameDescription, RgbFrame } from '../codecs/index.js';
 import { isPathembedError, PathembedError } from '../errors.js';
-import type { CacheDecoder } from '../wsi/frame-cache.js';
 import { type EncodedFrame, ForwardingFrameSource, type FrameSource } from '../wsi/frame-source.js';
 import type { StageClock } from './stage-clock.js';
 
@@ -84,10 +83,10 @@ export class InstrumentedFrameSource extends ForwardingFrameSource {
 
 /** The decoder's `decode`, timed, naming the frame when it fails. */
 export function instrumentedDecoder(
-  decoder: CacheDecoder,
+  decoder: Pick<FrameDecoder, 'decode'>,
   clock: StageClock,
   origins: FrameOrigins,
-): CacheDecoder {
+): Pick<FrameDecoder, 'decode'> {
   return {
     async decode(encoded: Uint8Array, transferSyntaxUid: string, desc: FrameDescription): Promise<RgbFrame> {
       try {
@@ -97,10 +96,5 @@ export function instrumentedDecoder(
         throw origin ? aboutFrames(err, origin.instanceUid, [origin.frameIndex], 'decoding') : err;
       }
     },
-    // Frames go back to the decoder that made them, for reuse; warm-up reaches it too.
-    ...(decoder.recycle ? { recycle: (frame: RgbFrame) => decoder.recycle?.(frame) } : {}),
-    ...(decoder.warmUp
-      ? { warmUp: (transferSyntaxUid?: string) => decoder.warmUp?.(transferSyntaxUid) }
-      : {}),
   };
 }

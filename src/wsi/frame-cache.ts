@@ -47,7 +47,16 @@ export interface FrameCacheOptions {
    * cap keeps requests full. Default 256.
    */
   readonly prefetchSliceFrames?: number;
+  /**
+   * The FrameDecoder behind `decoder` when `decoder` wraps it (timing, colour transform): cleared
+   * frames go back to it for reuse and its workers are started for the codec being fetched.
+   * Default: `decoder` itself, when it is a FrameDecoder.
+   */
+  readonly owner?: DecoderOwner;
 }
+
+/** What the cache asks of the FrameDecoder its frames come from, beyond decoding. */
+export type DecoderOwner = Partial<Pick<FrameDecoder, 'recycle' | 'warmUp'>>;
 
 export const DEFAULT_PREFETCH_SLICE_FRAMES = 256;
 
@@ -103,9 +112,6 @@ export function levelFrameBytes(level: SlideLevel): number {
   return level.tileWidthPx * level.tileHeightPx * RGB_CHANNELS;
 }
 
-/** What the cache needs of a FrameDecoder: decode, and optionally take frames back for reuse. */
-export type CacheDecoder = Pick<FrameDecoder, 'decode'> & Partial<Pick<FrameDecoder, 'recycle' | 'warmUp'>>;
-
 export class FrameCache implements FrameProvider {
   private readonly lru = new Map<string, RgbFrame>();
   /** `getFrames` calls not settled yet: frames may be on their way to a caller. */
@@ -118,14 +124,16 @@ export class FrameCache implements FrameProvider {
   private counts = { framesFetched: 0, bytesFetched: 0, hits: 0, joins: 0, misses: 0, evictions: 0 };
   readonly maxBytes: number;
   private readonly prefetchSliceFrames: number;
+  private readonly owner: DecoderOwner;
 
   constructor(
     private readonly source: FrameSource,
-    private readonly decoder: CacheDecoder,
+    private readonly decoder: Pick<FrameDecoder, 'decode'> & DecoderOwner,
     options: FrameCacheOptions,
   ) {
     this.maxBytes = Math.max(0, options.maxBytes);
     this.prefetchSliceFrames = Math.max(1, options.prefetchSliceFrames ?? DEFAULT_PREFETCH_SLICE_FRAMES);
+    this.owner = options.owner ?? decoder;
   }
 
   /** Decoded frames of `level` in the order of `tiles`; missing ones are fetched in batches. */
@@ -194,7 +202,7 @@ export class FrameCache implements FrameProvider {
     const dropped = [...this.lru.values()];
     this.lru.clear();
     this.cachedBytes = 0;
-    const recycle = this.decoder.recycle?.bind(this.decoder);
+    const recycle = this.owner.recycle?.bind(this.owner);
     if (!recycle || this.outstanding > 0 || dropped.length === 0) return;
     // After this turn: whoever got a frame in a promise that settled this turn has copied it.
     setImmediate(() => {
@@ -289,7 +297,7 @@ export class FrameCache implements FrameProvider {
     const transferSyntaxUid = list[0]?.level.instances.find(
       (i) => i.sopInstanceUid === instanceUid,
     )?.transferSyntaxUid;
-    if (transferSyntaxUid !== undefined) this.decoder.warmUp?.(transferSyntaxUid);
+    if (transferSyntaxUid !== undefined) this.owner.warmUp?.(transferSyntaxUid);
     try {
       signal?.throwIfAborted();
       encoded = await this.source.fetchFrames(

@@ -22,7 +22,7 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SlideSourceSpec } from '../slide-source-spec.js';
 import { DicomWebFrameSource } from './dicomweb-frame-source.js';
-import { type CacheDecoder, FrameCache } from './frame-cache.js';
+import { FrameCache } from './frame-cache.js';
 import type { FrameSource } from './frame-source.js';
 import { openLocalFrameSource } from './local-frame-source.js';
 import { PatchReader } from './patch-reader.js';
@@ -68,7 +68,7 @@ export interface SlideAccess {
 /** Per-reader decorators: the pipeline times stages and names failing frames through them. */
 export interface ReaderDecorators {
   readonly source?: (source: FrameSource) => FrameSource;
-  readonly decoder?: (decoder: CacheDecoder) => CacheDecoder;
+  readonly decoder?: (decoder: Pick<FrameDecoder, 'decode'>) => Pick<FrameDecoder, 'decode'>;
 }
 
 /** An open slide source with a decoded-frame cache and a patch reader over it. */
@@ -209,7 +209,8 @@ export class SlideOpener {
     }
     const decoder = decorators.decoder ? decorators.decoder(base) : base;
     const source = decorators.source ? decorators.source(inner) : inner;
-    const cache = new FrameCache(source, decoder, { maxBytes: reading.frameCacheBytes });
+    // Frames go back to, and workers are warmed in, the FrameDecoder under any decorator.
+    const cache = new FrameCache(source, decoder, { maxBytes: reading.frameCacheBytes, owner: base });
     const reader = new PatchReader(cache, { levelTolerance: reading.levelTolerance });
     return {
       source,

@@ -1,11 +1,14 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { FrameDecoder } from '../../src/codecs/index.js';
+import { loadConfig } from '../../src/config.js';
+import { dicomWebOptions } from '../../src/domain-options.js';
 import { FrameCache, levelFrameBytes } from '../../src/wsi/frame-cache.js';
 import { type LocalFrameSource, openLocalFrameSource } from '../../src/wsi/local-frame-source.js';
 import { PatchReader } from '../../src/wsi/patch-reader.js';
 import { tilesOverlapping } from '../../src/wsi/region.js';
 import { openSlide, type Slide } from '../../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../../src/wsi/slide-level.js';
+import { SlideOpener } from '../../src/wsi/slide-opener.js';
 import { tileFrame } from '../../src/wsi/tile-index.js';
 import { fixture } from '../helpers/services.js';
 
@@ -233,6 +236,38 @@ describe('frame buffers reused from one reader to the next', () => {
       expect(plain.reusableBytes).toBe(0);
     } finally {
       await Promise.all([reusing.close(), plain.close()]);
+    }
+  });
+
+  it('a reader whose decoder is wrapped (timing, colour transform) still hands its frames back to the FrameDecoder under it', async () => {
+    const shared = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    try {
+      const opener = new SlideOpener({
+        dicomWeb: dicomWebOptions(loadConfig({})),
+        reading: { frameCacheBytes: 64 << 20, decodeThreads: 1, levelTolerance: LEVEL_TOLERANCE },
+        decoder: shared,
+      });
+      let decodes = 0;
+      const reader = await opener.openSlideReader(
+        { kind: 'local', folder: fixture('cmu-jpeg').dir },
+        {},
+        {
+          decoder: (inner) => ({
+            decode: (...args) => {
+              decodes++;
+              return inner.decode(...args);
+            },
+          }),
+        },
+      );
+      await reader.reader.readRegion(reader.slide.level(0), 0, 0, 2 * PATCH_PX, 2 * PATCH_PX);
+      const cachedBytes = reader.cache.stats().cachedBytes;
+      expect(decodes).toBeGreaterThan(0);
+      await reader.close();
+      await nextTurn();
+      expect(shared.reusableBytes).toBe(cachedBytes);
+    } finally {
+      await shared.close();
     }
   });
 
