@@ -266,7 +266,6 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
   } finally {
     watch.release();
   }
-  await ctx.vault.delete(d.jobId);
   await ctx.results.deleteTree(resultKeys.chunkRoot(d.jobId));
   w.logger.info({ jobId: d.jobId, patches: planned }, 'slide job completed');
   return { patches: planned };

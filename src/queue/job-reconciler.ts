@@ -118,7 +118,6 @@ export class JobReconciler {
   async #fail(record: JobRecord, job: Job): Promise<Outcome> {
     const { code, message } = failureFromReason(job.failedReason ?? 'the queue job failed');
     const ended = await this.ctx.records.finish(record.id, 'failed', { error: { code, message } });
-    if (ended) await this.ctx.vault.delete(record.id);
     return ended ? 'failed' : 'ok';
   }
 }

@@ -101,10 +101,13 @@ const NUMBER_FIELDS = new Set([
 
 /**
  * Sets fields only when the record exists, is not final, and the new state is not behind the current
- * one. Returns 1 when applied, 0 when refused, -1 when the record does not exist.
+ * one. Returns 1 when applied, 0 when refused, -1 when the record does not exist. KEYS: the record,
+ * the job's sealed token. Moving to a final state deletes the token in the same step (whether or
+ * not this call is the one that ends the job), so whoever reads a final state finds no token left.
  */
 const TRANSITION_SCRIPT = `
 local ranks = {queued=0, planning=1, embedding=2, writing=3, completed=4, failed=4, cancelled=4}
+if ranks[ARGV[1]] == 4 then redis.call('DEL', KEYS[2]) end
 local cur = redis.call('HGET', KEYS[1], 'state')
 if not cur then return -1 end
 if ranks[cur] == 4 then return 0 end
@@ -263,8 +266,9 @@ export class JobRecordStore {
   ): Promise<boolean> {
     const applied = await this.redis.eval(
       TRANSITION_SCRIPT,
-      1,
+      2,
       this.keys.job(jobId),
+      this.keys.token(jobId),
       state,
       ...encodeFields(update as Record<string, unknown>),
     );
@@ -272,15 +276,16 @@ export class JobRecordStore {
   }
 
   /**
-   * Ends a job: sets the final state once (later calls are refused), frees its in-flight slot and
-   * starts the retention clock. Returns whether this call was the one that ended it.
+   * Ends a job: sets the final state once (later calls are refused) and deletes its token in the
+   * same step, frees its in-flight slot and starts the retention clock. Returns whether this call was the one that ended it.
    */
   async finish(jobId: string, state: FinalState, update: RecordUpdate = {}): Promise<boolean> {
     const finishedAt = update.finishedAt ?? Date.now();
     const applied = await this.redis.eval(
       TRANSITION_SCRIPT,
-      1,
+      2,
       this.keys.job(jobId),
+      this.keys.token(jobId),
       state,
       ...encodeFields({ ...update, finishedAt } as Record<string, unknown>),
     );

@@ -199,7 +199,12 @@ export class JobSubmitter {
     );
     if (claimed.existing) return { jobId: claimed.id, state: claimed.state, existing: true };
     const jobId = claimed.id;
-    if (request.token !== undefined) await ctx.vault.put(jobId, request.token);
+    if (request.token !== undefined) {
+      await ctx.vault.put(jobId, request.token);
+      // A cancel that ended the job between the claim and the put deleted nothing yet: drop it now.
+      const state = await ctx.records.state(jobId);
+      if (state === undefined || isFinal(state)) await ctx.vault.delete(jobId);
+    }
     // A crash before this line leaves a queued record without a queue job: the reconciler
     // enqueues it (same deterministic BullMQ id, so doing it twice adds one job).
     await enqueueSlide(ctx, {
@@ -248,7 +253,6 @@ export class JobSubmitter {
       error: { code: 'JOB_CANCELLED', message: 'Cancelled by the client' },
     });
     await requestCancel(this.ctx.redis, this.ctx.keys, jobId);
-    await this.ctx.vault.delete(jobId);
     this.logger.info({ jobId, keyId }, 'embedding job cancelled');
     return this.get(jobId, keyId);
   }

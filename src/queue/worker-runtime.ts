@@ -206,8 +206,7 @@ export class WorkerRuntime {
     if ((await ctx.records.state(jobId)) !== 'completed') {
       await ctx.results.deleteTree(resultKeys.jobRoot(jobId));
     }
-    const ended = await ctx.records.finish(jobId, 'failed', { error: { code, message } });
-    if (ended) await ctx.vault.delete(jobId);
+    await ctx.records.finish(jobId, 'failed', { error: { code, message } });
   }
 
   /** Failures that never reached the processor's catch (a job that stalled too often). */
