@@ -16,6 +16,7 @@ import type { Logger } from '../log.js';
 import { TransferSyntax } from '../uids.js';
 import type { AuthProvider } from './auth.js';
 import { StoreLimiters } from './concurrency-limiter.js';
+import type { StoreResponse } from './http-exchange.js';
 import {
   encodeMultipart,
   multipartBoundary,
@@ -131,7 +132,7 @@ export interface FetchFramesOptions extends RequestOptions {
   readonly stats?: FrameSourceStats;
 }
 
-async function readDicomJsonArray(res: Response, what: string): Promise<DicomJsonDataset[]> {
+async function readDicomJsonArray(res: StoreResponse, what: string): Promise<DicomJsonDataset[]> {
   if (res.status === HTTP_NO_CONTENT) return [];
   const text = (await readBodyCapped(res, MAX_JSON_RESPONSE_BYTES, what)).toString('utf8');
   if (text.trim() === '') return [];
@@ -322,9 +323,7 @@ export class DicomWebClient {
       consume: async (res) => {
         const contentType = res.headers.get('content-type') ?? undefined;
         const mediaType = contentType === undefined ? undefined : parseContentType(contentType).mediaType;
-        if (mediaType === undefined || !mediaType.startsWith('multipart/') || !res.body) {
-          return new Uint8Array(await res.arrayBuffer());
-        }
+        if (mediaType === undefined || !mediaType.startsWith('multipart/')) return res.bytes();
         for await (const part of readMultipart(res.body, multipartBoundary(contentType, context), {
           context,
         })) {
@@ -427,7 +426,7 @@ export class DicomWebClient {
   }
 
   async #readFrames(
-    res: Response,
+    res: StoreResponse,
     numbers: readonly number[],
     instanceUid: string,
     context: string,
@@ -460,13 +459,8 @@ export class DicomWebClient {
           { instanceUid, frameNumbers: numbers },
         );
       }
-      const body = new Uint8Array(await res.arrayBuffer());
+      const body = await res.bytes();
       return [{ data: body, transferSyntaxUid: syntaxOf(undefined, mediaType, numbers[0]!) }];
-    }
-    if (!res.body) {
-      throw new PathembedError('DICOMWEB_BAD_RESPONSE', `${context}: the answer has no body.`, {
-        instanceUid,
-      });
     }
     const boundary = multipartBoundary(contentType, context);
     const frames: EncodedFrame[] = [];
@@ -564,7 +558,7 @@ export class DicomWebClient {
     });
   }
 
-  async #readStowResponse(res: Response, url: string, sentCount: number): Promise<StowResult> {
+  async #readStowResponse(res: StoreResponse, url: string, sentCount: number): Promise<StowResult> {
     const what = `STOW-RS to ${safeUrlForMessage(url)}`;
     const text = (await readBodyCapped(res, MAX_JSON_RESPONSE_BYTES, what)).toString('utf8');
     const result = parseStowResponse(res.status, res.ok, text, what, sentCount);

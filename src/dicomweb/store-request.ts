@@ -11,6 +11,7 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type AuthProvider, noAuth } from './auth.js';
 import type { StoreLimiters } from './concurrency-limiter.js';
+import { exchange, type StoreResponse } from './http-exchange.js';
 import {
   attemptSignal,
   decideRetry,
@@ -21,11 +22,6 @@ import {
   sleep,
 } from './retry-policy.js';
 import { type AllowedStore, assertApprovedStore, safeUrlForMessage } from './store-allow-list.js';
-
-// Node loads its fetch implementation (undici) on first use: about 40 ms of the first request of
-// a process on a 2-core VM. Touching one of its classes loads it with this module instead, as an
-// import, where a process's start-up pays it rather than its first slide.
-void globalThis.Response;
 
 /** Redirect hops followed before giving up (each one checked against the allow-list). */
 export const MAX_REDIRECTS = 5;
@@ -80,7 +76,7 @@ export interface StoreRequest<T> {
   /** Frame requests are also counted here (a frame source's own stats). */
   readonly frameStats?: FrameSourceStats;
   /** Reads the response within the attempt (so a body cut short is retried like any network error). */
-  consume(res: Response, signal: AbortSignal): Promise<T>;
+  consume(res: StoreResponse, signal: AbortSignal): Promise<T>;
 }
 
 /** Why one attempt failed, when another attempt may help. */
@@ -114,22 +110,19 @@ function scrubber(headers: Record<string, string>): (text: string) => string {
   return (text) => ordered.reduce((t, s) => t.split(s).join('[redacted]'), text);
 }
 
-async function readExcerpt(res: Response): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
+async function readExcerpt(res: StoreResponse): Promise<string> {
   const chunks: Uint8Array[] = [];
   let length = 0;
   try {
-    while (length < ERROR_BODY_READ_BYTES) {
-      const next = await reader.read();
-      if (next.done) break;
-      chunks.push(next.value);
-      length += next.value.length;
+    for await (const chunk of res.body) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= ERROR_BODY_READ_BYTES) break;
     }
   } catch {
     // an excerpt is a courtesy; a failing body still leaves the status
   } finally {
-    await reader.cancel().catch(() => {});
+    await res.release();
   }
   const text = summariseErrorBody(Buffer.concat(chunks).toString('utf8'));
   return text.length > ERROR_EXCERPT_CHARS ? `${text.slice(0, ERROR_EXCERPT_CHARS)}…` : text;
@@ -157,13 +150,13 @@ function summariseErrorBody(text: string): string {
 }
 
 /** Reads a whole body, refusing one over `maxBytes` (DICOMWEB_BAD_RESPONSE). */
-export async function readBodyCapped(res: Response, maxBytes: number, what: string): Promise<Buffer> {
-  if (!res.body) return Buffer.alloc(0);
+export async function readBodyCapped(res: StoreResponse, maxBytes: number, what: string): Promise<Buffer> {
   const chunks: Uint8Array[] = [];
   let length = 0;
-  for await (const chunk of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const chunk of res.body) {
     length += chunk.length;
     if (length > maxBytes) {
+      await res.release();
       throw new PathembedError(
         'DICOMWEB_BAD_RESPONSE',
         `${what}: the answer exceeds ${maxBytes} bytes; refusing to parse it.`,
@@ -291,9 +284,9 @@ export class StoreRequester {
       this.#stats.requests++;
       if (spec.frameStats) spec.frameStats.requests++;
       const sentMs = performance.now();
-      let res: Response;
+      let res: StoreResponse;
       try {
-        res = await fetch(url, { method, headers, body, redirect: 'manual', signal });
+        res = await exchange(url, { method, headers, body, signal });
       } catch (err) {
         return this.#networkFailure(err, spec, timeout, scrub);
       }
@@ -309,7 +302,7 @@ export class StoreRequester {
       );
       if (REDIRECT_STATUSES.has(res.status)) {
         const location = res.headers.get('location');
-        await res.body?.cancel().catch(() => {});
+        await res.release();
         if (location === null) {
           throw new PathembedError(
             'DICOMWEB_BAD_RESPONSE',
@@ -333,6 +326,8 @@ export class StoreRequester {
         } catch (err) {
           if (err instanceof PathembedError) throw err;
           return this.#networkFailure(err, spec, timeout, scrub);
+        } finally {
+          await res.release();
         }
       }
       return this.#statusFailure(res, spec, url, method, scrub);
@@ -378,7 +373,7 @@ export class StoreRequester {
   }
 
   async #statusFailure<T>(
-    res: Response,
+    res: StoreResponse,
     spec: StoreRequest<T>,
     url: URL,
     method: string,

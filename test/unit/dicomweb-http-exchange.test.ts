@@ -1,0 +1,153 @@
+/**
+ * The HTTP exchange under every store request, against a real node:http server on loopback:
+ * connections are reused across requests (also after a reader stops before the end of a body),
+ * a late abort never cuts a connection another request is using, compressed bodies are
+ * decompressed, and an abort while a body is read fails the reading.
+ */
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import zlib from 'node:zlib';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { exchange } from '../../src/dicomweb/http-exchange.js';
+
+const PAYLOAD = Buffer.from(
+  JSON.stringify([{ '00080016': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.77.1.6'] } }]),
+);
+/** A body larger than one socket read, so a reader can stop part-way. */
+const LARGE = Buffer.alloc(4 << 20, 7);
+
+let server: http.Server;
+let base: string;
+let connections = 0;
+const releaseSlow: Array<() => void> = [];
+
+beforeAll(async () => {
+  server = http.createServer((req, res) => {
+    if (req.url === '/json') {
+      res.writeHead(200, { 'content-type': 'application/dicom+json', 'content-length': PAYLOAD.length });
+      res.end(PAYLOAD);
+    } else if (req.url === '/gzip') {
+      const body = zlib.gzipSync(PAYLOAD);
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.end(body);
+    } else if (req.url === '/large') {
+      res.writeHead(200, { 'content-length': LARGE.length });
+      res.end(LARGE);
+    } else if (req.url === '/slow') {
+      // Half the body now, the rest when the test says so.
+      res.writeHead(200, { 'content-length': 2 * PAYLOAD.length });
+      res.write(PAYLOAD);
+      releaseSlow.push(() => res.end(PAYLOAD));
+    } else {
+      res.writeHead(404).end();
+    }
+  });
+  server.on('connection', () => connections++);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+});
+
+afterAll(async () => {
+  for (const release of releaseSlow) release();
+  server.closeAllConnections();
+  await new Promise((resolve) => server.close(resolve));
+});
+
+function get(path: string, signal = new AbortController().signal) {
+  return exchange(new URL(path, base), { method: 'GET', headers: { accept: '*/*' }, signal });
+}
+
+describe('exchange', () => {
+  it('reuses one connection for requests one after another, also when a reader left the body early', async () => {
+    // Let the previous tests' sockets settle, then count from here.
+    const before = connections;
+    for (let i = 0; i < 3; i++) {
+      const res = await get('/json');
+      expect(res.status).toBe(200);
+      expect(res.headers.get('Content-Type')).toBe('application/dicom+json');
+      const body = await res.bytes();
+      expect(Buffer.from(body).equals(PAYLOAD)).toBe(true);
+      await res.release();
+    }
+    // A reader that takes one chunk and stops once the whole answer has arrived.
+    const partial = await get('/json');
+    for await (const chunk of partial.body) {
+      expect(chunk.length).toBeGreaterThan(0);
+      break;
+    }
+    await partial.release();
+    const after = await get('/json');
+    expect(Buffer.from(await after.bytes()).equals(PAYLOAD)).toBe(true);
+    await after.release();
+    expect(connections - before).toBe(1);
+  });
+
+  it('cuts off an answer released before it has fully arrived, and the next request still succeeds', async () => {
+    const res = await get('/large');
+    for await (const _ of res.body) break;
+    await res.release();
+    const next = await get('/json');
+    expect(Buffer.from(await next.bytes()).equals(PAYLOAD)).toBe(true);
+    await next.release();
+  });
+
+  it('ignores an abort that comes after its answer was released, leaving the connection to the next request', async () => {
+    const first = new AbortController();
+    const res = await get('/json', first.signal);
+    await res.bytes();
+    await res.release();
+    const before = connections;
+    const second = await get('/slow');
+    // The first request's signal fires while the second is on (most likely) the same socket.
+    first.abort(new Error('a sibling failed'));
+    setTimeout(() => releaseSlow.shift()?.(), 20);
+    const body = await second.bytes();
+    await second.release();
+    expect(body.length).toBe(2 * PAYLOAD.length);
+    expect(connections).toBe(before);
+  });
+
+  it('fails the reading of a body with an AbortError when its signal aborts', async () => {
+    const controller = new AbortController();
+    const res = await get('/slow', controller.signal);
+    const reading = res.bytes();
+    controller.abort(new Error('job cancelled'));
+    await expect(reading).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+    await res.release();
+    releaseSlow.shift()?.();
+  });
+
+  it('refuses at once when the signal has already aborted', async () => {
+    const controller = new AbortController();
+    controller.abort(new Error('before sending'));
+    await expect(get('/json', controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
+  });
+
+  it('decompresses a gzip body, as fetch did', async () => {
+    const res = await get('/gzip');
+    expect(Buffer.from(await res.bytes()).equals(PAYLOAD)).toBe(true);
+    await res.release();
+  });
+
+  it('hands the whole body over in a buffer of its own, never a slice of a shared pool', async () => {
+    const res = await get('/json');
+    const body = await res.bytes();
+    await res.release();
+    expect(body.byteOffset).toBe(0);
+    expect(body.buffer.byteLength).toBe(PAYLOAD.length);
+  });
+
+  it('rejects with the socket error when nothing listens', async () => {
+    const closed = http.createServer();
+    await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+    const port = (closed.address() as AddressInfo).port;
+    await new Promise((resolve) => closed.close(resolve));
+    await expect(
+      exchange(new URL(`http://127.0.0.1:${port}/`), {
+        method: 'GET',
+        headers: {},
+        signal: new AbortController().signal,
+      }),
+    ).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
