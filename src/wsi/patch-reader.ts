@@ -90,9 +90,12 @@ export function levelWindow(
   };
 }
 
-/** The same bytes as a Buffer (no copy), for Buffer#copy. */
-function asBuffer(bytes: Uint8Array): Buffer {
-  return Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+/**
+ * A plain Uint8Array over the same bytes: its `subarray` makes a plain view, where a Buffer's
+ * makes another Buffer through Node's wrapper, which costs more per row than the copy itself.
+ */
+function plainBytes(bytes: Uint8Array): Uint8Array {
+  return Buffer.isBuffer(bytes) ? new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength) : bytes;
 }
 
 /** `into` checked against the region's size, or a new buffer. */
@@ -283,14 +286,15 @@ export class PatchReader {
       );
     }
     const rowBytes = dest.width * RGB_CHANNELS;
-    // Buffer#copy is one native call per row with no view allocated for it; set(subarray())
-    // allocates a view per row, which in a fresh process (before the JIT) cost more than the copy.
-    const src = asBuffer(frame.data);
-    const dst = asBuffer(out.data);
+    // set(subarray()) on plain Uint8Arrays: per row, a view and one memmove. Buffer#copy validates
+    // its arguments and then does the same through two more JavaScript layers: measured on 117
+    // patches, 18 ms against 12 in a fresh process and alike once optimised.
+    const src = plainBytes(frame.data);
+    const dst = plainBytes(out.data);
     for (let y = 0; y < dest.height; y++) {
       const from = ((y0 - tileY + y) * frame.width + (x0 - tileX)) * RGB_CHANNELS;
       const to = ((dest.y + y) * out.width + dest.x) * RGB_CHANNELS;
-      src.copy(dst, to, from, from + rowBytes);
+      dst.set(src.subarray(from, from + rowBytes), to);
     }
   }
 }
