@@ -30,11 +30,13 @@ const rounds = Number(roundsArg);
 
 const config = loadConfig();
 // As the queue worker does when it starts, before it takes a job: one decoder for the process
-// (native JPEG when libturbojpeg loads, its buffers reused from one reader to the next), its WASM
-// workers started. Loading the codec library is start-up, as importing OpenCV is on EZ-WSI's side.
+// (native JPEG when libturbojpeg loads, its buffers reused from one reader to the next), its
+// workers started and ready (they load libturbojpeg too and share the JPEG frames). Loading the
+// codec library is start-up, as importing OpenCV is on EZ-WSI's side.
 const setupStart = performance.now();
 const decoder = new FrameDecoder(frameDecoderOptions(config));
 decoder.warmUp();
+await decoder.ready();
 const setupSeconds = (performance.now() - setupStart) / 1000;
 const seconds: number[] = [];
 /** CPU seconds of the whole process (every thread) per round: a figure other load on the machine inflates less than wall time. */

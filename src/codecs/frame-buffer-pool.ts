@@ -40,6 +40,15 @@ export class FrameBufferPool {
   }
 
   /**
+   * Counts `data` as one of this pool's own, so that `give` takes it back: a buffer that came from
+   * another thread (transferred, so a new view of memory no one else holds). Views into part of a
+   * larger buffer are refused, as they may share it.
+   */
+  adopt(data: Uint8Array): void {
+    if (data.byteOffset === 0 && data.byteLength === data.buffer.byteLength) this.#made.add(data);
+  }
+
+  /**
    * Takes a buffer back for reuse. The caller promises that nothing reads or writes it any more.
    * Buffers the pool did not make, or beyond its byte bound, are left to the garbage collector.
    */

@@ -12,7 +12,8 @@ import { decodeJpeg, type JpegDecoders } from './jpeg.js';
 import { decodeJpegLossless } from './jpeg-lossless.js';
 import { decodeJpegLs } from './jpeg-ls.js';
 import { decodeJpeg2000 } from './jpeg2000.js';
-import { NativeJpegDecoder } from './native-jpeg-decoder.js';
+import { DEFAULT_LIBTURBOJPEG, NativeJpegDecoder } from './native-jpeg-decoder.js';
+import { NativeJpegSharing } from './native-jpeg-sharing.js';
 import { assertDecodable } from './photometric.js';
 import { decodeRle } from './rle.js';
 import {
@@ -51,9 +52,6 @@ const WORKER_CODECS: Partial<Record<CodecFamily, WasmCodec>> = {
   'jpeg-lossless': 'jpeg-lossless',
 };
 
-/** The TurboJPEG library's name on Linux distributions (Config.PATHEMBED_LIBTURBOJPEG's default). */
-const DEFAULT_LIBTURBOJPEG = 'libturbojpeg.so.0';
-
 /** The pool size Config.PATHEMBED_DECODE_THREADS asks for: 0 means one worker per core the process may use. */
 export function decodeThreadCount(decodeThreads: number): number {
   return decodeThreads === 0 ? os.availableParallelism() : decodeThreads;
@@ -69,10 +67,19 @@ export class FrameDecoder {
 
   /** Throws JPEG_DECODER_UNAVAILABLE when `jpegDecoder` is `native` and its library does not load. */
   constructor(options: FrameDecoderOptions) {
-    this.#pool = new WasmWorkerPool(options.decodeThreads);
     const { native, unavailable } = nativeJpegDecoder(options);
+    // With the native decoder, the workers load it too and take a share of the JPEG frames.
+    this.#pool = new WasmWorkerPool(options.decodeThreads, {
+      nativeJpeg: native !== undefined,
+      ...(options.libturbojpeg ? { libturbojpeg: options.libturbojpeg } : {}),
+    });
     this.#buffers = new FrameBufferPool(options.reuseBytes ?? 0);
-    this.#jpeg = { native, pool: this.#pool, allocate: (bytes) => this.#buffers.take(bytes) };
+    this.#jpeg = {
+      native,
+      ...(native ? { sharing: new NativeJpegSharing(native, this.#pool, this.#buffers) } : {}),
+      pool: this.#pool,
+      allocate: (bytes) => this.#buffers.take(bytes),
+    };
     this.#nativeUnavailable = unavailable;
   }
 
@@ -91,19 +98,26 @@ export class FrameDecoder {
    * that their start-up overlaps the caller's next wait. Given the transfer syntax about to be
    * read (the frame cache passes it while the frames are fetched), they start only if that codec
    * runs in them, with its decoder compiling first. Without one (a slide not opened yet) they
-   * start for JPEG, unless JPEG is native: then nothing starts, as JPEG is the common case and a
-   * worker starting would only take CPU from the first frames.
+   * start for JPEG, the common case: with the native decoder they load it and share the JPEG
+   * frames with the main thread once ready (native-jpeg-sharing.ts); until then the main thread
+   * decodes alone, so a worker still starting never holds a frame up.
    */
   warmUp(transferSyntaxUid?: string): void {
     if (this.#closed) return;
+    const jpeg: WasmCodec = this.#jpeg.native ? 'jpeg-native' : 'jpeg';
     if (transferSyntaxUid === undefined) {
-      if (!this.#jpeg.native) this.#pool.warmUp('jpeg');
+      this.#pool.warmUp(jpeg);
       return;
     }
     const family = codecFamily(transferSyntaxUid);
     const codec = family && WORKER_CODECS[family];
-    if (!codec || (codec === 'jpeg' && this.#jpeg.native)) return;
-    this.#pool.warmUp(codec);
+    if (!codec) return;
+    this.#pool.warmUp(codec === 'jpeg' ? jpeg : codec);
+  }
+
+  /** Resolves once the workers started so far are ready to take frames (a worker process's start-up). */
+  ready(): Promise<void> {
+    return this.#pool.ready();
   }
 
   /**
@@ -185,6 +199,11 @@ export class FrameDecoder {
       );
     }
     return frame;
+  }
+
+  /** JPEG frames the workers decoded with the native decoder, sharing the main thread's (for tests and metrics). */
+  get jpegFramesDecodedInWorkers(): number {
+    return this.#jpeg.sharing?.framesInWorkers ?? 0;
   }
 
   /** Decode worker threads running now (for tests and metrics). */

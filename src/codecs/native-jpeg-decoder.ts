@@ -7,11 +7,12 @@
  * "JPEG decoder").
  *
  * It decodes on the calling thread, synchronously: a 240 px slide tile takes about 0.15 ms, less
- * than handing it to another thread costs (koffi's asynchronous calls measured 0.3 ms of the
- * main thread's time per call, and a worker thread must first start), and no thread has to start
- * or warm up before the first frame. Owns the library binding and one TurboJPEG decompressor. A
- * stream this path does not take (not 8-bit, four components, corrupt) is reported as a
- * `NativeJpegRefusal` so the caller can hand it to the decoders that define the error a user sees.
+ * than koffi's asynchronous calls cost the main thread (0.3 ms a call). To use more cores, the
+ * decode workers load it too and share a burst of frames with the main thread once they are ready
+ * (native-jpeg-sharing.ts); until then nothing waits for a thread to start. Owns the library
+ * binding and one TurboJPEG decompressor. A stream this path does not take (not 8-bit, four
+ * components, corrupt) is reported as a `NativeJpegRefusal` so the caller can hand it to the
+ * decoders that define the error a user sees.
  */
 import { createRequire } from 'node:module';
 import { PathembedError } from '../errors.js';
@@ -32,6 +33,9 @@ const TJERR_WARNING = 0;
 const TJ_DEFAULT_FLAGS = 0;
 /** Pitch 0: rows are packed (width x channels bytes). */
 const PACKED_ROWS = 0;
+
+/** The TurboJPEG library's name on Linux distributions (Config.PATHEMBED_LIBTURBOJPEG's default). */
+export const DEFAULT_LIBTURBOJPEG = 'libturbojpeg.so.0';
 
 /** Why the native path handed a frame back: the message is libjpeg's or says what was unsupported. */
 export class NativeJpegRefusal extends Error {

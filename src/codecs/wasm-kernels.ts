@@ -5,7 +5,9 @@
  * failure reply; nothing here throws across the thread boundary.
  */
 import { createRequire } from 'node:module';
+import { isPathembedError } from '../errors.js';
 import { planarToInterleaved } from './color.js';
+import { DEFAULT_LIBTURBOJPEG, NativeJpegDecoder, NativeJpegRefusal } from './native-jpeg-decoder.js';
 import type {
   WasmCodec,
   WasmDecodedSamples,
@@ -294,13 +296,64 @@ function decodeJpegLossless(encoded: Uint8Array): WasmDecodedSamples {
   return { width: info.width, height: info.height, samplesPerPixel: info.componentCount, data };
 }
 
-const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | Promise<WasmDecodedSamples>> =
-  {
-    jpeg: decodeJpegBaseline,
-    jpeg2000: decodeJpeg2000,
-    'jpeg-ls': decodeJpegLs,
-    'jpeg-lossless': decodeJpegLossless,
-  };
+/** This worker's native JPEG decoder: made on first use (or preload), or why it could not be. */
+let nativeJpeg: NativeJpegDecoder | Error | undefined;
+let nativeJpegLibrary = DEFAULT_LIBTURBOJPEG;
+
+/** The TurboJPEG library `jpeg-native` loads (the worker's start-up data says which). */
+export function useLibTurboJpeg(library: string | undefined): void {
+  if (library !== undefined) nativeJpegLibrary = library;
+}
+
+function nativeJpegDecoder(): NativeJpegDecoder {
+  if (nativeJpeg === undefined) {
+    try {
+      nativeJpeg = new NativeJpegDecoder(nativeJpegLibrary);
+    } catch (err) {
+      nativeJpeg = err instanceof Error ? err : new Error(String(err));
+    }
+  }
+  if (nativeJpeg instanceof Error) throw nativeJpeg;
+  return nativeJpeg;
+}
+
+/** Whether `jpeg-native` can decode in this worker (loads the library if not yet). */
+export function nativeJpegReady(): boolean {
+  try {
+    nativeJpegDecoder();
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** A stream the native decoder refused, as a reply the pool turns back into a NativeJpegRefusal. */
+class RefusedError extends Error {}
+
+function decodeNativeJpeg(request: WasmDecodeRequest): WasmDecodedSamples {
+  const { target } = request;
+  // The target is the caller's recycled buffer: used when it is the right size, else new memory.
+  const allocate = (bytes: number) =>
+    target && target.byteLength === bytes ? target : new Uint8Array(bytes);
+  try {
+    return nativeJpegDecoder().decode(request.encoded, allocate, request.expected);
+  } catch (err) {
+    if (err instanceof NativeJpegRefusal) throw new RefusedError(err.message);
+    if (isPathembedError(err)) throw new KernelError(err.message, err.code);
+    throw err;
+  }
+}
+
+const KERNELS: Record<
+  WasmCodec,
+  (encoded: Uint8Array, request: WasmDecodeRequest) => WasmDecodedSamples | Promise<WasmDecodedSamples>
+> = {
+  jpeg: decodeJpegBaseline,
+  jpeg2000: decodeJpeg2000,
+  'jpeg-ls': decodeJpegLs,
+  'jpeg-lossless': decodeJpegLossless,
+  'jpeg-native': (_encoded, request) => decodeNativeJpeg(request),
+};
 
 /**
  * Starts compiling the WASM decoder of `codec` (the slide's, when the pool was started for one;
@@ -309,6 +362,10 @@ const KERNELS: Record<WasmCodec, (encoded: Uint8Array) => WasmDecodedSamples | P
  * CPU-millisecond spent before the first patch delays it.
  */
 export function preloadKernels(codec: WasmCodec = 'jpeg'): void {
+  if (codec === 'jpeg-native') {
+    nativeJpegReady();
+    return;
+  }
   const load = PRELOADERS[codec];
   load?.().catch(() => {});
 }
@@ -322,9 +379,19 @@ const PRELOADERS: Partial<Record<WasmCodec, () => Promise<unknown>>> = {
 /** Runs one request; always resolves, with the samples or with a failure to send back. */
 export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {
   try {
-    const samples = await KERNELS[request.codec](request.encoded);
+    const samples = await KERNELS[request.codec](request.encoded, request);
     return { id: request.id, ok: true, ...samples };
   } catch (err) {
+    if (err instanceof RefusedError) {
+      return {
+        id: request.id,
+        ok: false,
+        code: 'FRAME_DECODE_ERROR',
+        message: err.message,
+        fatal: false,
+        refused: true,
+      };
+    }
     if (err instanceof KernelError) {
       return { id: request.id, ok: false, code: err.code, message: err.message, fatal: false };
     }

@@ -1,8 +1,11 @@
 /**
  * A small pool of worker threads for the synchronous, CPU-heavy decoders (OpenJPEG and CharLS as
- * WASM, jpeg-lossless-decoder-js), so a decode never blocks the event loop. Workers start on first
- * use, take one frame at a time, and hand samples back as transferred buffers. An idle worker does
- * not keep the process alive; a worker that crashes is replaced on the next request.
+ * WASM, jpeg-lossless-decoder-js), so a decode never blocks the event loop, and for native JPEG
+ * frames the main thread shares with them (`decodeNativeJpeg`). Workers start on first use or
+ * `warmUp`, take one frame at a time (native JPEG: up to two queued, so a worker never waits for
+ * the main thread between frames), and hand samples back as transferred buffers. An idle worker
+ * does not keep the process alive (one starting does, until it is ready); a worker that crashes
+ * is replaced on the next request.
  *
  * The worker entry is `wasm-worker.ts` beside this file. Compiled by tsc it is `wasm-worker.js`
  * and plain node runs it. From TypeScript sources (vitest, tsx) a worker thread gets no loader
@@ -11,28 +14,50 @@
  */
 import { Worker } from 'node:worker_threads';
 import { PathembedError } from '../errors.js';
-import type { WasmCodec, WasmDecodedSamples, WasmDecodeReply, WasmDecodeRequest } from './wasm-protocol.js';
+import { NativeJpegRefusal } from './native-jpeg-decoder.js';
+import type {
+  WasmCodec,
+  WasmDecodedSamples,
+  WasmDecodeReply,
+  WasmDecodeRequest,
+  WasmWorkerData,
+  WasmWorkerReady,
+} from './wasm-protocol.js';
 
 const SOURCE_EXTENSION = '.ts';
 const WORKER_BASENAME = 'wasm-worker';
+/** Native JPEG frames one worker holds at once: the one it decodes and the next. */
+const NATIVE_JPEG_DEPTH = 2;
 
 interface Task {
   codec: WasmCodec;
   encoded: Uint8Array;
+  expected?: { width: number; height: number };
+  target?: Uint8Array;
   resolve: (samples: WasmDecodedSamples) => void;
   reject: (err: Error) => void;
 }
 
 interface Slot {
   worker: Worker;
-  task: Task | undefined;
-  taskId: number;
+  /** Requests sent and not answered yet, by id. */
+  tasks: Map<number, Task>;
+  /** The worker said it is ready (its preloaded decoder loaded). */
+  ready: boolean;
+  /** Native JPEG decodes in it. */
+  nativeJpeg: boolean;
 }
 
-/** Starts one decode worker, from compiled JavaScript or from TypeScript sources; it compiles `preload`'s decoder first. */
-function startWorker(preload: WasmCodec | undefined): Worker {
+export interface WasmWorkerPoolOptions {
+  /** Every worker loads the native JPEG decoder at start, to share JPEG frames. Default false. */
+  readonly nativeJpeg?: boolean;
+  /** The TurboJPEG library it loads (Config.PATHEMBED_LIBTURBOJPEG). */
+  readonly libturbojpeg?: string;
+}
+
+/** Starts one decode worker, from compiled JavaScript or from TypeScript sources. */
+function startWorker(workerData: WasmWorkerData): Worker {
   const here = import.meta.url;
-  const workerData = { preload };
   if (!here.endsWith(SOURCE_EXTENSION)) {
     return new Worker(new URL(`./${WORKER_BASENAME}.js`, here), { workerData });
   }
@@ -43,14 +68,20 @@ function startWorker(preload: WasmCodec | undefined): Worker {
   return new Worker(bootstrap, { eval: true, execArgv: [], workerData });
 }
 
+function isReady(message: WasmDecodeReply | WasmWorkerReady): message is WasmWorkerReady {
+  return (message as WasmWorkerReady).ready === true;
+}
+
 export class WasmWorkerPool {
   readonly #size: number;
+  readonly #options: WasmWorkerPoolOptions;
   readonly #slots: Slot[] = [];
   readonly #queue: Task[] = [];
+  readonly #readyWaiters: Array<() => void> = [];
   #nextId = 1;
   #closed = false;
 
-  constructor(size: number) {
+  constructor(size: number, options: WasmWorkerPoolOptions = {}) {
     if (!Number.isInteger(size) || size < 1) {
       throw new PathembedError(
         'INVALID_ARGUMENT',
@@ -58,6 +89,7 @@ export class WasmWorkerPool {
       );
     }
     this.#size = size;
+    this.#options = options;
   }
 
   /** Workers currently started (for tests and metrics). */
@@ -80,14 +112,60 @@ export class WasmWorkerPool {
     });
   }
 
+  /** How many more native JPEG frames ready workers can take now (0 while none is ready). */
+  get nativeJpegCapacity(): number {
+    if (this.#closed) return 0;
+    let free = 0;
+    for (const slot of this.#slots) {
+      if (slot.ready && slot.nativeJpeg) free += Math.max(0, NATIVE_JPEG_DEPTH - slot.tasks.size);
+    }
+    return free;
+  }
+
+  /**
+   * Decodes one JPEG stream with a worker's native decoder, checking its size against `expected`
+   * first; `target`, when given, is transferred and decoded into if it fits. Only while
+   * `nativeJpegCapacity` > 0 (else rejects with INTERNAL). Rejects with NativeJpegRefusal when
+   * the worker's decoder refuses the stream, as the main thread's would.
+   */
+  decodeNativeJpeg(
+    encoded: Uint8Array,
+    expected: { width: number; height: number },
+    target?: Uint8Array,
+  ): Promise<WasmDecodedSamples> {
+    let best: Slot | undefined;
+    for (const slot of this.#slots) {
+      if (!slot.ready || !slot.nativeJpeg || slot.tasks.size >= NATIVE_JPEG_DEPTH) continue;
+      if (!best || slot.tasks.size < best.tasks.size) best = slot;
+    }
+    if (this.#closed || !best) {
+      return Promise.reject(
+        new PathembedError('INTERNAL', 'No decode worker can take a native JPEG frame now'),
+      );
+    }
+    const slot = best;
+    return new Promise((resolve, reject) => {
+      const task: Task = { codec: 'jpeg-native', encoded: encoded.slice(), expected, resolve, reject };
+      if (target) task.target = target;
+      this.#send(slot, task);
+    });
+  }
+
   /**
    * Starts every worker now instead of on first use, so that their start (module load, WASM
-   * compile of `codec`'s decoder, default JPEG) overlaps whatever the caller does next, e.g.
-   * reading a slide's metadata or fetching its frames. Workers already running are left alone.
+   * compile of `codec`'s decoder, default JPEG; the native JPEG decoder when the pool shares JPEG
+   * frames) overlaps whatever the caller does next, e.g. reading a slide's metadata or fetching
+   * its frames. Workers already running are left alone.
    */
   warmUp(codec?: WasmCodec): void {
     if (this.#closed) return;
     while (this.#slots.length < this.#size) this.#spawn(codec);
+  }
+
+  /** Resolves once every worker started so far has said it is ready (or died). */
+  ready(): Promise<void> {
+    if (this.#slots.every((slot) => slot.ready)) return Promise.resolve();
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
   /** Stops every worker; requests still queued or running are rejected. */
@@ -96,45 +174,77 @@ export class WasmWorkerPool {
     const closedError = () => new PathembedError('INTERNAL', 'The frame decoder was closed during a decode');
     for (const task of this.#queue.splice(0)) task.reject(closedError());
     const slots = this.#slots.splice(0);
-    for (const slot of slots) slot.task?.reject(closedError());
+    for (const slot of slots) for (const task of slot.tasks.values()) task.reject(closedError());
+    this.#notifyReady();
     await Promise.all(slots.map((slot) => slot.worker.terminate()));
   }
 
   #pump(): void {
     while (this.#queue.length > 0) {
-      let slot = this.#slots.find((s) => s.task === undefined);
+      let slot = this.#slots.find((s) => s.tasks.size === 0);
       if (!slot) {
         if (this.#slots.length >= this.#size) return;
         slot = this.#spawn(this.#queue[0]?.codec);
       }
-      const task = this.#queue.shift()!;
-      slot.task = task;
-      slot.taskId = this.#nextId++;
-      // A busy worker must keep the process alive until its answer arrives.
-      slot.worker.ref();
-      const request: WasmDecodeRequest = { id: slot.taskId, codec: task.codec, encoded: task.encoded };
-      slot.worker.postMessage(request, [task.encoded.buffer as ArrayBuffer]);
+      this.#send(slot, this.#queue.shift()!);
     }
   }
 
+  #send(slot: Slot, task: Task): void {
+    const id = this.#nextId++;
+    slot.tasks.set(id, task);
+    // A busy worker must keep the process alive until its answer arrives.
+    slot.worker.ref();
+    const request: WasmDecodeRequest = { id, codec: task.codec, encoded: task.encoded };
+    const transfer = [task.encoded.buffer as ArrayBuffer];
+    if (task.expected) request.expected = task.expected;
+    if (task.target) {
+      request.target = task.target;
+      transfer.push(task.target.buffer as ArrayBuffer);
+    }
+    slot.worker.postMessage(request, transfer);
+  }
+
   #spawn(preload?: WasmCodec): Slot {
-    const slot: Slot = { worker: startWorker(preload), task: undefined, taskId: 0 };
-    slot.worker.on('message', (reply: WasmDecodeReply) => this.#onReply(slot, reply));
+    const workerData: WasmWorkerData = {
+      ...(preload ? { preload } : {}),
+      ...(this.#options.nativeJpeg ? { nativeJpeg: true } : {}),
+      ...(this.#options.libturbojpeg ? { libturbojpeg: this.#options.libturbojpeg } : {}),
+    };
+    const slot: Slot = { worker: startWorker(workerData), tasks: new Map(), ready: false, nativeJpeg: false };
+    slot.worker.on('message', (message: WasmDecodeReply | WasmWorkerReady) => {
+      if (isReady(message)) this.#onReady(slot, message);
+      else this.#onReply(slot, message);
+    });
     slot.worker.on('error', (err: Error) => this.#onLost(slot, `decode worker failed: ${err.message}`, err));
     slot.worker.on('exit', (code: number) => this.#onLost(slot, `decode worker exited with code ${code}`));
-    slot.worker.unref();
+    // A starting worker keeps the process alive until it is ready, so that `ready()` can be awaited.
     this.#slots.push(slot);
     return slot;
   }
 
+  #onReady(slot: Slot, message: WasmWorkerReady): void {
+    slot.ready = true;
+    slot.nativeJpeg = message.nativeJpeg;
+    if (slot.tasks.size === 0) slot.worker.unref();
+    this.#notifyReady();
+  }
+
+  #notifyReady(): void {
+    if (!this.#slots.every((slot) => slot.ready)) return;
+    for (const resolve of this.#readyWaiters.splice(0)) resolve();
+  }
+
   #onReply(slot: Slot, reply: WasmDecodeReply): void {
-    const task = slot.task;
-    if (!task || reply.id !== slot.taskId) return;
-    slot.task = undefined;
-    slot.worker.unref();
+    const task = slot.tasks.get(reply.id);
+    if (!task) return;
+    slot.tasks.delete(reply.id);
+    if (slot.tasks.size === 0) slot.worker.unref();
     if (reply.ok) {
       const { id: _id, ok: _ok, ...samples } = reply;
       task.resolve(samples);
+    } else if (reply.refused) {
+      task.reject(new NativeJpegRefusal(reply.message));
     } else {
       task.reject(new PathembedError(reply.code, reply.message, { codec: task.codec }));
       if (reply.fatal) this.#retire(slot);
@@ -142,20 +252,32 @@ export class WasmWorkerPool {
     this.#pump();
   }
 
-  /** A worker died (uncaught error or exit): its frame fails and the slot is freed for a new one. */
+  /** A worker died (uncaught error or exit): its frames fail and the slot is freed for a new one. */
   #onLost(slot: Slot, message: string, cause?: Error): void {
     const index = this.#slots.indexOf(slot);
     if (index < 0) return;
     this.#slots.splice(index, 1);
-    slot.task?.reject(new PathembedError('INTERNAL', message, { codec: slot.task.codec }, { cause }));
-    slot.task = undefined;
+    for (const task of slot.tasks.values()) {
+      task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
+    }
+    slot.tasks.clear();
     void slot.worker.terminate();
+    this.#notifyReady();
     this.#pump();
   }
 
   #retire(slot: Slot): void {
     const index = this.#slots.indexOf(slot);
     if (index >= 0) this.#slots.splice(index, 1);
+    for (const task of slot.tasks.values()) {
+      task.reject(
+        new PathembedError('INTERNAL', 'The decode worker was replaced after a fatal error', {
+          codec: task.codec,
+        }),
+      );
+    }
+    slot.tasks.clear();
     void slot.worker.terminate();
+    this.#notifyReady();
   }
 }

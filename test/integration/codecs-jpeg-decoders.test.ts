@@ -25,9 +25,11 @@ import {
   FIXTURES,
   REPO_ROOT,
 } from '../../scripts/dev-services/fixtures.js';
+import { FrameBufferPool } from '../../src/codecs/frame-buffer-pool.js';
 import { FrameDecoder } from '../../src/codecs/frame-decoder.js';
 import { decodeWithSharp } from '../../src/codecs/jpeg.js';
 import { NativeJpegDecoder, NativeJpegRefusal } from '../../src/codecs/native-jpeg-decoder.js';
+import { NativeJpegSharing } from '../../src/codecs/native-jpeg-sharing.js';
 import { runKernel } from '../../src/codecs/wasm-kernels.js';
 import { WasmWorkerPool } from '../../src/codecs/wasm-worker-pool.js';
 import { loadConfig } from '../../src/config.js';
@@ -424,20 +426,136 @@ describe('FrameDecoder: which libjpeg-turbo decodes JPEG (PATHEMBED_JPEG_DECODER
 });
 
 describe('FrameDecoder warm-up: workers only for the codecs that decode in them', () => {
-  it('starts none for JPEG with the native decoder, all of them for JPEG 2000, and for JPEG without it', async () => {
+  it('starts them for JPEG (native or WASM) and JPEG 2000, none for uncompressed frames', async () => {
     const native = new FrameDecoder({ decodeThreads: 2 });
     const wasm = new FrameDecoder({ decodeThreads: 2, jpegDecoder: 'wasm' });
+    const plain = new FrameDecoder({ decodeThreads: 2 });
     try {
-      native.warmUp();
+      plain.warmUp('1.2.840.10008.1.2.1');
+      expect(plain.workerCount).toBe(0);
       native.warmUp(TransferSyntax.JpegBaseline);
-      native.warmUp('1.2.840.10008.1.2.1');
-      expect(native.workerCount).toBe(0);
-      native.warmUp('1.2.840.10008.1.2.4.90');
       expect(native.workerCount).toBe(2);
+      await native.ready();
       wasm.warmUp(TransferSyntax.JpegBaseline);
       expect(wasm.workerCount).toBe(2);
+      plain.warmUp('1.2.840.10008.1.2.4.90');
+      expect(plain.workerCount).toBe(2);
     } finally {
-      await Promise.all([native.close(), wasm.close()]);
+      await Promise.all([native.close(), wasm.close(), plain.close()]);
+    }
+  });
+});
+
+describe('native JPEG frames shared with the decode workers', () => {
+  let frames: Uint8Array[] = [];
+  beforeAll(async () => {
+    frames = (await framesOf('cmu-jpeg', await ensureFixture(FIXTURES.find((f) => f.name === 'cmu-jpeg')!)))
+      .frames;
+  });
+
+  it('decodes a burst on the main thread and the workers to the bytes the main thread alone gives', async () => {
+    const alone = new NativeJpegDecoder('libturbojpeg.so.0');
+    const shared = new FrameDecoder({ decodeThreads: 2, reuseBytes: 64 << 20 });
+    try {
+      shared.warmUp();
+      await shared.ready();
+      const decoded = await Promise.all(
+        frames.map((f) => shared.decode(f, TransferSyntax.JpegBaseline, desc)),
+      );
+      expect(decoded).toHaveLength(frames.length);
+      for (const [i, frame] of decoded.entries()) {
+        expect(Buffer.compare(frame.data, alone.decode(frames[i]!).data), `frame ${i}`).toBe(0);
+      }
+      // Both sides took frames: the workers some, the main thread the rest.
+      expect(shared.jpegFramesDecodedInWorkers).toBeGreaterThan(0);
+      expect(shared.jpegFramesDecodedInWorkers).toBeLessThan(frames.length);
+      // The workers' buffers are the decoder's to reuse, like its own.
+      const first = decoded.map((frame) => Buffer.from(frame.data));
+      for (const frame of decoded) shared.recycle(frame);
+      expect(shared.reusableBytes).toBe(frames.length * 240 * 240 * 3);
+      // Decoded again into those buffers (sent to the workers too): the same bytes.
+      const again = await Promise.all(frames.map((f) => shared.decode(f, TransferSyntax.JpegBaseline, desc)));
+      for (const [i, frame] of again.entries())
+        expect(Buffer.compare(frame.data, first[i]!), `frame ${i}`).toBe(0);
+      expect(shared.reusableBytes).toBe(0);
+    } finally {
+      alone.close();
+      await shared.close();
+    }
+  });
+
+  it('fails a corrupt frame of a burst with FRAME_DECODE_ERROR wherever it lands, and decodes the others', async () => {
+    const shared = new FrameDecoder({ decodeThreads: 2 });
+    try {
+      shared.warmUp();
+      await shared.ready();
+      const bad = new Set([1, 2, 5, 8]);
+      const burst = frames.slice(0, 12).map((f, i) => {
+        if (!bad.has(i)) return f;
+        const corrupt = Uint8Array.from(f);
+        corrupt.fill(7, 700, 900);
+        return corrupt;
+      });
+      const results = await Promise.allSettled(
+        burst.map((f) => shared.decode(f, TransferSyntax.JpegBaseline, desc)),
+      );
+      for (const [i, r] of results.entries()) {
+        if (bad.has(i)) {
+          expect(r.status, `frame ${i}`).toBe('rejected');
+          expect(isPathembedError((r as PromiseRejectedResult).reason, 'FRAME_DECODE_ERROR')).toBe(true);
+        } else {
+          expect(r.status, `frame ${i}`).toBe('fulfilled');
+        }
+      }
+      expect(shared.jpegFramesDecodedInWorkers).toBeGreaterThan(0);
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('refuses a frame of the wrong size in a worker as on the main thread, naming both sizes', async () => {
+    const shared = new FrameDecoder({ decodeThreads: 2 });
+    try {
+      shared.warmUp();
+      await shared.ready();
+      const wrong = { ...desc, rows: 256, columns: 256 };
+      const results = await Promise.allSettled(
+        frames.slice(0, 8).map((f) => shared.decode(f, TransferSyntax.JpegBaseline, wrong)),
+      );
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason;
+        expect(isPathembedError(err, 'FRAME_DECODE_ERROR')).toBe(true);
+        expect((err as Error).message).toMatch(/240x240 but the header says 256x256/);
+      }
+    } finally {
+      await shared.close();
+    }
+  });
+
+  it('decodes every frame of a burst on the main thread when its workers are stopped under it', async () => {
+    const alone = new NativeJpegDecoder('libturbojpeg.so.0');
+    const pool = new WasmWorkerPool(2, { nativeJpeg: true });
+    const buffers = new FrameBufferPool(0);
+    const sharing = new NativeJpegSharing(alone, pool, buffers);
+    const reference = new NativeJpegDecoder('libturbojpeg.so.0');
+    try {
+      pool.warmUp('jpeg-native');
+      await pool.ready();
+      expect(pool.nativeJpegCapacity).toBe(4);
+      const burst = frames.slice(0, 24).map((f) => sharing.decode(f, { width: 240, height: 240 }));
+      // Let the first frames reach the workers, then stop them mid-burst.
+      await new Promise((resolve) => setImmediate(resolve));
+      await pool.close();
+      const decoded = await Promise.all(burst);
+      for (const [i, samples] of decoded.entries()) {
+        expect(Buffer.compare(samples.data, reference.decode(frames[i]!).data), `frame ${i}`).toBe(0);
+      }
+      expect(sharing.framesInWorkers).toBeLessThan(24);
+    } finally {
+      await pool.close();
+      alone.close();
+      reference.close();
     }
   });
 });
