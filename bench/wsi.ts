@@ -382,7 +382,7 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
 
 interface FeedRow {
   fixture: string;
-  /** Who decodes: the native JPEG decoder on the reading thread, or the WASM workers. */
+  /** Who decodes: the native JPEG decoder (reading thread and workers), or the WASM workers. */
   decoder: string;
   threads: number;
   patches: number;
@@ -401,8 +401,8 @@ function toBatchTensor(patches: readonly RgbFrame[], tensor: Float32Array): void
 
 /**
  * `--feed`: patches/s one process feeds a no-op model (module doc). JPEG with the native decoder
- * (on the reading thread, pathembed's default), then with the WASM decoder per worker count from 1
- * to the cores; JPEG 2000 per WASM worker count.
+ * (pathembed's default: the reading thread and its workers share the frames) per worker count from
+ * 1 to the cores, then with the WASM decoder alike; JPEG 2000 per WASM worker count.
  */
 async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string): Promise<void> {
   const cores = os.availableParallelism();
@@ -425,8 +425,16 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
     const rects = gridRects(level, PATCH_SIZE_PX);
     const tensor = new Float32Array(batchSize * PATCH_BYTES);
     const setups: { decoder: string; threads: number; jpegDecoder: JpegDecoderChoice }[] = [];
-    if (name === 'cmu-jpeg')
-      setups.push({ decoder: 'libjpeg-turbo native, reading thread', threads: 1, jpegDecoder: 'native' });
+    if (name === 'cmu-jpeg') {
+      // The native decoder runs on the reading thread and, once ready, in the workers as well.
+      for (let threads = 1; threads <= cores; threads++) {
+        setups.push({
+          decoder: `libjpeg-turbo native, reading thread + ${threads} worker${threads > 1 ? 's' : ''}`,
+          threads,
+          jpegDecoder: 'native',
+        });
+      }
+    }
     const wasm = name === 'cmu-jpeg' ? 'libjpeg-turbo WASM' : 'OpenJPEG WASM';
     for (let threads = 1; threads <= cores; threads++) {
       setups.push({
@@ -438,6 +446,7 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
     for (const { decoder: decoderName, threads, jpegDecoder } of setups) {
       const decoder = new FrameDecoder({ decodeThreads: threads, jpegDecoder });
       decoder.warmUp();
+      await decoder.ready();
       const pass = async () => {
         // A cold cache each pass: every frame is fetched and decoded again.
         const reader = new PatchReader(

@@ -116,12 +116,12 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_DECODE_THREADS: v(
     int(0, 64),
     '0',
-    'Worker threads that decode JPEG 2000, JPEG-LS and lossless JPEG frames, and JPEG ones when the native decoder is not in use (PATHEMBED_JPEG_DECODER); 0 starts one per core.',
+    'Worker threads that decode JPEG 2000, JPEG-LS and lossless JPEG frames, and JPEG ones: with the native decoder (PATHEMBED_JPEG_DECODER) they load it too and share the JPEG frames with the reading thread; 0 starts one per core.',
   ),
   PATHEMBED_JPEG_DECODER: v(
     z.enum(['auto', 'native', 'wasm']),
     'auto',
-    "JPEG frame decoder: `native` is the machine's libjpeg-turbo (PATHEMBED_LIBTURBOJPEG), called on the reading thread, and fails at start without it; `wasm` is libjpeg-turbo as WASM in the decode workers; `auto` takes native when the library loads, else wasm. Both give the same pixels; native is several times faster.",
+    "JPEG frame decoder: `native` is the machine's libjpeg-turbo (PATHEMBED_LIBTURBOJPEG), called on the reading thread and in the decode workers, and fails at start without it; `wasm` is libjpeg-turbo as WASM in the decode workers; `auto` takes native when the library loads, else wasm. Both give the same pixels; native is several times faster.",
   ),
   PATHEMBED_LIBTURBOJPEG: v(
     z.string().min(1),
