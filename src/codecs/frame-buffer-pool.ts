@@ -28,15 +28,20 @@ export class FrameBufferPool {
 
   /** A buffer of `bytes` bytes, reused when one is free. Its contents are undefined: the caller writes all of it. */
   take(bytes: number): Uint8Array {
-    const reused = this.#free.get(bytes)?.pop();
-    if (reused) {
-      this.#held.delete(reused);
-      this.#heldBytes -= bytes;
-      return reused;
-    }
+    const reused = this.takeFree(bytes);
+    if (reused) return reused;
     const made = Buffer.allocUnsafeSlow(bytes);
     this.#made.add(made);
     return made;
+  }
+
+  /** A free buffer of `bytes` bytes when one is held, else undefined (nothing is allocated). */
+  takeFree(bytes: number): Uint8Array | undefined {
+    const reused = this.#free.get(bytes)?.pop();
+    if (!reused) return undefined;
+    this.#held.delete(reused);
+    this.#heldBytes -= bytes;
+    return reused;
   }
 
   /**

@@ -55,4 +55,27 @@ describe('FrameBufferPool', () => {
     expect(pool.heldBytes).toBe(0);
     expect(pool.take(FRAME)).not.toBe(a);
   });
+
+  it('hands out only a free buffer from takeFree, allocating nothing', () => {
+    const pool = new FrameBufferPool(4 * FRAME);
+    expect(pool.takeFree(FRAME)).toBeUndefined();
+    const a = pool.take(FRAME);
+    pool.give(a);
+    expect(pool.takeFree(2 * FRAME)).toBeUndefined();
+    expect(pool.takeFree(FRAME)).toBe(a);
+    expect(pool.heldBytes).toBe(0);
+    expect(pool.takeFree(FRAME)).toBeUndefined();
+  });
+
+  it('takes back a buffer it adopted (one that came from another thread), not a view into a larger one', () => {
+    const pool = new FrameBufferPool(4 * FRAME);
+    const whole = new Uint8Array(FRAME);
+    pool.adopt(whole);
+    pool.give(whole);
+    expect(pool.heldBytes).toBe(FRAME);
+    const part = new Uint8Array(new ArrayBuffer(2 * FRAME), 0, FRAME);
+    pool.adopt(part);
+    pool.give(part);
+    expect(pool.heldBytes).toBe(FRAME);
+  });
 });
