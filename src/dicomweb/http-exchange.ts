@@ -8,13 +8,15 @@
  * metadata and frames 30-40 ms slower over fetch than over node:http, whose parser is native
  * (docs/benchmarks.md, "EZ-WSI comparison").
  *
- * Bodies are decompressed (gzip, deflate, br) as fetch did, since stores compress JSON. Redirects
- * are not followed here: the caller checks each hop against the allow-list. The signal aborts
- * the request and the reading of its body alike.
+ * Bodies are decompressed (gzip, deflate, br, also stacked) as fetch did, since stores compress
+ * JSON; one that does not decompress is marked (`isBodyDecodingError`) so the request reports a
+ * bad answer rather than a network failure. Redirects are not followed here: the caller checks
+ * each hop against the allow-list. The signal aborts the request and the reading of its body
+ * until the raw answer has fully arrived.
  */
 import http from 'node:http';
 import https from 'node:https';
-import type { Readable } from 'node:stream';
+import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import zlib from 'node:zlib';
 
@@ -49,29 +51,104 @@ export interface ExchangeInit {
 
 /** What fetch asked for, so stores answer JSON as compactly as they did. */
 const ACCEPT_ENCODING = 'gzip, deflate, br';
+/** Sent with every request: some proxies and firewalls refuse requests without one. */
+const USER_AGENT = 'pathembed';
+/**
+ * Idle connections close after this long (or a second before the server's Keep-Alive hint), as
+ * fetch's did, instead of waiting for the server to close one just as it is reused.
+ */
+const IDLE_SOCKET_MS = 4000;
+const HTTP_NO_CONTENT = 204;
+const HTTP_NOT_MODIFIED = 304;
 
 // One pool of connections per protocol for the process, as fetch's global dispatcher kept: a job's
 // requests reuse the sockets of the one before. Idle sockets do not keep the process alive.
 const AGENTS = {
-  'http:': new http.Agent({ keepAlive: true }),
-  'https:': new https.Agent({ keepAlive: true }),
+  'http:': new http.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
+  'https:': new https.Agent({ keepAlive: true, timeout: IDLE_SOCKET_MS }),
 } as const;
 
-function decoded(message: http.IncomingMessage): Readable {
-  const encoding = message.headers['content-encoding']?.trim().toLowerCase();
-  const inflate =
-    encoding === 'gzip' || encoding === 'x-gzip'
-      ? zlib.createGunzip()
-      : encoding === 'deflate'
-        ? zlib.createInflate()
-        : encoding === 'br'
-          ? zlib.createBrotliDecompress()
-          : undefined;
-  if (!inflate) return message;
-  // A failure on either side ends the other, so a reader sees the error instead of waiting.
-  message.on('error', (err) => inflate.destroy(err));
-  inflate.on('close', () => message.destroy());
-  return message.pipe(inflate);
+/**
+ * Decoders of the content codings fetch accepted. Flushing as fetch does lets an empty or slightly
+ * short compressed body end cleanly instead of failing on its missing trailer.
+ */
+const DECODERS: Readonly<Record<string, () => Transform>> = {
+  gzip: () =>
+    zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  'x-gzip': () =>
+    zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  deflate: () =>
+    zlib.createInflate({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  br: () =>
+    zlib.createBrotliDecompress({
+      flush: zlib.constants.BROTLI_OPERATION_FLUSH,
+      finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
+    }),
+};
+
+/** Marks errors of a body that did not decompress, so the request maps them to a bad answer. */
+const DECODING_FAILED = Symbol('pathembed.bodyDecodingFailed');
+
+/** Whether `err` is a body that would not decompress (not a network failure). */
+export function isBodyDecodingError(err: unknown): boolean {
+  return (
+    typeof err === 'object' && err !== null && (err as { [DECODING_FAILED]?: true })[DECODING_FAILED] === true
+  );
+}
+
+/** The body as sent, and the decoders it goes through (outermost coding first undone). */
+function decoding(message: http.IncomingMessage, method: string): { body: Readable; stages: Transform[] } {
+  const header = message.headers['content-encoding'];
+  const status = message.statusCode ?? 0;
+  // As fetch: nothing to decode in an answer that has no body.
+  if (
+    header === undefined ||
+    method === 'HEAD' ||
+    status === HTTP_NO_CONTENT ||
+    status === HTTP_NOT_MODIFIED ||
+    message.headers['content-length'] === '0'
+  ) {
+    return { body: message, stages: [] };
+  }
+  const codings = header
+    .split(',')
+    .map((c) => c.trim().toLowerCase())
+    .filter((c) => c !== '' && c !== 'identity');
+  const stages: Transform[] = [];
+  // Codings are listed in the order they were applied: undo the last first.
+  for (const coding of codings.reverse()) {
+    const make = DECODERS[coding];
+    if (!make) {
+      const refused = new PassThrough();
+      refused.destroy(
+        Object.assign(
+          new Error(
+            `the answer's Content-Encoding "${coding}" is not one pathembed decodes (gzip, deflate, br)`,
+          ),
+          {
+            [DECODING_FAILED]: true,
+          },
+        ),
+      );
+      return { body: refused, stages: [refused] };
+    }
+    stages.push(make());
+  }
+  let body: Readable = message;
+  // Errors that reach a stage from upstream (a dropped connection, an abort) are not its own.
+  const upstream = new WeakSet<Error>();
+  for (const stage of stages) {
+    stage.on('error', (err: Error) => {
+      if (!upstream.has(err)) Object.assign(err, { [DECODING_FAILED]: true });
+    });
+    // A failure upstream ends the stage, so a reader sees the error instead of waiting.
+    body.on('error', (err) => {
+      upstream.add(err);
+      stage.destroy(err);
+    });
+    body = body.pipe(stage);
+  }
+  return { body, stages };
 }
 
 /** The error an aborted exchange fails with; what aborted it is the signal's reason. */
@@ -82,13 +159,18 @@ function abortError(signal: AbortSignal): Error {
   });
 }
 
-function storeResponse(message: http.IncomingMessage, onRelease: () => void): StoreResponse {
-  const body = decoded(message);
+function storeResponse(
+  message: http.IncomingMessage,
+  request: http.ClientRequest,
+  method: string,
+  onRelease: () => void,
+): StoreResponse {
+  const { body, stages } = decoding(message, method);
   // Errors reach whoever reads the body (the stream keeps them); an answer nobody reads further
   // (an error excerpt cut short, a redirect) must not fail the process when its socket closes.
   const ignore = () => {};
   message.on('error', ignore);
-  if (body !== message) body.on('error', ignore);
+  for (const stage of stages) stage.on('error', ignore);
   return {
     status: message.statusCode ?? 0,
     statusText: message.statusMessage ?? '',
@@ -119,14 +201,19 @@ function storeResponse(message: http.IncomingMessage, onRelease: () => void): St
     },
     async release(): Promise<void> {
       onRelease();
-      if (message.complete && !body.destroyed) {
-        // The rest is already in memory (a multipart epilogue, an unread error body). Its end
-        // frees the socket; waiting for it lets the caller's next request find it free.
-        body.resume();
-        await finished(body).catch(() => {});
+      // The rest of the raw answer is already in memory (a multipart epilogue, an unread error
+      // body) and the request was sent whole: drain it, not decompressing what nobody reads, so
+      // its end frees the socket, and wait for that so the caller's next request finds it free.
+      if (message.complete && !message.destroyed && request.writableFinished) {
+        for (const stage of stages) {
+          message.unpipe(stage);
+          stage.destroy();
+        }
+        message.resume();
+        await finished(message).catch(() => {});
         return;
       }
-      body.destroy();
+      for (const stage of stages) stage.destroy();
       message.destroy();
     },
   };
@@ -147,7 +234,11 @@ export function exchange(url: URL, init: ExchangeInit): Promise<StoreResponse> {
   const { signal } = init;
   if (signal.aborted) return Promise.reject(abortError(signal));
   const transport = url.protocol === 'https:' ? https : http;
-  const headers: Record<string, string> = { 'accept-encoding': ACCEPT_ENCODING, ...init.headers };
+  const headers: Record<string, string> = {
+    'accept-encoding': ACCEPT_ENCODING,
+    'user-agent': USER_AGENT,
+    ...init.headers,
+  };
   if (init.body !== undefined) headers['content-length'] = String(init.body.byteLength);
   return new Promise((resolve, reject) => {
     let message: http.IncomingMessage | undefined;
@@ -163,7 +254,7 @@ export function exchange(url: URL, init: ExchangeInit): Promise<StoreResponse> {
       message = answer;
       answer.on('close', detach);
       resolve(
-        storeResponse(answer, () => {
+        storeResponse(answer, request, init.method, () => {
           released = true;
           detach();
         }),

@@ -11,7 +11,7 @@ import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { type AuthProvider, noAuth } from './auth.js';
 import type { StoreLimiters } from './concurrency-limiter.js';
-import { exchange, type StoreResponse } from './http-exchange.js';
+import { exchange, isBodyDecodingError, type StoreResponse } from './http-exchange.js';
 import {
   attemptSignal,
   decideRetry,
@@ -325,6 +325,15 @@ export class StoreRequester {
           return { ok: true, value: await spec.consume(res, signal) };
         } catch (err) {
           if (err instanceof PathembedError) throw err;
+          if (isBodyDecodingError(err) && !spec.signal?.aborted && !timeout.aborted) {
+            throw new PathembedError(
+              'DICOMWEB_BAD_RESPONSE',
+              `${spec.what}: ${method} ${safeUrlForMessage(url)} answered with a body that does not decompress ` +
+                `(Content-Encoding ${res.headers.get('content-encoding') ?? 'none'}): ${scrub(describeNetworkError(err))}. ` +
+                'The store or a proxy in between sent a corrupt body; try again, and report it to the store if it persists.',
+              { method, url: safeUrlForMessage(url), status: res.status },
+            );
+          }
           return this.#networkFailure(err, spec, timeout, scrub);
         } finally {
           await res.release();

@@ -8,7 +8,11 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { exchange } from '../../src/dicomweb/http-exchange.js';
+import { loadConfig } from '../../src/config.js';
+import { exchange, isBodyDecodingError } from '../../src/dicomweb/http-exchange.js';
+import { DicomWebClient, StoreLimiters } from '../../src/dicomweb/index.js';
+import { retryPolicy } from '../../src/domain-options.js';
+import { isPathembedError } from '../../src/errors.js';
 
 const PAYLOAD = Buffer.from(
   JSON.stringify([{ '00080016': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.77.1.6'] } }]),
@@ -30,6 +34,36 @@ beforeAll(async () => {
       const body = zlib.gzipSync(PAYLOAD);
       res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
       res.end(body);
+    } else if (req.url === '/stacked') {
+      // Applied gzip first, then br: the header lists them in that order.
+      const body = zlib.brotliCompressSync(zlib.gzipSync(PAYLOAD));
+      res.writeHead(200, { 'content-encoding': 'gzip, br', 'content-length': body.length });
+      res.end(body);
+    } else if (req.url === '/gzip-empty') {
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': 0 });
+      res.end();
+    } else if (req.url === '/gzip-corrupt') {
+      const body = zlib.gzipSync(PAYLOAD);
+      body.fill(0x55, 10, 40);
+      res.writeHead(200, {
+        'content-type': 'application/dicom+json',
+        'content-encoding': 'gzip',
+        'content-length': body.length,
+      });
+      res.end(body);
+    } else if (req.url === '/slow-gzip') {
+      // A gzip stream cut in two: the first half now, the rest when the test says so.
+      const body = zlib.gzipSync(Buffer.concat([PAYLOAD, PAYLOAD]));
+      const half = body.length >> 1;
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.write(body.subarray(0, half));
+      releaseSlow.push(() => res.end(body.subarray(half)));
+    } else if (req.url === '/compress') {
+      res.writeHead(200, { 'content-encoding': 'compress', 'content-length': PAYLOAD.length });
+      res.end(PAYLOAD);
+    } else if (req.url === '/agent') {
+      res.writeHead(200, { 'content-type': 'text/plain' });
+      res.end(req.headers['user-agent'] ?? '');
     } else if (req.url === '/large') {
       res.writeHead(200, { 'content-length': LARGE.length });
       res.end(LARGE);
@@ -129,6 +163,44 @@ describe('exchange', () => {
     await res.release();
   });
 
+  it('undoes stacked codings in reverse order, and reads an empty gzip body as empty', async () => {
+    const stacked = await get('/stacked');
+    expect(Buffer.from(await stacked.bytes()).equals(PAYLOAD)).toBe(true);
+    await stacked.release();
+    const empty = await get('/gzip-empty');
+    expect((await empty.bytes()).length).toBe(0);
+    await empty.release();
+  });
+
+  it('marks a body that does not decompress, or whose coding is unknown, as a decoding failure', async () => {
+    for (const path of ['/gzip-corrupt', '/compress']) {
+      const res = await get(path);
+      const err = await res.bytes().then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isBodyDecodingError(err), path).toBe(true);
+      await res.release();
+    }
+    // An abort while a compressed body is read is an abort, not a decoding failure.
+    const controller = new AbortController();
+    const res = await get('/slow-gzip', controller.signal);
+    controller.abort(new Error('cancelled'));
+    const aborted = await res.bytes().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isBodyDecodingError(aborted)).toBe(false);
+    await res.release();
+    releaseSlow.shift()?.();
+  });
+
+  it('says who is asking (User-Agent), as fetch did', async () => {
+    const res = await get('/agent');
+    expect(Buffer.from(await res.bytes()).toString()).toBe('pathembed');
+    await res.release();
+  });
+
   it('hands the whole body over in a buffer of its own, never a slice of a shared pool', async () => {
     const res = await get('/json');
     const body = await res.bytes();
@@ -149,5 +221,24 @@ describe('exchange', () => {
         signal: new AbortController().signal,
       }),
     ).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+  });
+});
+
+describe('store requests over the exchange', () => {
+  it('report a body that does not decompress as DICOMWEB_BAD_RESPONSE, not a network failure', async () => {
+    const config = loadConfig({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '1' });
+    const client = new DicomWebClient({
+      allowedStores: config.PATHEMBED_ALLOWED_STORES,
+      retry: retryPolicy(config),
+      framesPerRequest: 4,
+      storeConcurrency: 2,
+      limiters: new StoreLimiters(2),
+    });
+    const err = await client.qido(base, '/gzip-corrupt', new URLSearchParams()).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE')).toBe(true);
+    expect((err as Error).message).toMatch(/does not decompress \(Content-Encoding gzip\)/);
   });
 });
