@@ -128,6 +128,7 @@ class KernelError extends Error {
   constructor(
     message: string,
     readonly code: WasmDecodeFailure['code'] = 'FRAME_DECODE_ERROR',
+    readonly details?: Record<string, unknown>,
   ) {
     super(message);
   }
@@ -339,7 +340,7 @@ function decodeNativeJpeg(request: WasmDecodeRequest): WasmDecodedSamples {
     return nativeJpegDecoder().decode(request.encoded, allocate, request.expected);
   } catch (err) {
     if (err instanceof NativeJpegRefusal) throw new RefusedError(err.message);
-    if (isPathembedError(err)) throw new KernelError(err.message, err.code);
+    if (isPathembedError(err)) throw new KernelError(err.message, err.code, { ...err.details });
     throw err;
   }
 }
@@ -393,7 +394,14 @@ export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeR
       };
     }
     if (err instanceof KernelError) {
-      return { id: request.id, ok: false, code: err.code, message: err.message, fatal: false };
+      return {
+        id: request.id,
+        ok: false,
+        code: err.code,
+        message: err.message,
+        fatal: false,
+        ...(err.details ? { details: err.details } : {}),
+      };
     }
     // An Emscripten abort (RuntimeError) leaves the module's memory in an unknown state.
     const fatal = err instanceof Error && err.name === EMSCRIPTEN_ABORT_ERROR;

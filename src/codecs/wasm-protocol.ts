@@ -33,7 +33,10 @@ export interface WasmWorkerData {
   libturbojpeg?: string;
 }
 
-/** Sent once by a worker when its preloaded decoder is ready (or failed to load). */
+/**
+ * Sent once by a worker when it has started: its native JPEG decoder loaded (or failed to), its
+ * preloaded WASM decoder compiling.
+ */
 export interface WasmWorkerReady {
   ready: true;
   /** Whether `jpeg-native` decodes in this worker. */
@@ -60,6 +63,8 @@ export interface WasmDecodeFailure {
   fatal: boolean;
   /** `jpeg-native` handed the stream back (NativeJpegRefusal): the other JPEG decoders take it. */
   refused?: boolean;
+  /** The error's details, as the main thread's decoder would have given them (sizes, etc.). */
+  details?: Record<string, unknown>;
 }
 
 export type WasmDecodeReply = WasmDecodeSuccess | WasmDecodeFailure;

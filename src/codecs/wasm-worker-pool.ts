@@ -68,6 +68,13 @@ function startWorker(workerData: WasmWorkerData): Worker {
   return new Worker(bootstrap, { eval: true, execArgv: [], workerData });
 }
 
+/** A ready worker with the native decoder, holding only native JPEG frames and room for one more. */
+function takesNativeJpeg(slot: Slot): boolean {
+  if (!slot.ready || !slot.nativeJpeg || slot.tasks.size >= NATIVE_JPEG_DEPTH) return false;
+  for (const task of slot.tasks.values()) if (task.codec !== 'jpeg-native') return false;
+  return true;
+}
+
 function isReady(message: WasmDecodeReply | WasmWorkerReady): message is WasmWorkerReady {
   return (message as WasmWorkerReady).ready === true;
 }
@@ -112,13 +119,15 @@ export class WasmWorkerPool {
     });
   }
 
-  /** How many more native JPEG frames ready workers can take now (0 while none is ready). */
+  /**
+   * How many more native JPEG frames ready workers can take now: 0 while none is ready, and while
+   * other codecs' frames wait for a worker (the main thread then decodes JPEG alone, so a JPEG
+   * burst never holds up a JPEG 2000 frame).
+   */
   get nativeJpegCapacity(): number {
-    if (this.#closed) return 0;
+    if (this.#closed || this.#queue.length > 0) return 0;
     let free = 0;
-    for (const slot of this.#slots) {
-      if (slot.ready && slot.nativeJpeg) free += Math.max(0, NATIVE_JPEG_DEPTH - slot.tasks.size);
-    }
+    for (const slot of this.#slots) if (takesNativeJpeg(slot)) free += NATIVE_JPEG_DEPTH - slot.tasks.size;
     return free;
   }
 
@@ -135,10 +144,10 @@ export class WasmWorkerPool {
   ): Promise<WasmDecodedSamples> {
     let best: Slot | undefined;
     for (const slot of this.#slots) {
-      if (!slot.ready || !slot.nativeJpeg || slot.tasks.size >= NATIVE_JPEG_DEPTH) continue;
+      if (!takesNativeJpeg(slot)) continue;
       if (!best || slot.tasks.size < best.tasks.size) best = slot;
     }
-    if (this.#closed || !best) {
+    if (this.#closed || this.#queue.length > 0 || !best) {
       return Promise.reject(
         new PathembedError('INTERNAL', 'No decode worker can take a native JPEG frame now'),
       );
@@ -192,9 +201,6 @@ export class WasmWorkerPool {
 
   #send(slot: Slot, task: Task): void {
     const id = this.#nextId++;
-    slot.tasks.set(id, task);
-    // A busy worker must keep the process alive until its answer arrives.
-    slot.worker.ref();
     const request: WasmDecodeRequest = { id, codec: task.codec, encoded: task.encoded };
     const transfer = [task.encoded.buffer as ArrayBuffer];
     if (task.expected) request.expected = task.expected;
@@ -202,7 +208,18 @@ export class WasmWorkerPool {
       request.target = task.target;
       transfer.push(task.target.buffer as ArrayBuffer);
     }
-    slot.worker.postMessage(request, transfer);
+    try {
+      slot.worker.postMessage(request, transfer);
+    } catch (err) {
+      // Not sent (a buffer that cannot be transferred): the frame fails, the slot stays free.
+      task.reject(
+        new PathembedError('INTERNAL', `A frame could not be sent to a decode worker: ${String(err)}`),
+      );
+      return;
+    }
+    slot.tasks.set(id, task);
+    // A busy worker must keep the process alive until its answer arrives.
+    slot.worker.ref();
   }
 
   #spawn(preload?: WasmCodec): Slot {
@@ -246,7 +263,7 @@ export class WasmWorkerPool {
     } else if (reply.refused) {
       task.reject(new NativeJpegRefusal(reply.message));
     } else {
-      task.reject(new PathembedError(reply.code, reply.message, { codec: task.codec }));
+      task.reject(new PathembedError(reply.code, reply.message, { ...reply.details, codec: task.codec }));
       if (reply.fatal) this.#retire(slot);
     }
     this.#pump();

@@ -285,6 +285,15 @@ export class PatchReader {
         { level: level.index, col, row },
       );
     }
+    if (frame.data.length < frame.width * frame.height * RGB_CHANNELS) {
+      // A frame whose buffer was handed on (detached) or cut short: copying it would give a blank
+      // or stale patch without a word.
+      throw new PathembedError(
+        'INTERNAL',
+        `A frame of level ${level.index} holds ${frame.data.length} bytes, not the ${frame.width * frame.height * RGB_CHANNELS} of its ${frame.width}x${frame.height} pixels`,
+        { level: level.index, col, row },
+      );
+    }
     const rowBytes = dest.width * RGB_CHANNELS;
     // set(subarray()) on plain Uint8Arrays: per row, a view and one memmove. Buffer#copy validates
     // its arguments and then does the same through two more JavaScript layers: measured on 117

@@ -527,6 +527,13 @@ describe('native JPEG frames shared with the decode workers', () => {
         const err = (r as PromiseRejectedResult).reason;
         expect(isPathembedError(err, 'FRAME_DECODE_ERROR')).toBe(true);
         expect((err as Error).message).toMatch(/240x240 but the header says 256x256/);
+        // The same details wherever it was decoded.
+        expect((err as { details: object }).details).toMatchObject({
+          decodedWidth: 240,
+          decodedHeight: 240,
+          columns: 256,
+          rows: 256,
+        });
       }
     } finally {
       await shared.close();
