@@ -68,8 +68,8 @@ export const CONFIG_VARIABLES = {
   ),
   PATHEMBED_FRAMES_PER_REQUEST: v(
     int(1, 512),
-    '32',
-    'Most frame numbers asked for in one WADO-RS frames request.',
+    '64',
+    'Most frame numbers asked for in one WADO-RS frames request (fewer, larger requests cost the store and the reader less; each is held whole in memory until read).',
   ),
   PATHEMBED_STORE_CONCURRENCY: v(
     int(1, 256),
