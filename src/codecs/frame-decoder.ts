@@ -60,6 +60,8 @@ export function decodeThreadCount(decodeThreads: number): number {
 export class FrameDecoder {
   readonly #pool: WasmWorkerPool;
   readonly #jpeg: JpegDecoders;
+  /** The native JPEG decoder of this thread (the one `#jpeg.native` shares), closed with it. */
+  readonly #native: NativeJpegDecoder | undefined;
   readonly #buffers: FrameBufferPool;
   /** Why `auto` settled for the WASM JPEG decoder (the native library's load error). */
   readonly #nativeUnavailable: string | undefined;
@@ -74,11 +76,10 @@ export class FrameDecoder {
       ...(options.libturbojpeg ? { libturbojpeg: options.libturbojpeg } : {}),
     });
     this.#buffers = new FrameBufferPool(options.reuseBytes ?? 0);
+    this.#native = native;
     this.#jpeg = {
-      native,
-      ...(native ? { sharing: new NativeJpegSharing(native, this.#pool, this.#buffers) } : {}),
+      ...(native ? { native: new NativeJpegSharing(native, this.#pool, this.#buffers) } : {}),
       pool: this.#pool,
-      allocate: (bytes) => this.#buffers.take(bytes),
     };
     this.#nativeUnavailable = unavailable;
   }
@@ -203,7 +204,7 @@ export class FrameDecoder {
 
   /** JPEG frames the workers decoded with the native decoder, sharing the main thread's (for tests and metrics). */
   get jpegFramesDecodedInWorkers(): number {
-    return this.#jpeg.sharing?.framesInWorkers ?? 0;
+    return this.#jpeg.native?.framesInWorkers ?? 0;
   }
 
   /** Decode worker threads running now (for tests and metrics). */
@@ -227,7 +228,7 @@ export class FrameDecoder {
   /** Stops the decode workers. Safe to call more than once. */
   async close(): Promise<void> {
     this.#closed = true;
-    this.#jpeg.native?.close();
+    this.#native?.close();
     this.#buffers.clear();
     await this.#pool.close();
   }

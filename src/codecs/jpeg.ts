@@ -14,7 +14,7 @@ import sharp from 'sharp';
 import { isPathembedError, PathembedError } from '../errors.js';
 import { samplesToRgb } from './color.js';
 import { BENIGN_JPEG_WARNING, type JpegHeader, readJpegHeader } from './jpeg-markers.js';
-import { type NativeJpegDecoder, NativeJpegRefusal } from './native-jpeg-decoder.js';
+import { NativeJpegRefusal } from './native-jpeg-decoder.js';
 import type { NativeJpegSharing } from './native-jpeg-sharing.js';
 import { COLOUR_SAMPLES, GREY_SAMPLES, Photometric } from './photometric.js';
 import type { DecodedSamples, FrameDescription, RgbFrame } from './types.js';
@@ -76,14 +76,13 @@ export async function decodeWithSharp(
   };
 }
 
-/** The JPEG decoders a FrameDecoder holds: the native one when it loaded, and the worker pool. */
+/**
+ * The JPEG decoders a FrameDecoder holds: the native one when it loaded (shared with the decode
+ * workers, decoding into reused buffers), and the worker pool.
+ */
 export interface JpegDecoders {
-  readonly native?: NativeJpegDecoder | undefined;
-  /** The native decoder shared with the decode workers; when set, frames go through it. */
-  readonly sharing?: NativeJpegSharing | undefined;
+  readonly native?: NativeJpegSharing | undefined;
   readonly pool: WasmWorkerPool;
-  /** Where the native decoder's colour frames go (reused buffers); default new memory. */
-  readonly allocate?: (bytes: number) => Uint8Array;
 }
 
 export async function decodeJpeg(
@@ -100,12 +99,12 @@ export async function decodeJpeg(
 
 async function decodeSamples(
   encoded: Uint8Array,
-  { native, sharing, pool, allocate }: JpegDecoders,
+  { native, pool }: JpegDecoders,
   expected: { width: number; height: number },
 ): Promise<DecodedSamples> {
   if (native) {
     try {
-      return sharing ? await sharing.decode(encoded, expected) : native.decode(encoded, allocate, expected);
+      return await native.decode(encoded, expected);
     } catch (err) {
       // A stream the native path refuses (12-bit, CMYK, corrupt) goes to the decoders whose
       // refusal is the error a user sees, so both paths fail alike.

@@ -10,9 +10,9 @@
  * With no worker ready (a process just started, one core) frames decode where they are asked, at
  * once, as without sharing.
  *
- * A frame goes to a worker with a free buffer of the decoder's FrameBufferPool to decode into, when
- * there is one (so reused memory goes to workers too), and its answer is taken into that pool. A worker
- * lost mid-frame costs nothing but time: the frame decodes here instead.
+ * A frame goes to a worker with a free buffer of the decoder's FrameBufferPool to decode into,
+ * when there is one (so reused memory goes to workers too), and its answer is taken into that
+ * pool. A worker lost mid-frame costs nothing but time: the frame decodes here instead.
  */
 import { isPathembedError } from '../errors.js';
 import type { FrameBufferPool } from './frame-buffer-pool.js';
@@ -37,6 +37,8 @@ export class NativeJpegSharing {
   readonly #queue: QueuedFrame[] = [];
   #scheduled = false;
   #framesInWorkers = 0;
+  /** Where frames decoded here go: the decoder's reused buffers. */
+  readonly #allocate = (bytes: number) => this.buffers.take(bytes);
 
   constructor(
     private readonly native: NativeJpegDecoder,
@@ -121,6 +123,6 @@ export class NativeJpegSharing {
   }
 
   #decodeHere(encoded: Uint8Array, expected: Expected): DecodedSamples {
-    return this.native.decode(encoded, (bytes) => this.buffers.take(bytes), expected);
+    return this.native.decode(encoded, this.#allocate, expected);
   }
 }

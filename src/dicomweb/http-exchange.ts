@@ -4,9 +4,9 @@
  *
  * Why not fetch: Node's fetch (undici) parses HTTP with llhttp compiled to WebAssembly and hands
  * bodies over as web streams. Both are slow until V8 has warmed them up, and a worker's first slide
- * pays for that on every request it makes: on a 2-core VM the first slide of a process read its
- * metadata and frames 30-40 ms slower over fetch than over node:http, whose parser is native
- * (docs/benchmarks.md, "EZ-WSI comparison").
+ * pays for that on every request it makes: on a 2-core VM the first slide of a process read in
+ * 0.155 s over fetch and 0.126 s over node:http, whose parser is native (docs/benchmarks.md,
+ * "Against EZ-WSI DICOMweb").
  *
  * Bodies are decompressed (gzip, deflate, br, also stacked) as fetch did, since stores compress
  * JSON; one that does not decompress is marked (`isBodyDecodingError`) so the request reports a
@@ -19,6 +19,7 @@ import https from 'node:https';
 import { PassThrough, type Readable, type Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { joinOwned } from './multipart.js';
 
 /** The answer to one exchange, read by the request's `consume`. */
 export interface StoreResponse {
@@ -72,13 +73,11 @@ const AGENTS = {
  * Decoders of the content codings fetch accepted. Flushing as fetch does lets an empty or slightly
  * short compressed body end cleanly instead of failing on its missing trailer.
  */
+const ZLIB_FLUSH = { flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH };
 const DECODERS: Readonly<Record<string, () => Transform>> = {
-  gzip: () =>
-    zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-  'x-gzip': () =>
-    zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
-  deflate: () =>
-    zlib.createInflate({ flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH }),
+  gzip: () => zlib.createGunzip(ZLIB_FLUSH),
+  'x-gzip': () => zlib.createGunzip(ZLIB_FLUSH),
+  deflate: () => zlib.createInflate(ZLIB_FLUSH),
   br: () =>
     zlib.createBrotliDecompress({
       flush: zlib.constants.BROTLI_OPERATION_FLUSH,
@@ -191,13 +190,7 @@ function storeResponse(
         length += (chunk as Buffer).length;
       }
       // Decoders may transfer the buffer to a worker thread: it must not be Node's shared pool.
-      const out = new Uint8Array(length);
-      let offset = 0;
-      for (const c of chunks) {
-        out.set(c, offset);
-        offset += c.length;
-      }
-      return out;
+      return joinOwned(chunks, length);
     },
     async release(): Promise<void> {
       onRelease();

@@ -156,15 +156,23 @@ function parseHeaderBlock(block: Buffer): Record<string, string> {
   return headers;
 }
 
-function makePart(headers: Record<string, string>, chunks: Buffer[], length: number): MultipartPart {
-  // One exact allocation per part: decoders (and transfers to worker threads) get a clean buffer
-  // rather than a slice of Node's shared pool or of a network chunk.
+/**
+ * `chunks` (`length` bytes in all) joined into one exact allocation of their own: decoders (and
+ * transfers to worker threads) get a clean buffer rather than a slice of Node's shared pool or of
+ * a network chunk.
+ */
+export function joinOwned(chunks: readonly Uint8Array[], length: number): Uint8Array {
   const data = new Uint8Array(length);
   let offset = 0;
   for (const c of chunks) {
     data.set(c, offset);
     offset += c.length;
   }
+  return data;
+}
+
+function makePart(headers: Record<string, string>, chunks: Buffer[], length: number): MultipartPart {
+  const data = joinOwned(chunks, length);
   const contentType = headers['content-type'];
   return {
     headers,

@@ -277,7 +277,8 @@ export class JobRecordStore {
 
   /**
    * Ends a job: sets the final state once (later calls are refused) and deletes its token in the
-   * same step, frees its in-flight slot and starts the retention clock. Returns whether this call was the one that ended it.
+   * same step, frees its in-flight slot and starts the retention clock. Returns whether this call
+   * was the one that ended it.
    */
   async finish(jobId: string, state: FinalState, update: RecordUpdate = {}): Promise<boolean> {
     const finishedAt = update.finishedAt ?? Date.now();

@@ -446,6 +446,14 @@ describe('FrameDecoder warm-up: workers only for the codecs that decode in them'
   });
 });
 
+/** A FrameDecoder with two workers, started and ready to share JPEG frames. */
+async function readyDecoder(reuseBytes = 0): Promise<FrameDecoder> {
+  const decoder = new FrameDecoder({ decodeThreads: 2, reuseBytes });
+  decoder.warmUp();
+  await decoder.ready();
+  return decoder;
+}
+
 describe('native JPEG frames shared with the decode workers', () => {
   let frames: Uint8Array[] = [];
   beforeAll(async () => {
@@ -455,10 +463,8 @@ describe('native JPEG frames shared with the decode workers', () => {
 
   it('decodes a burst on the main thread and the workers to the bytes the main thread alone gives', async () => {
     const alone = new NativeJpegDecoder('libturbojpeg.so.0');
-    const shared = new FrameDecoder({ decodeThreads: 2, reuseBytes: 64 << 20 });
+    const shared = await readyDecoder(64 << 20);
     try {
-      shared.warmUp();
-      await shared.ready();
       const decoded = await Promise.all(
         frames.map((f) => shared.decode(f, TransferSyntax.JpegBaseline, desc)),
       );
@@ -485,10 +491,8 @@ describe('native JPEG frames shared with the decode workers', () => {
   });
 
   it('fails a corrupt frame of a burst with FRAME_DECODE_ERROR wherever it lands, and decodes the others', async () => {
-    const shared = new FrameDecoder({ decodeThreads: 2 });
+    const shared = await readyDecoder();
     try {
-      shared.warmUp();
-      await shared.ready();
       const bad = new Set([1, 2, 5, 8]);
       const burst = frames.slice(0, 12).map((f, i) => {
         if (!bad.has(i)) return f;
@@ -514,10 +518,8 @@ describe('native JPEG frames shared with the decode workers', () => {
   });
 
   it('refuses a frame of the wrong size in a worker as on the main thread, naming both sizes', async () => {
-    const shared = new FrameDecoder({ decodeThreads: 2 });
+    const shared = await readyDecoder();
     try {
-      shared.warmUp();
-      await shared.ready();
       const wrong = { ...desc, rows: 256, columns: 256 };
       const results = await Promise.allSettled(
         frames.slice(0, 8).map((f) => shared.decode(f, TransferSyntax.JpegBaseline, wrong)),
