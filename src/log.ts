@@ -20,6 +20,13 @@ export const REDACTED_PATHS = [
 
 export type Logger = pino.Logger;
 
+/**
+ * One logger that writes nothing, shared by every component built without a logger (a
+ * DicomWebClient per slide read, say): making a pino instance each time costs about 0.5 ms in a
+ * fresh process, on the path to a slide's first request.
+ */
+export const SILENT_LOGGER: Logger = pino({ level: 'silent' });
+
 export function createLogger(level = 'info', name = 'pathembed'): Logger {
   return pino(
     { name, level, redact: { paths: REDACTED_PATHS, censor: '[redacted]' } },

@@ -7,12 +7,11 @@
  * and nowhere else.
  */
 import { setMaxListeners } from 'node:events';
-import { pino } from 'pino';
 import { type DicomJsonDataset, str } from '../dicom-json.js';
 import { Tag } from '../dicom-tags.js';
 import type { EncodedFrame, FrameSourceStats } from '../encoded-frame.js';
 import { PathembedError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { type Logger, SILENT_LOGGER } from '../log.js';
 import { TransferSyntax } from '../uids.js';
 import type { AuthProvider } from './auth.js';
 import { StoreLimiters } from './concurrency-limiter.js';
@@ -175,7 +174,7 @@ export class DicomWebClient {
     }
     this.framesPerRequest = options.framesPerRequest;
     this.#stowDestination = options.stowDestination;
-    this.#logger = options.logger ?? pino({ level: 'silent' });
+    this.#logger = options.logger ?? SILENT_LOGGER;
     this.#requester = new StoreRequester({
       allowList: parseAllowList(options.allowedStores),
       retry: options.retry,

@@ -5,10 +5,9 @@
  * typed errors whose messages name the request, the status and what to do, never a credential.
  * What a response means (JSON, multipart frames, STOW results) is left to the caller's `consume`.
  */
-import { pino } from 'pino';
 import type { FrameSourceStats } from '../encoded-frame.js';
 import { PathembedError } from '../errors.js';
-import type { Logger } from '../log.js';
+import { type Logger, SILENT_LOGGER } from '../log.js';
 import { type AuthProvider, noAuth } from './auth.js';
 import type { StoreLimiters } from './concurrency-limiter.js';
 import { exchange, isBodyDecodingError, type StoreResponse } from './http-exchange.js';
@@ -182,7 +181,7 @@ export class StoreRequester {
     this.#limiters = options.limiters;
     this.#stats = options.stats;
     this.#auth = options.auth ?? noAuth();
-    this.#logger = options.logger ?? pino({ level: 'silent' });
+    this.#logger = options.logger ?? SILENT_LOGGER;
     this.#random = options.random ?? Math.random;
   }
 
