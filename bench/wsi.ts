@@ -20,8 +20,10 @@
  * patch's sha256 is compared. pathembed runs compiled (dist/, built first), as it ships.
  *
  * `--feed` instead measures how many patches one worker process can feed a GPU: fetch, decode,
- * cut and batch into the model's float tensor with no model, per decode-thread count from 1 to
- * the cores available, with the CPU time it took.
+ * cut and batch into the model's input tensor with no model, per decode-thread count from 1 to
+ * the cores available, with the CPU time it took. The batch is what the GPU builds of the model
+ * take (uint8 pixels, scaled inside the graph); one more row batches into the fp32 build's float
+ * input (pixel / 255 on the CPU), with the embedding engine's own `writeBatchInput`.
  *
  * The run starts with the JPEG decoders side by side (bench/jpeg-decoders.ts; alone: `--decoders`).
  *
@@ -45,7 +47,8 @@ import { decodeThreadCount, FrameDecoder, type JpegDecoderChoice } from '../src/
 import { type Config, loadConfig } from '../src/config.js';
 import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
 import { frameDecoderOptions, retryPolicy } from '../src/domain-options.js';
-import { PATCH_BYTES, PATCH_SIZE_PX, PIXEL_SCALE } from '../src/embed/model-contract.js';
+import { writeBatchInput } from '../src/embed/batch-input.js';
+import { type ModelInputType, PATCH_BYTES, PATCH_SIZE_PX } from '../src/embed/model-contract.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
@@ -385,18 +388,11 @@ interface FeedRow {
   /** Who decodes: the native JPEG decoder (reading thread and workers), or the WASM workers. */
   decoder: string;
   threads: number;
+  /** The model input the batch is written into: uint8 (the GPU builds) or float32 (the fp32 build). */
+  input: ModelInputType;
   patches: number;
   patchesPerSecond: number;
   cpuMsPerPatch: number;
-}
-
-/** Copies uint8 RGB patches into the model's float input, as the embedding engine does. */
-function toBatchTensor(patches: readonly RgbFrame[], tensor: Float32Array): void {
-  for (const [b, patch] of patches.entries()) {
-    const offset = b * PATCH_BYTES;
-    const data = patch.data;
-    for (let i = 0; i < PATCH_BYTES; i++) tensor[offset + i] = data[i] / PIXEL_SCALE;
-  }
 }
 
 /**
@@ -423,8 +419,16 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
     const slide = await openSlide(source);
     const level = slide.level(0);
     const rects = gridRects(level, PATCH_SIZE_PX);
-    const tensor = new Float32Array(batchSize * PATCH_BYTES);
-    const setups: { decoder: string; threads: number; jpegDecoder: JpegDecoderChoice }[] = [];
+    const inputs = {
+      uint8: new Uint8Array(batchSize * PATCH_BYTES),
+      float32: new Float32Array(batchSize * PATCH_BYTES),
+    };
+    const setups: {
+      decoder: string;
+      threads: number;
+      jpegDecoder: JpegDecoderChoice;
+      input: ModelInputType;
+    }[] = [];
     if (name === 'cmu-jpeg') {
       // The native decoder runs on the reading thread and, once ready, in the workers as well.
       for (let threads = 1; threads <= cores; threads++) {
@@ -432,8 +436,11 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
           decoder: `libjpeg-turbo native, reading thread + ${threads} worker${threads > 1 ? 's' : ''}`,
           threads,
           jpegDecoder: 'native',
+          input: 'uint8',
         });
       }
+      // The fp32 build's input: the float conversion on the CPU, for a GPU that runs that build.
+      setups.push({ ...setups[setups.length - 1]!, input: 'float32' });
     }
     const wasm = name === 'cmu-jpeg' ? 'libjpeg-turbo WASM' : 'OpenJPEG WASM';
     for (let threads = 1; threads <= cores; threads++) {
@@ -441,9 +448,10 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
         decoder: `${wasm}, ${threads} worker${threads > 1 ? 's' : ''}`,
         threads,
         jpegDecoder: 'wasm',
+        input: 'uint8',
       });
     }
-    for (const { decoder: decoderName, threads, jpegDecoder } of setups) {
+    for (const { decoder: decoderName, threads, jpegDecoder, input } of setups) {
       const decoder = new FrameDecoder({ decodeThreads: threads, jpegDecoder });
       decoder.warmUp();
       await decoder.ready();
@@ -460,7 +468,10 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
           const patches = await Promise.all(
             rects.slice(i, i + batchSize).map((r) => reader.readRegion(level, r.x, r.y, r.width, r.height)),
           );
-          toBatchTensor(patches, tensor);
+          writeBatchInput(
+            inputs[input],
+            patches.map((p) => p.data),
+          );
         }
         await prefetch;
       };
@@ -476,11 +487,12 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
         fixture: name,
         decoder: decoderName,
         threads,
+        input,
         patches,
         patchesPerSecond: patches / seconds,
         cpuMsPerPatch: (cpu.user + cpu.system) / 1000 / patches,
       });
-      process.stderr.write(`${name} ${decoderName}: ${fmt(patches / seconds)} patches/s\n`);
+      process.stderr.write(`${name} ${decoderName}, ${input} input: ${fmt(patches / seconds)} patches/s\n`);
       await decoder.close();
     }
     await slide.close();
@@ -494,11 +506,11 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       `${batchSize} patches a batch, cold frame cache each pass, Orthanc on the same cores; ` +
       `1-minute load average ${loadStart.toFixed(2)} at the start, ${os.loadavg()[0].toFixed(2)} at the end.`,
     '',
-    '| slide | decoder | patches/s | CPU ms per patch (all threads) | patches per CPU-second |',
-    '| --- | --- | ---: | ---: | ---: |',
+    '| slide | decoder | model input | patches/s | CPU ms per patch (all threads) | patches per CPU-second |',
+    '| --- | --- | --- | ---: | ---: | ---: |',
     ...rows.map(
       (r) =>
-        `| ${r.fixture} | ${r.decoder} | ${fmt(r.patchesPerSecond)} | ${fmt(r.cpuMsPerPatch, 2)} | ${fmt(1000 / r.cpuMsPerPatch)} |`,
+        `| ${r.fixture} | ${r.decoder} | ${r.input === 'uint8' ? 'uint8 (GPU builds)' : 'float32 (fp32 build)'} | ${fmt(r.patchesPerSecond)} | ${fmt(r.cpuMsPerPatch, 2)} | ${fmt(1000 / r.cpuMsPerPatch)} |`,
     ),
   ];
   process.stdout.write(`${lines.join('\n')}\n\n${JSON.stringify({ machine, rows })}\n`);

@@ -15,6 +15,7 @@ import { performance } from 'node:perf_hooks';
 import { type InferenceSession, Tensor } from 'onnxruntime-node';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { writeBatchInput } from './batch-input.js';
 import { modelNotFound } from './default-model.js';
 import type { EngineOptions } from './engine-options.js';
 import { type ExecutionProvider, openSession } from './execution-provider.js';
@@ -30,7 +31,6 @@ import {
   PATCH_BYTES,
   PATCH_CHANNELS,
   PATCH_SIZE_PX,
-  PIXEL_SCALE,
 } from './model-contract.js';
 import { loadManifest, type ModelManifest } from './model-manifest.js';
 
@@ -192,20 +192,10 @@ export class EmbeddingEngine {
     const input = this.#input;
     const n = batch.length;
     const dims = [n, PATCH_SIZE_PX, PATCH_SIZE_PX, PATCH_CHANNELS];
-    let tensor: Tensor;
-    if (input instanceof Uint8Array) {
-      batch.forEach((patch, b) => {
-        input.set(patch, b * PATCH_BYTES);
-      });
-      tensor = new Tensor('uint8', input.subarray(0, n * PATCH_BYTES), dims);
-    } else {
-      batch.forEach((patch, b) => {
-        const offset = b * PATCH_BYTES;
-        // Division, not multiplication by 1/255: it rounds exactly as the reference `x / 255.0` does.
-        for (let i = 0; i < PATCH_BYTES; i++) input[offset + i] = patch[i]! / PIXEL_SCALE;
-      });
-      tensor = new Tensor('float32', input.subarray(0, n * PATCH_BYTES), dims);
-    }
+    writeBatchInput(input, batch);
+    const filled = input.subarray(0, n * PATCH_BYTES);
+    const tensor =
+      filled instanceof Uint8Array ? new Tensor('uint8', filled, dims) : new Tensor('float32', filled, dims);
     const fetches =
       n === this.batchSize
         ? { [MODEL_OUTPUT_NAME]: new Tensor('float32', this.#output, [n, EMBEDDING_WIDTH]) }
