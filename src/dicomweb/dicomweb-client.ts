@@ -17,12 +17,14 @@ import type { AuthProvider } from './auth.js';
 import { StoreLimiters } from './concurrency-limiter.js';
 import type { StoreResponse } from './http-exchange.js';
 import {
+  DEFAULT_MAX_PART_BYTES,
   encodeMultipart,
   multipartBoundary,
   parseContentType,
   readMultipart,
   transferSyntaxOf,
 } from './multipart.js';
+import { pageQido } from './qido-paging.js';
 import type { RetryPolicy } from './retry-policy.js';
 import {
   formatSeriesUrl,
@@ -207,20 +209,27 @@ export class DicomWebClient {
     const ref = parseSeriesReference(input);
     const seriesUrl = formatSeriesUrl(ref);
     const fields = Object.values(WSI_INSTANCE_FIELDS).join(',');
-    const found: DicomJsonDataset[] = [];
-    for (let offset = 0; ; offset += QIDO_PAGE_SIZE) {
-      const url = `${seriesUrl}/instances?includefield=${fields}&limit=${QIDO_PAGE_SIZE}${offset > 0 ? `&offset=${offset}` : ''}`;
-      const page = await this.#requester.request({
-        method: 'GET',
-        url,
-        accept: DICOM_JSON,
-        what: 'QIDO-RS search of the series instances',
-        notFoundHint: 'Check the study and series UIDs and the store base URL.',
-        signal: options.signal,
-        consume: (res) => readDicomJsonArray(res, `QIDO-RS ${safeUrlForMessage(url)}`),
-      });
-      found.push(...page);
-      if (page.length < QIDO_PAGE_SIZE) break;
+    const { items: found, repeated } = await pageQido(
+      (offset, limit) => {
+        const url = `${seriesUrl}/instances?includefield=${fields}&limit=${limit}${offset > 0 ? `&offset=${offset}` : ''}`;
+        return this.#requester.request({
+          method: 'GET',
+          url,
+          accept: DICOM_JSON,
+          what: 'QIDO-RS search of the series instances',
+          notFoundHint: 'Check the study and series UIDs and the store base URL.',
+          signal: options.signal,
+          consume: (res) => readDicomJsonArray(res, `QIDO-RS ${safeUrlForMessage(url)}`),
+        });
+      },
+      { pageSize: QIDO_PAGE_SIZE, keyOf: (ds) => str(ds, Tag.SOPInstanceUID) },
+    );
+    if (repeated) {
+      throw new PathembedError(
+        'DICOMWEB_BAD_RESPONSE',
+        `QIDO-RS search of the instances of ${safeUrlForMessage(seriesUrl)}: the store answered the same ${found.length} instances again when asked for the next page (it ignores the offset parameter), so the series cannot be listed whole. Read the slide by its metadata instead, or report it to the store.`,
+        { instances: found.length },
+      );
     }
     return this.#keepRequested(ref, found, 'QIDO-RS');
   }
@@ -322,7 +331,9 @@ export class DicomWebClient {
       consume: async (res) => {
         const contentType = res.headers.get('content-type') ?? undefined;
         const mediaType = contentType === undefined ? undefined : parseContentType(contentType).mediaType;
-        if (mediaType === undefined || !mediaType.startsWith('multipart/')) return res.bytes();
+        if (mediaType === undefined || !mediaType.startsWith('multipart/')) {
+          return res.bytes({ maxBytes: DEFAULT_MAX_PART_BYTES, what: context });
+        }
         for await (const part of readMultipart(res.body, multipartBoundary(contentType, context), {
           context,
         })) {
@@ -458,7 +469,17 @@ export class DicomWebClient {
           { instanceUid, frameNumbers: numbers },
         );
       }
-      const body = await res.bytes();
+      const body = await res.bytes({ maxBytes: DEFAULT_MAX_PART_BYTES, what: context });
+      if (body.byteLength === 0) {
+        throw new PathembedError(
+          'DICOMWEB_BAD_RESPONSE',
+          `${context}: the answer is empty; a frame has pixel data.`,
+          {
+            instanceUid,
+            frameNumbers: numbers,
+          },
+        );
+      }
       return [{ data: body, transferSyntaxUid: syntaxOf(undefined, mediaType, numbers[0]!) }];
     }
     const boundary = multipartBoundary(contentType, context);
@@ -473,11 +494,19 @@ export class DicomWebClient {
         );
       }
       // Where the store names each part's frame, check it: a misordered answer would place tiles wrongly.
-      const located = /\/frames\/(\d+)$/.exec(part.headers['content-location'] ?? '')?.[1];
+      // (A trailing slash, query or fragment after the number is still the frame's location.)
+      const located = /\/frames\/(\d+)\/?(?:[?#].*)?$/.exec(part.headers['content-location'] ?? '')?.[1];
       if (located !== undefined && Number(located) !== numbers[k]) {
         throw new PathembedError(
           'DICOMWEB_BAD_RESPONSE',
           `${context}: part ${k + 1} is frame ${located}, expected frame ${numbers[k]} (frames must come in the order asked).`,
+          { instanceUid, frameNumbers: numbers },
+        );
+      }
+      if (part.data.byteLength === 0) {
+        throw new PathembedError(
+          'DICOMWEB_BAD_RESPONSE',
+          `${context}: part ${k + 1} (frame ${numbers[k]}) is empty; a frame has pixel data.`,
           { instanceUid, frameNumbers: numbers },
         );
       }

@@ -9,16 +9,21 @@
  * "Against EZ-WSI DICOMweb").
  *
  * Bodies are decompressed (gzip, deflate, br, also stacked) as fetch did, since stores compress
- * JSON; one that does not decompress is marked (`isBodyDecodingError`) so the request reports a
- * bad answer rather than a network failure. Redirects are not followed here: the caller checks
+ * JSON; one that does not decompress, or whose compressed stream is cut short, is marked
+ * (`isBodyDecodingError`) so the request reports a bad answer rather than a network failure (a
+ * truncated frame must never pass for a whole one). An answer that is not HTTP a DICOMweb client
+ * can read (the parser's HPE_ errors, a 101 Switching Protocols) is marked too
+ * (`isMalformedAnswer`), and a connection that closes before any answer fails the exchange as
+ * ECONNRESET, so no exchange is left waiting. Redirects are not followed here: the caller checks
  * each hop against the allow-list. The signal aborts the request and the reading of its body
  * until the raw answer has fully arrived.
  */
 import http from 'node:http';
 import https from 'node:https';
-import { PassThrough, type Readable, type Transform } from 'node:stream';
+import { PassThrough, type Readable, Transform } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import zlib from 'node:zlib';
+import { PathembedError } from '../errors.js';
 import { joinOwned } from './multipart.js';
 
 /** The answer to one exchange, read by the request's `consume`. */
@@ -33,8 +38,11 @@ export interface StoreResponse {
    * over it early does not end the exchange: `release` does.
    */
   readonly body: AsyncIterable<Uint8Array>;
-  /** The whole body in one buffer of its own (never a slice of a shared pool). */
-  bytes(): Promise<Uint8Array>;
+  /**
+   * The whole body in one buffer of its own (never a slice of a shared pool). With `limit`, a body
+   * past `maxBytes` fails with DICOMWEB_BAD_RESPONSE, naming `what`, before it is all held.
+   */
+  bytes(limit?: { readonly maxBytes: number; readonly what: string }): Promise<Uint8Array>;
   /**
    * Ends the exchange once its reader is done with it: an answer that has fully arrived is drained
    * so its connection serves the next request (resolving once it is back in the pool); one still
@@ -70,23 +78,70 @@ const AGENTS = {
 } as const;
 
 /**
- * Decoders of the content codings fetch accepted. Flushing as fetch does lets an empty or slightly
- * short compressed body end cleanly instead of failing on its missing trailer.
+ * Decoders of the content codings fetch accepted. Output is flushed as it arrives, but the end is
+ * strict (zlib's default finish): a compressed stream cut short, with a complete HTTP message
+ * around it, fails with "unexpected end of file" instead of passing for the whole body. (fetch
+ * finished leniently, and a frame answer cut that way was taken as a shorter frame.)
  */
-const ZLIB_FLUSH = { flush: zlib.constants.Z_SYNC_FLUSH, finishFlush: zlib.constants.Z_SYNC_FLUSH };
 const DECODERS: Readonly<Record<string, () => Transform>> = {
-  gzip: () => zlib.createGunzip(ZLIB_FLUSH),
-  'x-gzip': () => zlib.createGunzip(ZLIB_FLUSH),
-  deflate: () => zlib.createInflate(ZLIB_FLUSH),
-  br: () =>
-    zlib.createBrotliDecompress({
-      flush: zlib.constants.BROTLI_OPERATION_FLUSH,
-      finishFlush: zlib.constants.BROTLI_OPERATION_FLUSH,
-    }),
+  gzip: () => zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH }),
+  'x-gzip': () => zlib.createGunzip({ flush: zlib.constants.Z_SYNC_FLUSH }),
+  deflate: () => zlib.createInflate({ flush: zlib.constants.Z_SYNC_FLUSH }),
+  br: () => zlib.createBrotliDecompress({ flush: zlib.constants.BROTLI_OPERATION_FLUSH }),
 };
+
+/**
+ * `make()`'s decoder, started by the body's first byte: a compressed answer with no bytes at all
+ * (a chunked or close-delimited empty body) is empty, as fetch had it, where a strict decoder
+ * ended without input fails as a stream cut short.
+ */
+function startedByFirstByte(make: () => Transform): Transform {
+  let inner: Transform | undefined;
+  const outer = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (!inner) {
+        inner = make();
+        inner.on('data', (data: Buffer) => outer.push(data));
+        inner.on('error', (err: Error) => outer.destroy(err));
+      }
+      inner.write(chunk, () => done());
+    },
+    flush(done) {
+      if (!inner) {
+        done();
+        return;
+      }
+      inner.once('end', () => done());
+      inner.end();
+    },
+    destroy(err, done) {
+      inner?.destroy();
+      done(err);
+    },
+  });
+  return outer;
+}
 
 /** Marks errors of a body that did not decompress, so the request maps them to a bad answer. */
 const DECODING_FAILED = Symbol('pathembed.bodyDecodingFailed');
+
+/** Marks an answer that is not HTTP a DICOMweb client can read (a parser error, an upgrade). */
+const MALFORMED_ANSWER = Symbol('pathembed.malformedAnswer');
+
+/** Whether `err` is an answer that is not readable HTTP (HPE_ parser errors, 101): the store's fault, not the network's. */
+export function isMalformedAnswer(err: unknown): boolean {
+  return (
+    typeof err === 'object' &&
+    err !== null &&
+    (err as { [MALFORMED_ANSWER]?: true })[MALFORMED_ANSWER] === true
+  );
+}
+
+/** Node's HTTP parser names its errors HPE_... (llhttp): the bytes that came back are not HTTP. */
+function isParserError(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' && code.startsWith('HPE_');
+}
 
 /** Whether `err` is a body that would not decompress (not a network failure). */
 export function isBodyDecodingError(err: unknown): boolean {
@@ -131,7 +186,7 @@ function decoding(message: http.IncomingMessage, method: string): { body: Readab
       );
       return { body: refused, stages: [refused] };
     }
-    stages.push(make());
+    stages.push(startedByFirstByte(make));
   }
   let body: Readable = message;
   // Errors that reach a stage from upstream (a dropped connection, an abort) are not its own.
@@ -182,12 +237,19 @@ function storeResponse(
       },
     },
     body: { [Symbol.asyncIterator]: () => body.iterator({ destroyOnReturn: false }) },
-    async bytes(): Promise<Uint8Array> {
+    async bytes(limit): Promise<Uint8Array> {
       const chunks: Buffer[] = [];
       let length = 0;
       for await (const chunk of body) {
         chunks.push(chunk as Buffer);
         length += (chunk as Buffer).length;
+        if (limit && length > limit.maxBytes) {
+          throw new PathembedError(
+            'DICOMWEB_BAD_RESPONSE',
+            `${limit.what}: the answer exceeds ${limit.maxBytes} bytes; refusing to hold it in memory.`,
+            { maxBytes: limit.maxBytes },
+          );
+        }
       }
       // Decoders may transfer the buffer to a worker thread: it must not be Node's shared pool.
       return joinOwned(chunks, length);
@@ -254,9 +316,34 @@ export function exchange(url: URL, init: ExchangeInit): Promise<StoreResponse> {
       );
     });
     signal.addEventListener('abort', onAbort, { once: true });
-    request.on('close', detach);
+    // A DICOMweb request never asks to switch protocols. Without this listener node:http destroys
+    // the socket and closes the request with neither an answer nor an error.
+    request.on('upgrade', (answer: http.IncomingMessage, socket) => {
+      socket.destroy();
+      detach();
+      reject(
+        Object.assign(
+          new Error(
+            `the store answered ${answer.statusCode} ${answer.statusMessage ?? ''}`.trim() +
+              ', switching protocols',
+          ),
+          { [MALFORMED_ANSWER]: true },
+        ),
+      );
+    });
+    request.on('close', () => {
+      detach();
+      // Whatever else ends a request without an answer must not leave the exchange waiting
+      // (a no-op when it settled already).
+      if (!message) {
+        reject(
+          Object.assign(new Error('the connection closed before the store answered'), { code: 'ECONNRESET' }),
+        );
+      }
+    });
     request.on('error', (err) => {
       detach();
+      if (isParserError(err)) Object.assign(err, { [MALFORMED_ANSWER]: true });
       reject(err);
     });
     request.end(init.body);

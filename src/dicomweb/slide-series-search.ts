@@ -12,6 +12,7 @@ import { Tag } from '../dicom-tags.js';
 import { PathembedError } from '../errors.js';
 import { SopClass } from '../uids.js';
 import type { DicomWebClient, RequestOptions } from './dicomweb-client.js';
+import { pageQido } from './qido-paging.js';
 import {
   formatSeriesUrl,
   normaliseBaseUrl,
@@ -171,9 +172,8 @@ interface SeriesHit {
 }
 
 /**
- * Pages a QIDO series search until the store runs out or `limit` series are found. A page shorter
- * than asked ends the search only when it is also shorter than the longest page seen, since a store
- * that caps its pages answers every page short.
+ * Pages a QIDO series search until the store runs out or `limit` series are found (qido-paging.ts:
+ * capped pages, and stores that ignore the offset, end the search instead of looping).
  */
 async function pageSeries(
   client: DicomWebClient,
@@ -183,33 +183,25 @@ async function pageSeries(
   limit: number,
   options: SearchOptions,
 ): Promise<{ series: SeriesHit[]; requests: number }> {
-  const pageSize = options.pageSize ?? SEARCH_PAGE_SIZE;
-  const series: SeriesHit[] = [];
-  const seen = new Set<string>();
-  let offset = 0;
-  let longestPage = 0;
-  let requests = 0;
-  while (series.length < limit) {
-    const asked = Math.min(pageSize, limit - series.length);
-    const query = new URLSearchParams({ Modality: SLIDE_MODALITY, ...filters, limit: String(asked) });
-    if (offset > 0) query.set('offset', String(offset));
-    const page = await client.qido(baseUrl, path, query, {
-      signal: options.signal,
-      what: 'QIDO-RS series search',
-    });
-    requests++;
-    for (const ds of page) {
-      const studyUid = firstString(ds, Tag.StudyInstanceUID);
-      const seriesUid = firstString(ds, Tag.SeriesInstanceUID);
-      if (!studyUid || !seriesUid || seen.has(seriesUid)) continue;
-      seen.add(seriesUid);
-      series.push({ studyUid, seriesUid });
-      if (series.length >= limit) break;
-    }
-    offset += page.length;
-    if (page.length === 0 || (page.length < asked && page.length < longestPage)) break;
-    longestPage = Math.max(longestPage, page.length);
-  }
+  const { items, requests } = await pageQido(
+    (offset, asked) => {
+      const query = new URLSearchParams({ Modality: SLIDE_MODALITY, ...filters, limit: String(asked) });
+      if (offset > 0) query.set('offset', String(offset));
+      return client.qido(baseUrl, path, query, { signal: options.signal, what: 'QIDO-RS series search' });
+    },
+    {
+      pageSize: options.pageSize ?? SEARCH_PAGE_SIZE,
+      maxItems: limit,
+      keyOf: (ds) =>
+        firstString(ds, Tag.StudyInstanceUID) === undefined
+          ? undefined
+          : firstString(ds, Tag.SeriesInstanceUID),
+    },
+  );
+  const series = items.map((ds) => ({
+    studyUid: firstString(ds, Tag.StudyInstanceUID)!,
+    seriesUid: firstString(ds, Tag.SeriesInstanceUID)!,
+  }));
   return { series, requests };
 }
 
@@ -220,30 +212,30 @@ async function imageTypesOf(
   hit: SeriesHit,
   options: RequestOptions,
 ): Promise<{ flavors: string[]; requests: number }> {
+  // A store that ignores the offset ends the listing after its first page (`repeated`): the
+  // instances seen are enough to tell a slide series, which only needs one VOLUME image.
+  const { items, requests } = await pageQido(
+    (offset, limit) => {
+      // One includefield per attribute: a comma list is encoded as %2C, which Orthanc reads as one name.
+      const query = new URLSearchParams();
+      query.append('includefield', Tag.ImageType);
+      query.append('includefield', Tag.SOPClassUID);
+      query.set('limit', String(limit));
+      if (offset > 0) query.set('offset', String(offset));
+      return client.qido(baseUrl, `/studies/${hit.studyUid}/series/${hit.seriesUid}/instances`, query, {
+        ...options,
+        what: 'QIDO-RS search of the series instances',
+      });
+    },
+    { pageSize: INSTANCE_PAGE_SIZE, keyOf: (ds) => firstString(ds, Tag.SOPInstanceUID) },
+  );
   const flavors: string[] = [];
-  let requests = 0;
-  for (let offset = 0; ; offset += INSTANCE_PAGE_SIZE) {
-    // One includefield per attribute: a comma list is encoded as %2C, which Orthanc reads as one name.
-    const query = new URLSearchParams();
-    query.append('includefield', Tag.ImageType);
-    query.append('includefield', Tag.SOPClassUID);
-    query.set('limit', String(INSTANCE_PAGE_SIZE));
-    if (offset > 0) query.set('offset', String(offset));
-    const page = await client.qido(
-      baseUrl,
-      `/studies/${hit.studyUid}/series/${hit.seriesUid}/instances`,
-      query,
-      { ...options, what: 'QIDO-RS search of the series instances' },
-    );
-    requests++;
-    for (const ds of page) {
-      const sopClass = firstString(ds, Tag.SOPClassUID);
-      // A store that leaves SOPClassUID out still lists a slide's images; only another class is refused.
-      if (sopClass !== undefined && sopClass !== SopClass.VLWholeSlideMicroscopyImage) continue;
-      const value3 = ds[Tag.ImageType]?.Value?.[2];
-      flavors.push(typeof value3 === 'string' && value3.trim() !== '' ? value3.trim().toUpperCase() : VOLUME);
-    }
-    if (page.length < INSTANCE_PAGE_SIZE) break;
+  for (const ds of items) {
+    const sopClass = firstString(ds, Tag.SOPClassUID);
+    // A store that leaves SOPClassUID out still lists a slide's images; only another class is refused.
+    if (sopClass !== undefined && sopClass !== SopClass.VLWholeSlideMicroscopyImage) continue;
+    const value3 = ds[Tag.ImageType]?.Value?.[2];
+    flavors.push(typeof value3 === 'string' && value3.trim() !== '' ? value3.trim().toUpperCase() : VOLUME);
   }
   return { flavors, requests };
 }

@@ -10,7 +10,7 @@ import { PathembedError } from '../errors.js';
 import { type Logger, SILENT_LOGGER } from '../log.js';
 import { type AuthProvider, noAuth } from './auth.js';
 import type { StoreLimiters } from './concurrency-limiter.js';
-import { exchange, isBodyDecodingError, type StoreResponse } from './http-exchange.js';
+import { exchange, isBodyDecodingError, isMalformedAnswer, type StoreResponse } from './http-exchange.js';
 import {
   attemptSignal,
   decideRetry,
@@ -308,7 +308,16 @@ export class StoreRequester {
             `${spec.what}: ${method} ${safeUrlForMessage(url)} answered ${res.status} without a Location header.`,
           );
         }
-        const next = new URL(location, url);
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          throw new PathembedError(
+            'DICOMWEB_BAD_RESPONSE',
+            `${spec.what}: ${method} ${safeUrlForMessage(url)} answered ${res.status} with a Location that is not a URL ("${scrub(location).slice(0, ERROR_EXCERPT_CHARS)}"); the store or a proxy in between is misconfigured.`,
+            { method, url: safeUrlForMessage(url), status: res.status },
+          );
+        }
         // As fetch does for its own redirects: credentials never follow a redirect to another origin.
         if (next.origin !== url.origin) sendAuth = false;
         if (res.status === HTTP_SEE_OTHER) {
@@ -366,6 +375,13 @@ export class StoreRequester {
       };
     }
     const description = scrub(describeNetworkError(err));
+    if (isMalformedAnswer(err)) {
+      throw new PathembedError(
+        'DICOMWEB_BAD_RESPONSE',
+        `${spec.what}: ${spec.method} ${safeUrlForMessage(spec.url)} was answered with something that is not HTTP a DICOMweb client can read: ${description}. Check that the URL points at the DICOMweb service itself (not a proxy or another protocol's port).`,
+        { method: spec.method, url: safeUrlForMessage(spec.url) },
+      );
+    }
     if (isRetryableNetworkError(this.retry, err)) {
       return {
         ok: false,

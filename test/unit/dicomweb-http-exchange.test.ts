@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
-import { exchange, isBodyDecodingError } from '../../src/dicomweb/http-exchange.js';
+import { exchange, isBodyDecodingError, isMalformedAnswer } from '../../src/dicomweb/http-exchange.js';
 import { DicomWebClient, StoreLimiters } from '../../src/dicomweb/index.js';
 import { retryPolicy } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
@@ -19,10 +19,13 @@ const PAYLOAD = Buffer.from(
 );
 /** A body larger than one socket read, so a reader can stop part-way. */
 const LARGE = Buffer.alloc(4 << 20, 7);
+/** Text that compresses to several KB, so a cut gzip stream still has whole blocks to give. */
+const LARGE_TEXT = Buffer.from(Array.from({ length: 20000 }, (_, i) => `frame ${i * 7919} `).join(''));
 
 let server: http.Server;
 let base: string;
 let connections = 0;
+let qidoRequests = 0;
 const releaseSlow: Array<() => void> = [];
 
 beforeAll(async () => {
@@ -58,6 +61,64 @@ beforeAll(async () => {
       res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
       res.write(body.subarray(0, half));
       releaseSlow.push(() => res.end(body.subarray(half)));
+    } else if (req.url === '/gzip-truncated') {
+      // A complete HTTP message around a gzip stream cut 10 bytes short (its end and trailer gone).
+      const whole = zlib.gzipSync(LARGE_TEXT);
+      const body = whole.subarray(0, whole.length - 10);
+      res.writeHead(200, { 'content-encoding': 'gzip', 'content-length': body.length });
+      res.end(body);
+    } else if (req.url === '/gzip-chunked-empty') {
+      // No Content-Length: chunked, and not one byte.
+      res.writeHead(200, { 'content-encoding': 'gzip' });
+      res.end();
+    } else if (req.url === '/upgrade') {
+      // A 101 nobody asked for, and then nothing: the connection stays open.
+      req.socket.write(
+        'HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n',
+      );
+    } else if (req.url === '/not-http') {
+      req.socket.end('SSH-2.0-OpenSSH_9.2\r\n\r\n');
+    } else if (req.url === '/bad-location') {
+      res.writeHead(302, { location: 'http://[::1' }).end();
+    } else if (req.url?.startsWith('/studies/1/series/2/instances/1.2.')) {
+      // Frames: 1.2.3 names its parts in the wrong order (behind a query string), 1.2.4 sends an
+      // empty second part, 1.2.5 answers one frame bare and empty.
+      const instance = req.url.split('/')[6];
+      if (instance === '1.2.5') {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': 0 });
+        res.end();
+        return;
+      }
+      const frames =
+        instance === '1.2.3'
+          ? [
+              ['2?part=1', 'AAAA'],
+              ['1?part=2', 'BBBB'],
+            ]
+          : [
+              ['1', 'AAAA'],
+              ['2', ''],
+            ];
+      const body = `${frames
+        .map(
+          ([n, data]) =>
+            `--b\r\nContent-Type: application/octet-stream\r\nContent-Location: /studies/1/series/2/instances/${instance}/frames/${n}\r\n\r\n${data}\r\n`,
+        )
+        .join('')}--b--\r\n`;
+      res.writeHead(200, {
+        'content-type': 'multipart/related; type="application/octet-stream"; boundary=b',
+      });
+      res.end(body);
+    } else if (req.url?.startsWith('/studies/1/series/2/instances')) {
+      // A store that ignores offset: every page is the first one, as long as asked.
+      const limit = Number(new URL(req.url, 'http://x').searchParams.get('limit'));
+      qidoRequests++;
+      const page = Array.from({ length: limit }, (_, i) => ({
+        '00080018': { vr: 'UI', Value: [`1.2.3.${i}`] },
+        '00080016': { vr: 'UI', Value: ['1.2.840.10008.5.1.4.1.1.77.1.6'] },
+      }));
+      res.writeHead(200, { 'content-type': 'application/dicom+json' });
+      res.end(JSON.stringify(page));
     } else if (req.url === '/compress') {
       res.writeHead(200, { 'content-encoding': 'compress', 'content-length': PAYLOAD.length });
       res.end(PAYLOAD);
@@ -195,6 +256,39 @@ describe('exchange', () => {
     releaseSlow.shift()?.();
   });
 
+  it('fails a gzip body cut short inside a complete HTTP message, and reads a chunked empty gzip body as empty', async () => {
+    const cut = await get('/gzip-truncated');
+    const err = await cut.bytes().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isBodyDecodingError(err)).toBe(true);
+    expect((err as Error).message).toMatch(/unexpected end of file/);
+    await cut.release();
+    const empty = await get('/gzip-chunked-empty');
+    expect((await empty.bytes()).length).toBe(0);
+    await empty.release();
+  });
+
+  it('refuses a body past the limit it is read with, naming what was read', async () => {
+    const res = await get('/large');
+    await expect(res.bytes({ maxBytes: 1 << 20, what: 'WADO-RS frame 1' })).rejects.toMatchObject({
+      code: 'DICOMWEB_BAD_RESPONSE',
+      message: expect.stringMatching(/^WADO-RS frame 1: the answer exceeds 1048576 bytes/),
+    });
+    await res.release();
+  });
+
+  it('fails at once, as a malformed answer, on a 101 Switching Protocols and on bytes that are not HTTP', async () => {
+    for (const path of ['/upgrade', '/not-http']) {
+      const err = await get(path).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isMalformedAnswer(err), path).toBe(true);
+    }
+  });
+
   it('says who is asking (User-Agent), as fetch did', async () => {
     const res = await get('/agent');
     expect(Buffer.from(await res.bytes()).toString()).toBe('pathembed');
@@ -240,5 +334,66 @@ describe('store requests over the exchange', () => {
     );
     expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE')).toBe(true);
     expect((err as Error).message).toMatch(/does not decompress \(Content-Encoding gzip\)/);
+  });
+
+  function storeClient(): DicomWebClient {
+    const config = loadConfig({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '3' });
+    return new DicomWebClient({
+      allowedStores: config.PATHEMBED_ALLOWED_STORES,
+      retry: retryPolicy(config),
+      framesPerRequest: 4,
+      storeConcurrency: 2,
+      limiters: new StoreLimiters(2),
+    });
+  }
+
+  it('report a 101, bytes that are not HTTP and a redirect to a Location that is no URL as DICOMWEB_BAD_RESPONSE, without retrying', async () => {
+    const client = storeClient();
+    for (const [path, message] of [
+      ['/upgrade', /not HTTP a DICOMweb client can read: the store answered 101 Switching Protocols/],
+      ['/not-http', /not HTTP a DICOMweb client can read: .*HPE_/],
+      ['/bad-location', /answered 302 with a Location that is not a URL \("http:\/\/\[::1"\)/],
+    ] as const) {
+      const started = client.stats.requests;
+      const err = await client.qido(base, path, new URLSearchParams()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE'), path).toBe(true);
+      expect((err as Error).message).toMatch(message);
+      expect(client.stats.requests - started, path).toBe(1);
+    }
+  });
+
+  it('refuse frames named out of order (also behind a query string), an empty part and an empty single frame', async () => {
+    const client = storeClient();
+    const series = { baseUrl: base, studyUid: '1', seriesUid: '2' };
+    for (const [instance, indices, message] of [
+      ['1.2.3', [0, 1], /part 1 is frame 2, expected frame 1/],
+      ['1.2.4', [0, 1], /part 2 \(frame 2\) is empty/],
+      ['1.2.5', [0], /the answer is empty; a frame has pixel data/],
+    ] as const) {
+      const err = await client.fetchFrames(series, instance, indices).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE'), instance).toBe(true);
+      expect((err as Error).message).toMatch(message);
+    }
+  });
+
+  it('refuse to list a series from a store that answers the first page again for the next offset', async () => {
+    const before = qidoRequests;
+    const err = await storeClient()
+      .searchInstances({ baseUrl: base, studyUid: '1', seriesUid: '2' })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE')).toBe(true);
+    expect((err as Error).message).toMatch(
+      /answered the same 1000 instances again .* ignores the offset parameter/,
+    );
+    expect(qidoRequests - before).toBe(2);
   });
 });
