@@ -324,8 +324,7 @@ export function exchange(url: URL, init: ExchangeInit): Promise<StoreResponse> {
       reject(
         Object.assign(
           new Error(
-            `the store answered ${answer.statusCode} ${answer.statusMessage ?? ''}`.trim() +
-              ', switching protocols',
+            `the store answered ${`${answer.statusCode} ${answer.statusMessage ?? ''}`.trim()} to a plain ${init.method}, a switch of protocol nobody asked for`,
           ),
           { [MALFORMED_ANSWER]: true },
         ),

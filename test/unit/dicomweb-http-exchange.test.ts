@@ -350,7 +350,7 @@ describe('store requests over the exchange', () => {
   it('report a 101, bytes that are not HTTP and a redirect to a Location that is no URL as DICOMWEB_BAD_RESPONSE, without retrying', async () => {
     const client = storeClient();
     for (const [path, message] of [
-      ['/upgrade', /not HTTP a DICOMweb client can read: the store answered 101 Switching Protocols/],
+      ['/upgrade', /not HTTP a DICOMweb client can read: the store answered 101 Switching Protocols to a plain GET/],
       ['/not-http', /not HTTP a DICOMweb client can read: .*HPE_/],
       ['/bad-location', /answered 302 with a Location that is not a URL \("http:\/\/\[::1"\)/],
     ] as const) {
