@@ -347,7 +347,7 @@ export class StoreRequester {
           await res.release();
         }
       }
-      return this.#statusFailure(res, spec, url, method, scrub);
+      return this.#statusFailure(res, spec, url, method, scrub, sendAuth);
     }
     throw new PathembedError(
       'DICOMWEB_HTTP_ERROR',
@@ -402,12 +402,22 @@ export class StoreRequester {
     url: URL,
     method: string,
     scrub: (text: string) => string,
+    sentAuth: boolean,
   ): Promise<AttemptOutcome<T>> {
     const excerpt = scrub(await readExcerpt(res));
     const said = excerpt ? ` The store said: "${excerpt}".` : '';
     const where = `${method} ${safeUrlForMessage(url)}`;
     const status = `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}`;
     const details = { method, url: safeUrlForMessage(url), status: res.status };
+    if ((res.status === HTTP_UNAUTHORIZED || res.status === HTTP_FORBIDDEN) && !sentAuth) {
+      // Credentials never follow a redirect to another origin, so refreshing them cannot help.
+      throw new PathembedError(
+        'DICOMWEB_UNAUTHORIZED',
+        `${spec.what}: ${safeUrlForMessage(spec.url)} redirected to ${where}, another origin, which answered ${status}; pathembed does not send the store's credentials to another origin.${said} ` +
+          'Use the URL the store redirects to as the store base URL (and allow it in PATHEMBED_ALLOWED_STORES), or have the store serve without the redirect.',
+        details,
+      );
+    }
     if (res.status === HTTP_UNAUTHORIZED || res.status === HTTP_FORBIDDEN) {
       return {
         ok: false,

@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { exchange, isBodyDecodingError, isMalformedAnswer } from '../../src/dicomweb/http-exchange.js';
 import { DicomWebClient, StoreLimiters } from '../../src/dicomweb/index.js';
-import { retryPolicy } from '../../src/domain-options.js';
+import { retryPolicy, storeAuth } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 
 const PAYLOAD = Buffer.from(
@@ -350,7 +350,10 @@ describe('store requests over the exchange', () => {
   it('report a 101, bytes that are not HTTP and a redirect to a Location that is no URL as DICOMWEB_BAD_RESPONSE, without retrying', async () => {
     const client = storeClient();
     for (const [path, message] of [
-      ['/upgrade', /not HTTP a DICOMweb client can read: the store answered 101 Switching Protocols to a plain GET/],
+      [
+        '/upgrade',
+        /not HTTP a DICOMweb client can read: the store answered 101 Switching Protocols to a plain GET/,
+      ],
       ['/not-http', /not HTTP a DICOMweb client can read: .*HPE_/],
       ['/bad-location', /answered 302 with a Location that is not a URL \("http:\/\/\[::1"\)/],
     ] as const) {
@@ -379,6 +382,47 @@ describe('store requests over the exchange', () => {
       );
       expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE'), instance).toBe(true);
       expect((err as Error).message).toMatch(message);
+    }
+  });
+
+  it('say, without refreshing credentials, that a 401 came from another origin a redirect led to', async () => {
+    let authorized = 0;
+    const elsewhere = http.createServer((req, res) => {
+      if (req.headers.authorization) authorized++;
+      res.writeHead(401).end();
+    });
+    await new Promise<void>((resolve) => elsewhere.listen(0, '127.0.0.1', resolve));
+    const other = `http://127.0.0.1:${(elsewhere.address() as AddressInfo).port}`;
+    const away = http.createServer((_req, res) => {
+      res.writeHead(302, { location: `${other}/metadata` }).end();
+    });
+    await new Promise<void>((resolve) => away.listen(0, '127.0.0.1', resolve));
+    const start = `http://127.0.0.1:${(away.address() as AddressInfo).port}`;
+    try {
+      const config = loadConfig({
+        PATHEMBED_ALLOWED_STORES: `${start},${other}`,
+        PATHEMBED_AUTH: 'bearer',
+        PATHEMBED_BEARER_TOKEN: 'secret-token-1234',
+      });
+      const client = new DicomWebClient({
+        allowedStores: config.PATHEMBED_ALLOWED_STORES,
+        retry: retryPolicy(config),
+        framesPerRequest: 4,
+        storeConcurrency: 2,
+        limiters: new StoreLimiters(2),
+        auth: storeAuth(config),
+      });
+      const err = await client.qido(start, '/series', new URLSearchParams()).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(isPathembedError(err, 'DICOMWEB_UNAUTHORIZED')).toBe(true);
+      expect((err as Error).message).toMatch(/redirected to GET .* another origin, which answered HTTP 401/);
+      expect(client.stats.requests).toBe(2);
+      expect(authorized).toBe(0);
+    } finally {
+      away.close();
+      elsewhere.close();
     }
   });
 
