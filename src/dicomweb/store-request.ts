@@ -342,7 +342,7 @@ export class StoreRequester {
               { method, url: safeUrlForMessage(url), status: res.status },
             );
           }
-          return this.#networkFailure(err, spec, timeout, scrub);
+          return this.#networkFailure(err, spec, timeout, scrub, 'reading');
         } finally {
           await res.release();
         }
@@ -356,11 +356,16 @@ export class StoreRequester {
     );
   }
 
+  /**
+   * A failure to send the request or (`reading`) to read its answer: retryable network errors and
+   * timeouts are returned for another attempt, the rest thrown with what the user can do.
+   */
   #networkFailure<T>(
     err: unknown,
     spec: StoreRequest<T>,
     timeout: AbortSignal,
     scrub: (text: string) => string,
+    phase: 'sending' | 'reading' = 'sending',
   ): AttemptOutcome<T> {
     // The caller's abort (job cancelled, sibling batch failed) ends everything at once, with its reason.
     if (spec.signal?.aborted) throw spec.signal.reason;
@@ -388,6 +393,14 @@ export class StoreRequester {
         auth: false,
         failure: { kind: 'network', description: `connection failed: ${description}` },
       };
+    }
+    if (phase === 'reading') {
+      // The store answered; what failed is reading that answer, so the host name is not the question.
+      throw new PathembedError(
+        'DICOMWEB_BAD_RESPONSE',
+        `${spec.what}: the answer of ${spec.method} ${safeUrlForMessage(spec.url)} could not be read: ${description}. Try again, and report it to the store if it persists.`,
+        { method: spec.method, url: safeUrlForMessage(spec.url) },
+      );
     }
     throw new PathembedError(
       'DICOMWEB_UNAVAILABLE',

@@ -11,6 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../src/config.js';
 import { exchange, isBodyDecodingError, isMalformedAnswer } from '../../src/dicomweb/http-exchange.js';
 import { DicomWebClient, StoreLimiters } from '../../src/dicomweb/index.js';
+import { parseAllowList } from '../../src/dicomweb/store-allow-list.js';
+import { StoreRequester } from '../../src/dicomweb/store-request.js';
 import { retryPolicy, storeAuth } from '../../src/domain-options.js';
 import { isPathembedError } from '../../src/errors.js';
 
@@ -424,6 +426,36 @@ describe('store requests over the exchange', () => {
       away.close();
       elsewhere.close();
     }
+  });
+
+  it('report a failure to read an answer that did arrive as a bad answer, not as a host that cannot be reached', async () => {
+    const config = loadConfig({ PATHEMBED_ALLOWED_STORES: base });
+    const requester = new StoreRequester({
+      allowList: parseAllowList(config.PATHEMBED_ALLOWED_STORES),
+      retry: retryPolicy(config),
+      limiters: new StoreLimiters(2),
+      stats: { requests: 0, retries: 0 },
+    });
+    const err = await requester
+      .request({
+        method: 'GET',
+        url: `${base}/json`,
+        accept: 'application/dicom+json',
+        what: 'A test read',
+        notFoundHint: '',
+        consume: async () => {
+          throw new RangeError('Invalid typed array length: 4831838208');
+        },
+      })
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+    expect(isPathembedError(err, 'DICOMWEB_BAD_RESPONSE')).toBe(true);
+    expect((err as Error).message).toMatch(
+      /the answer of GET .*\/json could not be read: .*Invalid typed array length/,
+    );
+    expect((err as Error).message).not.toMatch(/host name/);
   });
 
   it('refuse to list a series from a store that answers the first page again for the next offset', async () => {
