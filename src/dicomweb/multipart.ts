@@ -47,6 +47,7 @@ const MAX_BOUNDARY_LENGTH = 70;
 const MAX_DELIMITER_LINE_PADDING = 1024;
 
 const CRLF = Buffer.from('\r\n');
+const LF = 0x0a;
 const HEADER_END = Buffer.from('\r\n\r\n');
 const DASH_DASH = 0x2d2d;
 const SPACE = 0x20;
@@ -254,7 +255,9 @@ export async function* readMultipart(
         const eol = pending.indexOf(CRLF);
         if (eol === -1) {
           if (pending.length > MAX_DELIMITER_LINE_PADDING) {
-            throw badResponse(`Malformed ${context}: a boundary line is not followed by CRLF.`);
+            throw badResponse(
+              `Malformed ${context}: a boundary line is not followed by CRLF${endsInBareLf(pending) ? ' (its lines end in LF alone; multipart needs CRLF)' : ''}.`,
+            );
           }
           return false;
         }
@@ -336,9 +339,20 @@ export async function* readMultipart(
       : state === 'delimiter-line'
         ? `after ${partsRead} complete part(s)`
         : `inside part ${partsRead + 1}`;
-  throw badResponse(`Truncated ${context}: the body ended ${where}, without the closing boundary.`, {
-    partsRead,
-  });
+  // A body whose lines end in LF alone never shows a CRLF delimiter, so it reads as cut short; say
+  // why. Only where text is expected (a boundary line, part headers): part data may hold any bytes.
+  const bareLf = (state === 'delimiter-line' || state === 'headers') && endsInBareLf(pending);
+  throw badResponse(
+    bareLf
+      ? `Malformed ${context}: its lines end in LF alone, where multipart needs CRLF, so no part ends (${partsRead} read).`
+      : `Truncated ${context}: the body ended ${where}, without the closing boundary.`,
+    { partsRead },
+  );
+}
+
+/** Whether `bytes` holds line feeds but not one CRLF: lines ended the Unix way. */
+function endsInBareLf(bytes: Buffer): boolean {
+  return bytes.includes(LF) && !bytes.includes(CRLF);
 }
 
 /** A fresh random boundary (RFC 2046 allows up to 70 characters; a UUID never occurs in DICOM data by chance). */

@@ -170,6 +170,23 @@ describe('readMultipart', () => {
     expect((await failure(new Uint8Array(0))).message).toMatch(/before the first boundary/);
   });
 
+  it('says so when the lines end in LF alone, short or long, and not when binary part data is cut', async () => {
+    const lfOnly = `--${BOUNDARY}\nContent-Type: image/jpeg\n\nAAA\n--${BOUNDARY}\nContent-Type: image/jpeg\n\nBBB\n--${BOUNDARY}--\n`;
+    expect((await failure(enc.encode(lfOnly))).message).toMatch(
+      /lines end in LF alone, where multipart needs CRLF/,
+    );
+    const longLfOnly = lfOnly.replace('AAA', 'A'.repeat(4000));
+    expect((await failure(enc.encode(longLfOnly))).message).toMatch(
+      /lines end in LF alone; multipart needs CRLF/,
+    );
+    // Cut inside a part whose data ends in line feeds: a truncation, whatever bytes the data holds.
+    const withLf = concat(
+      `--${BOUNDARY}\r\nContent-Type: application/octet-stream\r\n\r\n`,
+      new Uint8Array(200).fill(0x0a),
+    );
+    expect((await failure(withLf)).message).toMatch(/Truncated .*inside part 1/);
+  });
+
   it('refuses garbage after a delimiter and oversized parts', async () => {
     expect((await failure(concat(`--${BOUNDARY}xyz\r\n\r\nbody\r\n--${BOUNDARY}--`))).message).toMatch(
       /unexpected bytes after a boundary/,
