@@ -17,6 +17,26 @@ interface HttpLikeError {
   type?: string;
   expose?: boolean;
   message: string;
+  /** body-parser: the byte limit and the body's length (entity.too.large), the raw body (entity.parse.failed). */
+  limit?: number;
+  length?: number;
+  body?: string;
+  /** zlib's errno when a compressed body does not inflate. */
+  errno?: number;
+}
+
+const HTTP_BAD_REQUEST = 400;
+
+/** A JSON text that is valid but not an object or array (body-parser's strict mode refuses those). */
+function jsonPrimitive(body: string | undefined): string | undefined {
+  if (body === undefined) return undefined;
+  try {
+    const value: unknown = JSON.parse(body);
+    if (value === null) return 'null';
+    return typeof value === 'object' ? undefined : `a JSON ${typeof value}`;
+  } catch {
+    return undefined;
+  }
 }
 
 function fromExpress(err: HttpLikeError): PathembedError | undefined {
@@ -24,18 +44,47 @@ function fromExpress(err: HttpLikeError): PathembedError | undefined {
     case 'entity.too.large':
       return new PathembedError(
         'PAYLOAD_TOO_LARGE',
-        `The request body is larger than the limit: ${err.message}`,
+        err.limit !== undefined
+          ? `The request body${err.length !== undefined ? ` (${err.length} bytes)` : ''} is larger than the ${err.limit}-byte limit (PATHEMBED_BODY_LIMIT); send fewer sources a request, or a batch (POST /v1/batches) for many slides.`
+          : `The request body is larger than the limit (PATHEMBED_BODY_LIMIT): ${err.message}`,
+        { ...(err.limit !== undefined ? { limitBytes: err.limit } : {}) },
       );
-    case 'entity.parse.failed':
+    case 'entity.parse.failed': {
+      const primitive = jsonPrimitive(err.body);
+      if (primitive !== undefined) {
+        return new PathembedError(
+          'INVALID_ARGUMENT',
+          `The request body must be a JSON object; it is ${primitive}.`,
+          { issues: [{ path: '', reason: 'not a JSON object' }] },
+        );
+      }
       return new PathembedError('INVALID_ARGUMENT', `The request body is not valid JSON: ${err.message}`, {
         issues: [{ path: '', reason: 'invalid JSON' }],
       });
+    }
     case 'encoding.unsupported':
     case 'charset.unsupported':
       return new PathembedError('INVALID_ARGUMENT', err.message);
     default:
-      return undefined;
+      break;
   }
+  if ((err.status ?? err.statusCode) !== HTTP_BAD_REQUEST) return undefined;
+  // Express's router: a path segment that is not valid percent-encoding (a URIError marked 400).
+  if (err instanceof URIError) {
+    return new PathembedError(
+      'INVALID_ARGUMENT',
+      `A path segment is not valid percent-encoding (${err.message}); encode ids with encodeURIComponent.`,
+    );
+  }
+  // body-parser: a body whose Content-Encoding does not match its bytes. zlib's errors (Z_DATA_ERROR,
+  // brotli's ERR__ERROR_FORMAT_...) carry an errno and come through untyped, marked 400.
+  if (typeof err.errno === 'number' && err.type === undefined) {
+    return new PathembedError(
+      'INVALID_ARGUMENT',
+      `The request body does not decode as its Content-Encoding says (${err.message}); send it uncompressed or fix the header.`,
+    );
+  }
+  return undefined;
 }
 
 /** Seconds a client is asked to wait (Retry-After) after SERVICE_UNAVAILABLE. */

@@ -59,5 +59,13 @@ export function validationError(issues: readonly FieldIssue[], what: string): Pa
 export function parseOrThrow<S extends z.ZodType>(schema: S, value: unknown, what: string): z.output<S> {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
+  if (value === undefined && what === 'request body') {
+    // express.json leaves the body undefined when the request is not sent as JSON.
+    throw new PathembedError(
+      'INVALID_ARGUMENT',
+      'The request has no JSON body: send a JSON object with Content-Type: application/json.',
+      { issues: [{ path: '', reason: 'no JSON body' }] },
+    );
+  }
   throw validationError(fieldIssues(result.error.issues), what);
 }

@@ -65,6 +65,13 @@ async function decodeRgb(
   resize?: { readonly width: number; readonly height: number },
 ): Promise<DecodedRgb> {
   const bytes = Buffer.from(base64, 'base64');
+  // Node's base64 decoding skips what is not base64: text such as "@@@###" decodes to no bytes.
+  if (bytes.length === 0) {
+    throw new PathembedError(
+      'FRAME_DECODE_ERROR',
+      `${what} decodes to no bytes; send the PNG or JPEG file in base64`,
+    );
+  }
   const image = sharp(bytes, { limitInputPixels: MAX_IMAGE_PIXELS, failOn: 'error' });
   let meta: Awaited<ReturnType<typeof image.metadata>>;
   try {

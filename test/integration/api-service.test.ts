@@ -309,11 +309,13 @@ describe('POST /v1/predict (Path Foundation format)', () => {
           extensions: { transform_imaging_to_icc_profile: 'SRGB' },
         },
         { raw_image_bytes: image, patch_coordinates: [patch(0, 0)], unknown_field: 1 },
+        // Not base64 at all: Node decodes it to no bytes.
+        { raw_image_bytes: '@@@###', patch_coordinates: [patch(0, 0)] },
       ],
     });
     expect(res.status).toBe(200);
     const p = res.body.predictions;
-    expect(p).toHaveLength(9);
+    expect(p).toHaveLength(10);
     const embeddings = p[0].result.patch_embeddings;
     expect(embeddings).toHaveLength(2);
     expect(embeddings[0].embedding_vector).toHaveLength(384);
@@ -330,6 +332,10 @@ describe('POST /v1/predict (Path Foundation format)', () => {
     expect(p[7].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
     // Unknown keys are ignored, as Google ignores them.
     expect(p[8].result.patch_embeddings[0].embedding_vector).toEqual(embeddings[0].embedding_vector);
+    expect(p[9].error).toEqual({
+      code: 'IMAGE_ERROR',
+      description: expect.stringMatching(/decodes to no bytes/),
+    });
     for (const e of p.filter((x: { error?: unknown }) => x.error))
       expect(e.error.description).toEqual(expect.any(String));
   });
