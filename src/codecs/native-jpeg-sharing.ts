@@ -10,9 +10,9 @@
  * With no worker ready (a process just started, one core) frames decode where they are asked, at
  * once, as without sharing.
  *
- * A frame goes to a worker with a free buffer of the decoder's FrameBufferPool to decode into,
- * when there is one (so reused memory goes to workers too), and its answer is taken into that
- * pool. A worker lost mid-frame costs nothing but time: the frame decodes here instead.
+ * A frame goes to a worker with a buffer of the decoder's FrameBufferPool to decode into (a
+ * reused one when one is free, else one made here), and its answer is taken into that pool. A
+ * worker lost mid-frame costs nothing but time: the frame decodes here instead.
  */
 import { isPathembedError } from '../errors.js';
 import type { FrameBufferPool } from './frame-buffer-pool.js';
@@ -93,9 +93,11 @@ export class NativeJpegSharing {
   #feedWorkers(): void {
     while (this.#queue.length > 0 && this.pool.nativeJpegCapacity > 0) {
       const frame = this.#queue.shift()!;
-      // Only a buffer already free goes along: allocating one here would cost the main thread
-      // more than the worker allocating its own (measured: 0.1 ms a frame in a fresh process).
-      const target = this.buffers.takeFree(frame.expected.width * frame.expected.height * COLOUR_SAMPLES);
+      // Made here when none is free, not left to the worker: memory from this thread's malloc
+      // arena is what glibc backs with huge pages under the shipped GLIBC_TUNABLES
+      // (src/process-memory.ts), a worker's own arena is not. A fresh process's first slide then
+      // takes about 2,000 fewer page faults of about 11 us each on the VM of docs/benchmarks.md.
+      const target = this.buffers.take(frame.expected.width * frame.expected.height * COLOUR_SAMPLES);
       this.pool.decodeNativeJpeg(frame.encoded, frame.expected, target).then(
         (samples) => {
           // The answer's buffer came across the thread boundary as a new view: the pool takes it.
