@@ -49,6 +49,7 @@ import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
 import { frameDecoderOptions, retryPolicy } from '../src/domain-options.js';
 import { writeBatchInput } from '../src/embed/batch-input.js';
 import { type ModelInputType, PATCH_BYTES, PATCH_SIZE_PX } from '../src/embed/model-contract.js';
+import { withMallocTunables } from '../src/process-memory.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
@@ -57,6 +58,7 @@ import type { RectPx } from '../src/wsi/region.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
 import { frames512, framesOfLevel0, jpegDecoderTable } from './jpeg-decoders.js';
+import { pageFaultLine } from './page-faults.js';
 
 const DEFAULT_RUNS = 3;
 const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];
@@ -310,13 +312,19 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
   });
   const script = path.join(REPO_ROOT, 'bench', 'ezwsi_read.py');
   const child = path.join(REPO_ROOT, 'dist', 'bench', 'wsi-grid.js');
-  const env = { ...process.env };
+  // Both children start as bin/pathembed and the images start pathembed: with glibc's malloc
+  // on huge pages (src/process-memory.ts). EZ-WSI gets the same environment, so the comparison
+  // stays like for like (its figures do not move with it: docs/benchmarks.md).
+  const env = withMallocTunables(process.env);
   const lines = [
     `EZ-WSI DICOMweb (${python}, source ${process.env.PATHEMBED_EZWSI_SRC ?? 'on its sys.path'}) against pathembed, level 0, ` +
       `224 px patches at stride 224, ${runs} child processes each, alternating; round 1 of a process is *fresh*, ` +
       `rounds 2-${ROUNDS_PER_PROCESS} *warm* (slide opened anew each round, imports excluded); *process* is spawn to exit. ` +
+      `Both with GLIBC_TUNABLES=${env.GLIBC_TUNABLES ?? ''}. ` +
       `Seconds are medians; ratio = EZ-WSI time / pathembed time (> 1: pathembed faster). ` +
       `1-minute load average ${os.loadavg()[0].toFixed(2)} at the start.`,
+    '',
+    pageFaultLine(),
     '',
     '| slide | patches | EZ-WSI fresh (s) | pathembed fresh (s) | ratio fresh | EZ-WSI warm (s) | pathembed warm (s) | ratio warm | EZ-WSI process (s) | pathembed process (s) | identical patches |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
@@ -504,7 +512,10 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       .filter((v, i, a) => a.indexOf(v) === i)
       .join(', ')} patches a row, over several cold passes), ` +
       `${batchSize} patches a batch, cold frame cache each pass, Orthanc on the same cores; ` +
+      `GLIBC_TUNABLES=${process.env.GLIBC_TUNABLES || '(none)'}; ` +
       `1-minute load average ${loadStart.toFixed(2)} at the start, ${os.loadavg()[0].toFixed(2)} at the end.`,
+    '',
+    pageFaultLine(),
     '',
     '| slide | decoder | model input | patches/s | CPU ms per patch (all threads) | patches per CPU-second |',
     '| --- | --- | --- | ---: | ---: | ---: |',
