@@ -7,6 +7,12 @@
  * does not keep the process alive (one starting does, until it is ready); a worker that crashes
  * is replaced on the next request.
  *
+ * A worker that dies (an uncaught error, an exit, the thread killed) costs its frames nothing but
+ * time: each goes to another worker once. A frame whose worker dies a second time is the likely
+ * cause, and fails with FRAME_DECODE_ERROR, which a job's frameErrors policy can skip, instead of
+ * taking the next worker down too. Native JPEG frames are not retried here: NativeJpegSharing
+ * decodes a lost one on the main thread.
+ *
  * The worker entry is `wasm-worker.ts` beside this file. Compiled by tsc it is `wasm-worker.js`
  * and plain node runs it. From TypeScript sources (vitest, tsx) a worker thread gets no loader
  * from its parent, and Node 20 does not apply `--import` hooks to a worker's entry, so the worker
@@ -29,9 +35,20 @@ const WORKER_BASENAME = 'wasm-worker';
 /** Native JPEG frames one worker holds at once: the one it decodes and the next. */
 const NATIVE_JPEG_DEPTH = 2;
 
+/** Times a frame may be on a worker that dies before it is taken for the cause. */
+const WORKER_LOSSES_PER_FRAME = 2;
+
 interface Task {
   codec: WasmCodec;
-  encoded: Uint8Array;
+  /**
+   * The frame's bytes, the pool's own copy (the caller's may be a view into a larger response
+   * buffer, which must neither be detached nor cloned whole). Kept until the frame is answered,
+   * and each send transfers a copy of it, so a frame whose worker died can go to another.
+   * Native JPEG frames are not resent (module doc): theirs is transferred itself.
+   */
+  source: Uint8Array;
+  /** Workers that died holding this frame. */
+  losses: number;
   expected?: { width: number; height: number };
   target?: Uint8Array;
   resolve: (samples: WasmDecodedSamples) => void;
@@ -53,10 +70,17 @@ export interface WasmWorkerPoolOptions {
   readonly nativeJpeg?: boolean;
   /** The TurboJPEG library it loads (Config.PATHEMBED_LIBTURBOJPEG). */
   readonly libturbojpeg?: string;
+  /**
+   * A compiled worker entry to start instead of wasm-worker.js, speaking wasm-protocol.ts. For
+   * tests of worker faults (a thread that exits on a given frame), which no real decoder does on
+   * demand.
+   */
+  readonly workerEntry?: URL;
 }
 
 /** Starts one decode worker, from compiled JavaScript or from TypeScript sources. */
-function startWorker(workerData: WasmWorkerData): Worker {
+function startWorker(workerData: WasmWorkerData, customEntry?: URL): Worker {
+  if (customEntry) return new Worker(customEntry, { workerData });
   const here = import.meta.url;
   if (!here.endsWith(SOURCE_EXTENSION)) {
     return new Worker(new URL(`./${WORKER_BASENAME}.js`, here), { workerData });
@@ -114,7 +138,7 @@ export class WasmWorkerPool {
       return Promise.reject(new PathembedError('INTERNAL', 'The frame decoder is closed'));
     }
     return new Promise((resolve, reject) => {
-      this.#queue.push({ codec, encoded: encoded.slice(), resolve, reject });
+      this.#queue.push({ codec, source: encoded.slice(), losses: 0, resolve, reject });
       this.#pump();
     });
   }
@@ -154,7 +178,14 @@ export class WasmWorkerPool {
     }
     const slot = best;
     return new Promise((resolve, reject) => {
-      const task: Task = { codec: 'jpeg-native', encoded: encoded.slice(), expected, resolve, reject };
+      const task: Task = {
+        codec: 'jpeg-native',
+        source: encoded.slice(),
+        losses: 0,
+        expected,
+        resolve,
+        reject,
+      };
       if (target) task.target = target;
       this.#send(slot, task);
     });
@@ -201,8 +232,9 @@ export class WasmWorkerPool {
 
   #send(slot: Slot, task: Task): void {
     const id = this.#nextId++;
-    const request: WasmDecodeRequest = { id, codec: task.codec, encoded: task.encoded };
-    const transfer = [task.encoded.buffer as ArrayBuffer];
+    const encoded = task.codec === 'jpeg-native' ? task.source : task.source.slice();
+    const request: WasmDecodeRequest = { id, codec: task.codec, encoded };
+    const transfer = [encoded.buffer as ArrayBuffer];
     if (task.expected) request.expected = task.expected;
     if (task.target) {
       request.target = task.target;
@@ -228,7 +260,12 @@ export class WasmWorkerPool {
       ...(this.#options.nativeJpeg ? { nativeJpeg: true } : {}),
       ...(this.#options.libturbojpeg ? { libturbojpeg: this.#options.libturbojpeg } : {}),
     };
-    const slot: Slot = { worker: startWorker(workerData), tasks: new Map(), ready: false, nativeJpeg: false };
+    const slot: Slot = {
+      worker: startWorker(workerData, this.#options.workerEntry),
+      tasks: new Map(),
+      ready: false,
+      nativeJpeg: false,
+    };
     slot.worker.on('message', (message: WasmDecodeReply | WasmWorkerReady) => {
       if (isReady(message)) this.#onReady(slot, message);
       else this.#onReply(slot, message);
@@ -269,14 +306,34 @@ export class WasmWorkerPool {
     this.#pump();
   }
 
-  /** A worker died (uncaught error or exit): its frames fail and the slot is freed for a new one. */
+  /**
+   * A worker died (uncaught error or exit): the slot is freed for a new one, and its frames go to
+   * another worker, once each (module doc).
+   */
   #onLost(slot: Slot, message: string, cause?: Error): void {
     const index = this.#slots.indexOf(slot);
     if (index < 0) return;
     this.#slots.splice(index, 1);
+    const resend: Task[] = [];
     for (const task of slot.tasks.values()) {
-      task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
+      task.losses++;
+      if (task.codec === 'jpeg-native' || this.#closed) {
+        task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
+      } else if (task.losses >= WORKER_LOSSES_PER_FRAME) {
+        task.reject(
+          new PathembedError(
+            'FRAME_DECODE_ERROR',
+            `Decoding this ${task.codec} frame stopped the decode worker ${task.losses} times (last: ${message}): the frame is likely corrupt, or too large for the decoder`,
+            { codec: task.codec, workerLosses: task.losses },
+            { cause },
+          ),
+        );
+      } else {
+        resend.push(task);
+      }
     }
+    // First in line, in the order they were sent: they have waited longest.
+    this.#queue.unshift(...resend);
     slot.tasks.clear();
     void slot.worker.terminate();
     this.#notifyReady();
