@@ -1,6 +1,7 @@
 /**
  * How a pathembed process asks glibc's malloc for memory: the GLIBC_TUNABLES value its launchers
- * (bin/pathembed, the images in deploy/) set when the environment has none.
+ * (bin/pathembed, `npm run demo` / `pathembed`, the images in deploy/) set when the environment
+ * has none.
  *
  * Why: a slide read writes tens of MiB of decoded frames, and a process pays for new memory on
  * its first write, one page fault per 4 KiB page. On the 2-core VM of docs/benchmarks.md a fault

@@ -69,18 +69,19 @@ describe('process memory: the malloc settings pathembed starts with', () => {
     expect(JSON.parse(run.stdout)).toEqual({ tunables: GLIBC_MALLOC_TUNABLES, argv: ['doctor'] });
   });
 
-  it('every image and benchmark script sets the same GLIBC_TUNABLES as the launcher', () => {
+  it('every image and npm script that runs pathembed sets the same GLIBC_TUNABLES as the launcher', () => {
     for (const file of IMAGES) {
       const env = fs.readFileSync(file, 'utf8').match(/^\s*GLIBC_TUNABLES=(\S+)/m);
       expect(env?.[1], file).toBe(GLIBC_MALLOC_TUNABLES);
     }
     expect(fs.readFileSync(LAUNCHER, 'utf8')).toContain(`GLIBC_TUNABLES=${GLIBC_MALLOC_TUNABLES}}`);
-    // The slide and pipeline benchmarks measure pathembed as it ships.
+    // `npm run demo` and `npm run pathembed` run as the launcher does, and the slide and pipeline
+    // benchmarks measure pathembed as it ships.
     const scripts = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')).scripts as Record<
       string,
       string
     >;
-    for (const name of ['bench:wsi', 'bench:pipeline'])
+    for (const name of ['pathembed', 'demo', 'bench:wsi', 'bench:pipeline'])
       expect(scripts[name], name).toContain(`GLIBC_TUNABLES=\${GLIBC_TUNABLES-${GLIBC_MALLOC_TUNABLES}} `);
   });
 
