@@ -320,16 +320,22 @@ describe('exchange', () => {
   });
 });
 
+/** A client configured from `env` as the worker builds one (retries, auth), small limits. */
+function clientFromEnv(env: Record<string, string>): DicomWebClient {
+  const config = loadConfig(env);
+  return new DicomWebClient({
+    allowedStores: config.PATHEMBED_ALLOWED_STORES,
+    retry: retryPolicy(config),
+    framesPerRequest: 4,
+    storeConcurrency: 2,
+    limiters: new StoreLimiters(2),
+    auth: storeAuth(config),
+  });
+}
+
 describe('store requests over the exchange', () => {
   it('report a body that does not decompress as DICOMWEB_BAD_RESPONSE, not a network failure', async () => {
-    const config = loadConfig({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '1' });
-    const client = new DicomWebClient({
-      allowedStores: config.PATHEMBED_ALLOWED_STORES,
-      retry: retryPolicy(config),
-      framesPerRequest: 4,
-      storeConcurrency: 2,
-      limiters: new StoreLimiters(2),
-    });
+    const client = clientFromEnv({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '1' });
     const err = await client.qido(base, '/gzip-corrupt', new URLSearchParams()).then(
       () => undefined,
       (e: unknown) => e,
@@ -338,16 +344,8 @@ describe('store requests over the exchange', () => {
     expect((err as Error).message).toMatch(/does not decompress \(Content-Encoding gzip\)/);
   });
 
-  function storeClient(): DicomWebClient {
-    const config = loadConfig({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '3' });
-    return new DicomWebClient({
-      allowedStores: config.PATHEMBED_ALLOWED_STORES,
-      retry: retryPolicy(config),
-      framesPerRequest: 4,
-      storeConcurrency: 2,
-      limiters: new StoreLimiters(2),
-    });
-  }
+  const storeClient = () =>
+    clientFromEnv({ PATHEMBED_ALLOWED_STORES: base, PATHEMBED_RETRY_MAX_ATTEMPTS: '3' });
 
   it('report a 101, bytes that are not HTTP and a redirect to a Location that is no URL as DICOMWEB_BAD_RESPONSE, without retrying', async () => {
     const client = storeClient();
@@ -401,18 +399,10 @@ describe('store requests over the exchange', () => {
     await new Promise<void>((resolve) => away.listen(0, '127.0.0.1', resolve));
     const start = `http://127.0.0.1:${(away.address() as AddressInfo).port}`;
     try {
-      const config = loadConfig({
+      const client = clientFromEnv({
         PATHEMBED_ALLOWED_STORES: `${start},${other}`,
         PATHEMBED_AUTH: 'bearer',
         PATHEMBED_BEARER_TOKEN: 'secret-token-1234',
-      });
-      const client = new DicomWebClient({
-        allowedStores: config.PATHEMBED_ALLOWED_STORES,
-        retry: retryPolicy(config),
-        framesPerRequest: 4,
-        storeConcurrency: 2,
-        limiters: new StoreLimiters(2),
-        auth: storeAuth(config),
       });
       const err = await client.qido(start, '/series', new URLSearchParams()).then(
         () => undefined,
