@@ -68,6 +68,8 @@ for (let r = 0; r < rounds; r++) {
       rects.push({ x, y, width: patchPx, height: patchPx });
   const cache = new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
   const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
+  // As a job does: the reads are announced, so each frame goes back to the decoder after its last.
+  reader.expectPatches({ level, scale: 1 }, rects);
   const prefetch = reader.prefetchPatches({ level, scale: 1 }, rects);
   const inFlight = config.PATHEMBED_BATCH_SIZE;
   const hashes: string[] = [];

@@ -218,6 +218,8 @@ async function readGrid(
   const inFlight = config.PATHEMBED_BATCH_SIZE;
   const requestsBefore = source.stats.requests;
   const t0 = performance.now();
+  // As a job does: each frame goes back to the decoder after the last patch that reads it.
+  reader.expectPatches({ level, scale: 1 }, rects);
   // Not awaited before reading: patches start as soon as their frames arrive.
   const prefetch = reader.prefetchPatches({ level, scale: 1 }, rects);
   let checksum = 0;
@@ -460,17 +462,20 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       });
     }
     for (const { decoder: decoderName, threads, jpegDecoder, input } of setups) {
-      const decoder = new FrameDecoder({ decodeThreads: threads, jpegDecoder });
+      // As the queue worker builds it: frames handed back are decoded into again.
+      const decoder = new FrameDecoder({
+        decodeThreads: threads,
+        jpegDecoder,
+        reuseBytes: config.PATHEMBED_FRAME_CACHE_BYTES,
+      });
       decoder.warmUp();
       await decoder.ready();
       const pass = async () => {
         // A cold cache each pass: every frame is fetched and decoded again.
-        const reader = new PatchReader(
-          new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES }),
-          {
-            levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE,
-          },
-        );
+        const cache = new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
+        const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
+        // As a job does: each frame goes back to the decoder after the last patch that reads it.
+        reader.expectPatches({ level, scale: 1 }, rects);
         const prefetch = reader.prefetchPatches({ level, scale: 1 }, rects);
         for (let i = 0; i < rects.length; i += batchSize) {
           const patches = await Promise.all(
@@ -482,6 +487,8 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
           );
         }
         await prefetch;
+        // As a job's reader closes.
+        cache.clear();
       };
       await pass(); // warm-up: workers started, code compiled
       const passes = FEED_PASSES[name] ?? 2;

@@ -111,7 +111,7 @@ export const CONFIG_VARIABLES = {
   PATHEMBED_FRAME_CACHE_BYTES: v(
     int(0),
     String(512 * 1024 * 1024),
-    'Byte budget of the decoded-frame LRU cache per slide reader.',
+    "Byte budget of the decoded-frame LRU cache per slide reader. A job's frames leave it (and are decoded into again) once the last patch that needs them is read, so a job holds a few rows of frames; the budget bounds what other reads keep (tissue mask, viewer tiles, Google predict requests).",
   ),
   PATHEMBED_DECODE_THREADS: v(
     int(0, 64),

@@ -118,6 +118,9 @@ export async function* embedOnSession(
           plan.iccProfile,
         )
       : undefined;
+  // Each frame goes back to the decoder once the last patch of this range that needs it is read,
+  // so a job holds a few rows of frames, not the cache's whole budget.
+  session.reader.expectPatches(choice, patches);
   const skipCorrupt = plan.frameErrors === 'skip';
   const readPatch = async (patch: PlannedPatch): Promise<Uint8Array | PatchFailure> => {
     try {

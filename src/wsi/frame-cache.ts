@@ -15,9 +15,19 @@
  *   a list of patches will need, no more than fit in the byte budget, so frames are not evicted
  *   before the patches that asked for them read them.
  *
+ * - `expectReads(tiles)` announces reads to come (a job's patches, a grid), one entry per read.
+ *   A frame whose announced reads have all been made leaves the cache at once and its buffer goes
+ *   back to the decoder for the next frame to decode into, instead of waiting for the LRU or the
+ *   reader's close: a level read in row order then holds the frames of a few rows, not the
+ *   whole level or the byte budget, and later frames reuse memory already written (new memory
+ *   is paid in page faults: frame-buffer-pool.ts). A read nobody announced is served as before
+ *   and may take one announced read's place; the cost is a frame fetched again, never a wrong
+ *   pixel: a frame is only handed back once no `getFrames` that includes it is outstanding.
  * - `clear()` (the reader closing) hands its frames back to the decoder for reuse (`recycle`),
  *   when no `getFrames` is outstanding and only after the current turn of the event loop, so a
- *   patch that was given a frame has copied it before its buffer is written again.
+ *   patch that was given a frame has copied it before its buffer is written again. Frames given
+ *   by `getFrames` are valid until the end of the turn its promise settles in: a caller copies
+ *   what it needs before it awaits anything else.
  *
  * Abort signals reach `fetchFrames`. Frames missing at the same time under different signals are
  * fetched in separate batches, so one caller's abort never fails another caller's fetch: a
@@ -36,6 +46,8 @@ export interface FrameProvider {
   getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]>;
   /** Fetches frames ahead of use, when the provider keeps them; resolves to how many it fetched. */
   prefetch?(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<number>;
+  /** Announces reads to come, one entry per read, so that a frame can go once its last one is made. */
+  expectReads?(tiles: readonly TileFrame[]): void;
 }
 
 export interface FrameCacheOptions {
@@ -125,6 +137,12 @@ export class FrameCache implements FrameProvider {
   readonly maxBytes: number;
   private readonly prefetchSliceFrames: number;
   private readonly owner: DecoderOwner;
+  /** Announced reads not made yet, by frame; 0 once all are made and the frame is still held by a caller. */
+  private readonly expected = new Map<string, number>();
+  /** Outstanding `getFrames` calls that include the frame, by frame: while any is, it is not recycled. */
+  private readonly holders = new Map<string, number>();
+  /** Frames whose reads are done, going back to the decoder after this turn. */
+  private released: RgbFrame[] = [];
 
   constructor(
     private readonly source: FrameSource,
@@ -139,12 +157,30 @@ export class FrameCache implements FrameProvider {
   /** Decoded frames of `level` in the order of `tiles`; missing ones are fetched in batches. */
   async getFrames(level: SlideLevel, tiles: readonly TileFrame[], signal?: AbortSignal): Promise<RgbFrame[]> {
     signal?.throwIfAborted();
+    const keys = tiles.map(frameKey);
+    for (const key of keys) this.holders.set(key, (this.holders.get(key) ?? 0) + 1);
     const frames = tiles.map((tile) => this.frame(level, tile, signal));
     this.outstanding++;
+    let delivered = false;
     try {
-      return await raceAbort(Promise.all(frames), signal);
+      const decoded = await raceAbort(Promise.all(frames), signal);
+      delivered = true;
+      return decoded;
     } finally {
       this.outstanding--;
+      this.settle(keys, delivered);
+    }
+  }
+
+  /**
+   * Announces reads to come: one entry per read (a frame four patches read is given four times).
+   * Each `getFrames` that delivers the frame counts as one of them; after the last, the frame
+   * leaves the cache and its buffer goes back to the decoder (module doc).
+   */
+  expectReads(tiles: readonly TileFrame[]): void {
+    for (const tile of tiles) {
+      const key = frameKey(tile);
+      this.expected.set(key, (this.expected.get(key) ?? 0) + 1);
     }
   }
 
@@ -202,11 +238,48 @@ export class FrameCache implements FrameProvider {
     const dropped = [...this.lru.values()];
     this.lru.clear();
     this.cachedBytes = 0;
+    this.expected.clear();
     const recycle = this.owner.recycle?.bind(this.owner);
     if (!recycle || this.outstanding > 0 || dropped.length === 0) return;
     // After this turn: whoever got a frame in a promise that settled this turn has copied it.
     setImmediate(() => {
       for (const frame of dropped) recycle(frame);
+    });
+  }
+
+  /** A `getFrames` call over `keys` settled: counts its reads if it delivered, and lets spent frames go. */
+  private settle(keys: readonly string[], delivered: boolean): void {
+    for (const key of keys) {
+      const holders = (this.holders.get(key) ?? 1) - 1;
+      if (holders > 0) this.holders.set(key, holders);
+      else this.holders.delete(key);
+      const left = this.expected.get(key);
+      if (left === undefined) continue;
+      const now = delivered && left > 0 ? left - 1 : left;
+      if (now > 0 || holders > 0) {
+        this.expected.set(key, now);
+        continue;
+      }
+      this.expected.delete(key);
+      const frame = this.lru.get(key);
+      if (!frame) continue;
+      this.lru.delete(key);
+      this.cachedBytes -= frameBytes(frame);
+      this.release(frame);
+    }
+  }
+
+  /** Hands `frame` back to the decoder after this turn, when the decoder takes frames back. */
+  private release(frame: RgbFrame): void {
+    const recycle = this.owner.recycle?.bind(this.owner);
+    if (!recycle) return;
+    this.released.push(frame);
+    if (this.released.length > 1) return;
+    // After this turn, as in `clear`: the caller the frame was delivered to has copied it.
+    setImmediate(() => {
+      const frames = this.released;
+      this.released = [];
+      for (const f of frames) recycle(f);
     });
   }
 

@@ -257,6 +257,16 @@ export class PatchReader {
     return this.frames.prefetch(choice.level, framesForPatches(choice, rects), signal);
   }
 
+  /**
+   * Announces that each of these target-grid patches will be read once, so that the frame cache
+   * lets a frame go (its buffer back to the decoder) as soon as the last of them has read it. A
+   * caller reading in row order (a job's patches, a grid) then holds a few rows of frames instead
+   * of the whole level. Reading a patch more often than announced costs a frame fetched again.
+   */
+  expectPatches(choice: LevelScale, rects: readonly RectPx[]): void {
+    this.frames.expectReads?.(framesReadByPatches(choice, rects));
+  }
+
   /** Copies the part of tile (col, row) inside both the image and `rect` into `out`. */
   private blit(
     out: RgbFrame,
@@ -308,20 +318,26 @@ export class PatchReader {
   }
 }
 
-/** The stored frames a list of target-grid patches overlaps, first use first, without repeats. */
-export function framesForPatches(choice: LevelScale, rects: readonly RectPx[]): TileFrame[] {
-  const seen = new Set<string>();
+/** The stored frames reading each of a list of target-grid patches asks for, in order, with repeats. */
+export function framesReadByPatches(choice: LevelScale, rects: readonly RectPx[]): TileFrame[] {
   const frames: TileFrame[] = [];
   for (const rect of rects) {
     const region = choice.scale === 1 ? rect : levelWindow(choice, rect).region;
     for (const { col, row } of tilesOverlapping(choice.level, region)) {
       const frame = tileFrame(choice.level, col, row);
-      if (!frame) continue;
-      const key = `${frame.instanceUid}#${frame.frameIndex}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      frames.push(frame);
+      if (frame) frames.push(frame);
     }
   }
   return frames;
+}
+
+/** The stored frames a list of target-grid patches overlaps, first use first, without repeats. */
+export function framesForPatches(choice: LevelScale, rects: readonly RectPx[]): TileFrame[] {
+  const seen = new Set<string>();
+  return framesReadByPatches(choice, rects).filter((frame) => {
+    const key = `${frame.instanceUid}#${frame.frameIndex}`;
+    if (seen.has(key)) return false;
+    seen.add(key);
+    return true;
+  });
 }

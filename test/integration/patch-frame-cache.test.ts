@@ -287,3 +287,125 @@ describe('frame buffers reused from one reader to the next', () => {
     }
   });
 });
+
+describe('frames let go after their announced reads', () => {
+  const nextTurn = () => new Promise((resolve) => setImmediate(resolve));
+
+  /** 224 px patches covering the top-left 4 x 4 patches of cmu-jpeg's level 0, row by row. */
+  function gridRects(): { x: number; y: number; width: number; height: number }[] {
+    const rects = [];
+    for (let y = 0; y < 4; y++)
+      for (let x = 0; x < 4; x++)
+        rects.push({ x: x * PATCH_PX, y: y * PATCH_PX, width: PATCH_PX, height: PATCH_PX });
+    return rects;
+  }
+
+  async function jpegReader(frameDecoder: FrameDecoder) {
+    const source = await openLocalFrameSource(fixture('cmu-jpeg').dir);
+    const level = (await openSlide(source)).level(0);
+    const cache = new FrameCache(source, frameDecoder, { maxBytes: 64 << 20 });
+    return { source, level, cache, reader: new PatchReader(cache, { levelTolerance: LEVEL_TOLERANCE }) };
+  }
+
+  it('holds a few rows of frames instead of all, decodes later frames into earlier ones, pixels unchanged', async () => {
+    const reusing = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    const plain = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native' });
+    try {
+      const rects = gridRects();
+      const reference = await jpegReader(plain);
+      const expected = [];
+      for (const r of rects)
+        expected.push((await reference.reader.readRegion(reference.level, r.x, r.y, r.width, r.height)).data);
+      const distinct = reference.cache.stats().cachedFrames;
+      expect(distinct).toBe(16);
+
+      const { source, level, cache, reader } = await jpegReader(reusing);
+      reader.expectPatches({ level, scale: 1 }, rects);
+      const held: number[] = [];
+      // Two patches at a time, as a job reads a batch: frames shared by both must survive both.
+      for (let i = 0; i < rects.length; i += 2) {
+        const pair = await Promise.all(
+          rects.slice(i, i + 2).map((r) => reader.readRegion(level, r.x, r.y, r.width, r.height)),
+        );
+        for (const [k, p] of pair.entries())
+          expect(Buffer.compare(p.data, expected[i + k]), `patch ${i + k}`).toBe(0);
+        held.push(cache.stats().cachedFrames);
+        await nextTurn();
+      }
+      // Each frame fetched once, and none left once its last patch was read.
+      expect(source.stats.frames).toBe(distinct);
+      expect(cache.stats().cachedFrames).toBe(0);
+      expect(Math.max(...held)).toBeLessThanOrEqual(8);
+      // The frames of the first rows went back to the decoder and were decoded into again: what
+      // is left for reuse is less than every frame the read decoded.
+      expect(reusing.reusableBytes).toBeGreaterThan(0);
+      expect(reusing.reusableBytes).toBeLessThan(distinct * levelFrameBytes(level));
+      await source.close();
+    } finally {
+      await Promise.all([reusing.close(), plain.close()]);
+    }
+  });
+
+  it('reads beyond those announced are served, at the cost of a frame fetched again', async () => {
+    const reusing = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    try {
+      const { source, level, cache, reader } = await jpegReader(reusing);
+      const rect = { x: 100, y: 100, width: PATCH_PX, height: PATCH_PX };
+      reader.expectPatches({ level, scale: 1 }, [rect]);
+      const first = await reader.readRegion(level, rect.x, rect.y, rect.width, rect.height);
+      const copy = Buffer.from(first.data);
+      await nextTurn();
+      expect(cache.stats().cachedFrames).toBe(0);
+      const again = await reader.readRegion(level, rect.x, rect.y, rect.width, rect.height);
+      expect(Buffer.compare(again.data, copy)).toBe(0);
+      expect(source.stats.frames).toBe(2 * framesOf(level, rect.x, rect.y, rect.width, rect.height).length);
+      // Not announced: kept as before, until the reader closes.
+      expect(cache.stats().cachedFrames).toBe(
+        framesOf(level, rect.x, rect.y, rect.width, rect.height).length,
+      );
+      await source.close();
+    } finally {
+      await reusing.close();
+    }
+  });
+
+  it('does not hand a spent frame back while another read that includes it is outstanding', async () => {
+    const reusing = new FrameDecoder({ decodeThreads: 1, jpegDecoder: 'native', reuseBytes: 64 << 20 });
+    try {
+      const { source, level, cache } = await jpegReader(reusing);
+      const x = tileFrame(level, 0, 0)!;
+      const y = tileFrame(level, 5, 5)!;
+      // The real source, with the fetch of frame y held back until the test lets it go.
+      let release!: () => void;
+      const gate = new Promise<void>((resolve) => {
+        release = resolve;
+      });
+      const fetchFrames = source.fetchFrames.bind(source);
+      source.fetchFrames = async (uid, indices, signal) => {
+        if (indices.includes(y.frameIndex)) await gate;
+        return fetchFrames(uid, indices, signal);
+      };
+      // x cached first (a read nobody announced), so that only y waits at the gate.
+      await cache.getFrames(level, [x]);
+      cache.expectReads([x]);
+      // Read B holds x while it waits for y; read A then makes x's one announced read.
+      const readB = cache.getFrames(level, [x, y]);
+      await nextTurn();
+      const [fromA] = await cache.getFrames(level, [x]);
+      const pixelsOfX = Buffer.from(fromA.data);
+      await nextTurn();
+      expect(reusing.reusableBytes).toBe(0);
+      release();
+      const [fromB] = await readB;
+      expect(fromB).toBe(fromA);
+      expect(Buffer.compare(fromB.data, pixelsOfX)).toBe(0);
+      // B settled: now x goes back (y was never announced and stays cached).
+      await nextTurn();
+      expect(reusing.reusableBytes).toBe(levelFrameBytes(level));
+      expect(cache.stats().cachedFrames).toBe(1);
+      await source.close();
+    } finally {
+      await reusing.close();
+    }
+  });
+});

@@ -10,8 +10,10 @@ import { EmbeddingEngine } from '../../src/embed/index.js';
 import { isPathembedError } from '../../src/errors.js';
 import { createLogger } from '../../src/log.js';
 import {
+  embedOnSession,
   embedPlan,
   isFailedPatch,
+  openReadingSession,
   type PatchEmbedding,
   type PatchOutcome,
   type PipelineDeps,
@@ -23,7 +25,7 @@ import {
 import { readResult, streamResult } from '../../src/results/index.js';
 import { FrameCache } from '../../src/wsi/frame-cache.js';
 import { buildPatchGrid } from '../../src/wsi/patch-grid.js';
-import { PatchReader } from '../../src/wsi/patch-reader.js';
+import { framesForPatches, PatchReader } from '../../src/wsi/patch-reader.js';
 import { computeTissueMask } from '../../src/wsi/tissue-mask.js';
 import { maxAbsDiff } from '../helpers/compare.js';
 import { fixture, services } from '../helpers/services.js';
@@ -157,6 +159,33 @@ describe('pipeline over the harness Orthanc with the real model', () => {
       expect(maxAbsDiff(e.embedding, full[i].embedding)).toBeLessThan(TOLERANCE);
     });
     await expect(collect(embedPlan(plan, { start: 3, end: n + 1 }, deps))).rejects.toThrow(/not within/);
+  });
+
+  it('lets each frame go once the last patch of the range that needs it is read, embeddings unchanged', async () => {
+    const end = 2 * BATCH + 3;
+    const session = await openReadingSession(deps, spec, {});
+    try {
+      const held: number[] = [];
+      const out: PatchEmbedding[] = [];
+      for await (const e of embedOnSession(session, plan, { start: 0, end }, deps, {})) {
+        if (isFailedPatch(e)) throw new Error(`patch ${e.index} failed: ${e.failed.message}`);
+        out.push(e);
+        held.push(session.cache.stats().cachedFrames);
+      }
+      expect(out.map((e) => e.index)).toEqual(full.slice(0, end).map((e) => e.index));
+      out.forEach((e, i) => {
+        expect(maxAbsDiff(e.embedding, full[i].embedding)).toBeLessThan(TOLERANCE);
+      });
+      const stats = session.cache.stats();
+      // Every frame the range read was fetched once, and none is held once the range is done.
+      expect(stats.framesFetched).toBe(
+        framesForPatches({ level: plan.level, scale: plan.downsample }, plan.patches.slice(0, end)).length,
+      );
+      expect(stats.cachedFrames).toBe(0);
+      expect(Math.max(...held)).toBeLessThan(stats.framesFetched);
+    } finally {
+      await session.close();
+    }
   });
 
   it('stops within one batch when cancelled, with JOB_CANCELLED', async () => {
