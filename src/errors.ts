@@ -196,6 +196,12 @@ export const ERROR_CODES = {
     retryable: false,
     summary: 'A frame could not be decoded (corrupt codestream).',
   },
+  FRAME_DECODER_UNAVAILABLE: {
+    httpStatus: 500,
+    retryable: true,
+    summary:
+      "A frame decoder could not be loaded, or the decode workers stopped before they were ready: the fault is this worker's, not the frame's, so `frameErrors: skip` never skips it and the job is retried.",
+  },
 
   // Model
   MODEL_NOT_FOUND: {

@@ -124,6 +124,20 @@ function loadCharls(): Promise<CharlsModule> {
   return charls;
 }
 
+/** A decoder module that would not load: the worker's fault, not the frame's (FRAME_DECODER_UNAVAILABLE). */
+class DecoderUnavailable extends Error {}
+
+/** The decoder module `load` gives, or a DecoderUnavailable saying which one would not load and why. */
+async function loaded<M>(codec: string, load: () => Promise<M>): Promise<M> {
+  try {
+    return await load();
+  } catch (err) {
+    throw new DecoderUnavailable(
+      `The ${codec} decoder could not be loaded in a decode worker: ${describeThrown(undefined, err)}`,
+    );
+  }
+}
+
 class KernelError extends Error {
   constructor(
     message: string,
@@ -173,7 +187,7 @@ function describeThrown(module: EmscriptenModule | undefined, err: unknown): str
 }
 
 async function decodeJpeg2000(encoded: Uint8Array): Promise<WasmDecodedSamples> {
-  const module = await loadOpenJpeg();
+  const module = await loaded('JPEG 2000', loadOpenJpeg);
   // A fresh decoder per frame: a reused one keeps the previous frame's info after a failed decode.
   const decoder = new module.J2KDecoder();
   openJpegLog = [];
@@ -213,7 +227,7 @@ async function decodeJpeg2000(encoded: Uint8Array): Promise<WasmDecodedSamples> 
  * "JPEG decoder"). A truncated or corrupt stream throws; libjpeg's warnings do not.
  */
 async function decodeJpegBaseline(encoded: Uint8Array): Promise<WasmDecodedSamples> {
-  const module = await loadLibJpegTurbo();
+  const module = await loaded('JPEG', loadLibJpegTurbo);
   const decoder = new module.JPEGDecoder();
   try {
     decoder.getEncodedBuffer(encoded.length).set(encoded);
@@ -233,7 +247,7 @@ async function decodeJpegBaseline(encoded: Uint8Array): Promise<WasmDecodedSampl
 }
 
 async function decodeJpegLs(encoded: Uint8Array): Promise<WasmDecodedSamples> {
-  const module = await loadCharls();
+  const module = await loaded('JPEG-LS', loadCharls);
   const decoder = new module.JpegLSDecoder();
   try {
     decoder.getEncodedBuffer(encoded.length).set(encoded);
@@ -274,8 +288,18 @@ function padScanEnd(encoded: Uint8Array): Uint8Array {
   return padded;
 }
 
+function losslessDecoderClass(): new () => LosslessDecoder {
+  try {
+    return (require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder }).Decoder;
+  } catch (err) {
+    throw new DecoderUnavailable(
+      `The JPEG lossless decoder could not be loaded in a decode worker: ${describeThrown(undefined, err)}`,
+    );
+  }
+}
+
 function decodeJpegLossless(encoded: Uint8Array): WasmDecodedSamples {
-  const { Decoder } = require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder };
+  const Decoder = losslessDecoderClass();
   const decoder = new Decoder();
   const stream = padScanEnd(encoded);
   let out: Uint8Array | Uint16Array;
@@ -391,6 +415,16 @@ export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeR
         message: err.message,
         fatal: false,
         refused: true,
+      };
+    }
+    if (err instanceof DecoderUnavailable) {
+      // Fatal: the pool replaces this worker, and a fresh thread loads the module anew.
+      return {
+        id: request.id,
+        ok: false,
+        code: 'FRAME_DECODER_UNAVAILABLE',
+        message: err.message,
+        fatal: true,
       };
     }
     if (err instanceof KernelError) {

@@ -13,6 +13,12 @@
  * taking the next worker down too. Native JPEG frames are not retried here: NativeJpegSharing
  * decodes a lost one on the main thread.
  *
+ * A worker that dies before it says it is ready never ran a frame: its frames are not counted
+ * against, and go to the next worker. When WORKER_START_FAILURES workers in a row stop before they
+ * are ready, the decoder cannot start on this machine (a module that does not load, a thread
+ * refused memory): the frames waiting fail with FRAME_DECODER_UNAVAILABLE, which names the
+ * worker's fault and which no frameErrors policy skips, since it says nothing about the frames.
+ *
  * The worker entry is `wasm-worker.ts` beside this file. Compiled by tsc it is `wasm-worker.js`
  * and plain node runs it. From TypeScript sources (vitest, tsx) a worker thread gets no loader
  * from its parent, and Node 20 does not apply `--import` hooks to a worker's entry, so the worker
@@ -37,6 +43,8 @@ const NATIVE_JPEG_DEPTH = 2;
 
 /** Times a frame may be on a worker that dies before it is taken for the cause. */
 const WORKER_LOSSES_PER_FRAME = 2;
+/** Workers in a row that die before they are ready, after which the decoder is taken to be unable to start. */
+const WORKER_START_FAILURES = 3;
 
 interface Task {
   codec: WasmCodec;
@@ -111,6 +119,8 @@ export class WasmWorkerPool {
   readonly #readyWaiters: Array<() => void> = [];
   #nextId = 1;
   #closed = false;
+  /** Workers in a row that died before they were ready; 0 again once one is. */
+  #startFailures = 0;
 
   constructor(size: number, options: WasmWorkerPoolOptions = {}) {
     if (!Number.isInteger(size) || size < 1) {
@@ -279,6 +289,7 @@ export class WasmWorkerPool {
 
   #onReady(slot: Slot, message: WasmWorkerReady): void {
     slot.ready = true;
+    this.#startFailures = 0;
     slot.nativeJpeg = message.nativeJpeg;
     if (slot.tasks.size === 0) slot.worker.unref();
     this.#notifyReady();
@@ -314,6 +325,10 @@ export class WasmWorkerPool {
     const index = this.#slots.indexOf(slot);
     if (index < 0) return;
     this.#slots.splice(index, 1);
+    if (!slot.ready) {
+      this.#onStartFailure(slot, message, cause);
+      return;
+    }
     const resend: Task[] = [];
     for (const task of slot.tasks.values()) {
       task.losses++;
@@ -336,6 +351,45 @@ export class WasmWorkerPool {
     this.#queue.unshift(...resend);
     slot.tasks.clear();
     void slot.worker.terminate();
+    this.#notifyReady();
+    this.#pump();
+  }
+
+  /**
+   * A worker died before it was ready: its frames go back to the front of the queue, uncounted,
+   * unless too many workers in a row have now failed to start (module doc).
+   */
+  #onStartFailure(slot: Slot, message: string, cause: Error | undefined): void {
+    this.#startFailures++;
+    const held: Task[] = [];
+    for (const task of slot.tasks.values()) {
+      // A native JPEG frame's bytes went with it; NativeJpegSharing decodes it on the main thread.
+      if (task.codec === 'jpeg-native')
+        task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
+      else held.push(task);
+    }
+    slot.tasks.clear();
+    void slot.worker.terminate();
+    if (this.#startFailures >= WORKER_START_FAILURES && !this.#closed) {
+      const failures = this.#startFailures;
+      // The next frame tries afresh: what stopped these workers (memory, say) may have passed.
+      this.#startFailures = 0;
+      for (const task of [...held, ...this.#queue.splice(0)]) {
+        task.reject(
+          new PathembedError(
+            'FRAME_DECODER_UNAVAILABLE',
+            `${failures} decode workers in a row stopped before they were ready (last: ${message}); the ${task.codec} decoder cannot start on this worker`,
+            { codec: task.codec, workerStartFailures: failures },
+            { cause },
+          ),
+        );
+      }
+    } else if (this.#closed) {
+      for (const task of held)
+        task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
+    } else {
+      this.#queue.unshift(...held);
+    }
     this.#notifyReady();
     this.#pump();
   }

@@ -16,11 +16,26 @@ import { isPathembedError } from '../../src/errors.js';
 const FAKE_WORKER = `
 import fs from 'node:fs';
 import { parentPort } from 'node:worker_threads';
+// A worker that cannot start: while the file holds a positive count, each new worker takes one
+// off and exits before it says it is ready (a decoder module that does not load).
+const startFails = process.env.PATHEMBED_TEST_START_FAILS;
+if (startFails && fs.existsSync(startFails)) {
+  const left = Number(fs.readFileSync(startFails, 'utf8'));
+  if (left > 0) {
+    fs.writeFileSync(startFails, String(left - 1));
+    process.exit(5);
+  }
+}
 parentPort.postMessage({ ready: true, nativeJpeg: false });
 parentPort.on('message', (request) => {
   const bytes = request.encoded;
   if (bytes[0] === 0xee) process.exit(7);
   if (bytes[0] === 0xef) throw new Error('decoder state corrupted');
+  if (bytes[0] === 0xcc) {
+    // What wasm-kernels replies when its decoder module would not load.
+    parentPort.postMessage({ id: request.id, ok: false, code: 'FRAME_DECODER_UNAVAILABLE', message: 'The JPEG 2000 decoder could not be loaded in a decode worker: out of memory', fatal: true });
+    return;
+  }
   if (bytes[0] === 0xdd && !fs.existsSync(process.env.PATHEMBED_TEST_LOST_ONCE)) {
     fs.writeFileSync(process.env.PATHEMBED_TEST_LOST_ONCE, 'lost');
     process.exit(9);
@@ -38,6 +53,12 @@ const entry = path.join(dir, 'fake-decode-worker.mjs');
 fs.writeFileSync(entry, FAKE_WORKER);
 const lostOnce = path.join(dir, 'lost-once');
 process.env.PATHEMBED_TEST_LOST_ONCE = lostOnce;
+const startFails = path.join(dir, 'start-fails');
+process.env.PATHEMBED_TEST_START_FAILS = startFails;
+/** The next `count` workers to start exit before they are ready. */
+function failStarts(count: number): void {
+  fs.writeFileSync(startFails, String(count));
+}
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
 
 function frame(first: number, second: number, length = 40): Uint8Array {
@@ -113,6 +134,59 @@ describe('decode workers that die', () => {
       expect((err as Error).message).toContain('decode worker failed: decoder state corrupted');
       const after = await p.decode('jpeg2000', frame(8, 8, 12));
       expect([...after.data]).toEqual([8, 8, 12]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a worker that dies before it is ready does not count against its frame', async () => {
+    fs.rmSync(lostOnce, { force: true });
+    // The first worker never starts; the frame then ends the next one (a loss it caused once),
+    // and decodes on the third. Counting the failed start too would have failed it as corrupt.
+    failStarts(1);
+    const p = pool(1);
+    try {
+      const answer = await p.decode('jpeg2000', frame(0xdd, 3, 61));
+      expect([...answer.data]).toEqual([0xdd, 3, 61]);
+      expect(fs.readFileSync(startFails, 'utf8')).toBe('0');
+      expect(fs.existsSync(lostOnce)).toBe(true);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('workers that cannot start fail the frames with FRAME_DECODER_UNAVAILABLE, never as corrupt frames', async () => {
+    failStarts(3);
+    const p = pool(1);
+    try {
+      const results = await Promise.allSettled([
+        p.decode('jpeg2000', frame(1, 1)),
+        p.decode('jpeg-ls', frame(2, 2)),
+      ]);
+      for (const r of results) {
+        expect(r.status).toBe('rejected');
+        const err = (r as PromiseRejectedResult).reason;
+        expect(isPathembedError(err, 'FRAME_DECODER_UNAVAILABLE'), String(err)).toBe(true);
+        expect(err.message).toMatch(
+          /3 decode workers in a row stopped before they were ready \(last: decode worker exited with code 5\)/,
+        );
+      }
+      // What stopped them has passed: the next frame starts a worker and decodes.
+      const after = await p.decode('jpeg2000', frame(7, 7, 20));
+      expect([...after.data]).toEqual([7, 7, 20]);
+    } finally {
+      await p.close();
+    }
+  });
+
+  it('a decoder module that does not load fails its frame with FRAME_DECODER_UNAVAILABLE and replaces the worker', async () => {
+    const p = pool(1);
+    try {
+      const err = await p.decode('jpeg2000', frame(0xcc, 0)).catch((e: unknown) => e);
+      expect(isPathembedError(err, 'FRAME_DECODER_UNAVAILABLE'), String(err)).toBe(true);
+      expect((err as Error).message).toContain('could not be loaded');
+      const after = await p.decode('jpeg2000', frame(5, 5, 30));
+      expect([...after.data]).toEqual([5, 5, 30]);
     } finally {
       await p.close();
     }
