@@ -122,7 +122,7 @@ export async function processAssemble(w: WorkerContext, job: Job<AssembleJobData
   await ctx.records.transition(d.jobId, 'writing', { writingAt: Date.now() });
   const plan = await w.plans.get(d.jobId);
   const planned = plan.patches.length;
-  const token = await jobToken(w, d.jobId, d.hasToken);
+  const token = await jobToken(w.ctx, d.jobId, d.hasToken);
   const watch = await w.cancels.watch(d.jobId);
   // Counted on the first pass over the chunks (the JSON's, else the SR's).
   const failures = new PatchFailureTally();

@@ -50,7 +50,7 @@ export async function processChunk(
     return { patches: d.end - d.start, skipped: true };
   }
   const plan = await w.plans.get(d.jobId);
-  const token = await jobToken(w, d.jobId, d.hasToken);
+  const token = await jobToken(w.ctx, d.jobId, d.hasToken);
   const watch = await w.cancels.watch(d.jobId, anySignal([signal, w.shutdown]));
   w.logger.info({ jobId: d.jobId, chunk: d.chunkIndex, start: d.start, end: d.end }, 'embedding chunk');
   const embeddings: PatchOutcome[] = [];

@@ -169,7 +169,7 @@ async function itemPatches(
 ): Promise<Uint8Array[]> {
   if (item.kind === 'image') return imagePatches(w, item);
   if (item.kind === 'patch-images') return patchImages(item);
-  const token = await jobToken(w, predictTokenOwner(requestId, item.position), item.hasToken);
+  const token = await jobToken(w.ctx, predictTokenOwner(requestId, item.position), item.hasToken);
   return w.pipeline.readDicomPatches(
     item.source,
     item.patches,

@@ -42,7 +42,7 @@ export async function processSlide(
     return { planned: 0, chunks: 0 };
   }
   await ctx.records.transition(d.jobId, 'planning', { startedAt: Date.now() });
-  const token = await jobToken(w, d.jobId, d.hasToken);
+  const token = await jobToken(w.ctx, d.jobId, d.hasToken);
   const watch = await w.cancels.watch(d.jobId, signal);
   let planned: Awaited<ReturnType<typeof w.pipeline.plan>>;
   try {

@@ -8,7 +8,7 @@ import type { Config } from '../config.js';
 import { PathembedError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { SlidePlan } from '../pipeline/index.js';
-import type { CancelWatcher } from './cancellation.js';
+import { type CancelWatcher, cancelledError } from './cancellation.js';
 import type { InferenceMetrics } from './inference-metrics.js';
 import type { PipelinePort } from './pipeline-port.js';
 import type { QueueContext } from './queue-context.js';
@@ -72,18 +72,24 @@ export interface WorkerContext {
   readonly shutdown: AbortSignal;
 }
 
-/** A job's store token from the vault, when it has one. */
+/**
+ * A job's store token from the vault, when it has one. A token that is gone because the job was
+ * cancelled (ending a job deletes its token in the same step as the record's final state) is
+ * JOB_CANCELLED, not an authorisation failure: a chunk that started just before the cancel would
+ * otherwise fail, and be logged and counted, as DICOMWEB_UNAUTHORIZED.
+ */
 export async function jobToken(
-  w: WorkerContext,
+  ctx: Pick<QueueContext, 'vault' | 'records'>,
   ownerId: string,
   hasToken: boolean,
 ): Promise<string | undefined> {
   if (!hasToken) return undefined;
-  const token = await w.ctx.vault.get(ownerId);
+  const token = await ctx.vault.get(ownerId);
   if (token === undefined) {
+    if ((await ctx.records.get(ownerId))?.state === 'cancelled') throw cancelledError(ownerId);
     throw new PathembedError(
       'DICOMWEB_UNAUTHORIZED',
-      `The bearer token of ${ownerId} is gone (the job outlived the token's ${'24 h'} retention or was cancelled); submit it again`,
+      `The bearer token of ${ownerId} is gone (the job outlived the token's ${'24 h'} retention); submit it again`,
     );
   }
   return token;

@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type FinalState, JobRecordStore } from '../../src/queue/job-record.js';
 import { ServiceKeys } from '../../src/queue/redis-keys.js';
 import { TokenVault } from '../../src/queue/token-vault.js';
+import { jobToken } from '../../src/queue/worker-context.js';
 import { scanKeys } from '../helpers/redis.js';
 import { services } from '../helpers/services.js';
 
@@ -99,5 +100,26 @@ describe('JobRecordStore.finish', () => {
     expect(await records.transition(id, 'planning')).toBe(true);
     expect(await records.transition(id, 'embedding')).toBe(true);
     expect(await vault.get(id)).toBe('tok-running');
+  });
+});
+
+describe('jobToken', () => {
+  it('says JOB_CANCELLED when the token went with a cancel, DICOMWEB_UNAUTHORIZED when it is gone otherwise', async () => {
+    const token = `tok-${randomBytes(8).toString('hex')}`;
+    const cancelled = await jobWithToken(token);
+    expect(await jobToken({ vault, records }, cancelled, true)).toBe(token);
+    // A chunk that read its record just before the cancel asks for the token just after it.
+    expect(await records.finish(cancelled, 'cancelled')).toBe(true);
+    await expect(jobToken({ vault, records }, cancelled, true)).rejects.toMatchObject({
+      code: 'JOB_CANCELLED',
+    });
+
+    const expired = await jobWithToken(`tok-${randomBytes(8).toString('hex')}`);
+    await vault.delete(expired);
+    const err = await jobToken({ vault, records }, expired, true).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'DICOMWEB_UNAUTHORIZED' });
+    expect((err as Error).message).toMatch(/token of job-\w+ is gone/);
+    // A job without a token never asks the vault.
+    expect(await jobToken({ vault, records }, expired, false)).toBeUndefined();
   });
 });
