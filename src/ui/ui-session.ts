@@ -49,8 +49,10 @@ export class UiSessions {
     const parts = value.split('.');
     if (parts.length !== 3) return undefined;
     const [keyId, expires, mac] = parts as [string, string, string];
-    const presented = Buffer.from(mac, 'base64url');
-    const expected = this.#mac(`${keyId}.${expires}`);
+    // The encodings are compared, not the decoded bytes: base64url's last character carries
+    // spare bits, so several spellings decode to the same MAC, and only the one issued is the cookie.
+    const presented = Buffer.from(mac, 'utf8');
+    const expected = Buffer.from(this.#mac(`${keyId}.${expires}`).toString('base64url'), 'utf8');
     if (presented.length !== expected.length || !timingSafeEqual(presented, expected)) return undefined;
     if (!(Number(expires) > now)) return undefined;
     return keyId;

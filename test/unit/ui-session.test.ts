@@ -9,6 +9,8 @@ import type { PatchReader } from '../../src/wsi/patch-reader.js';
 import type { SlideLevel } from '../../src/wsi/slide-level.js';
 import { SlideTiles } from '../../src/wsi/slide-tiles.js';
 
+const BASE64URL = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_';
+
 describe('UiSessions', () => {
   const sessions = new UiSessions({ secret: 'x'.repeat(32), ttlMs: 60_000 });
 
@@ -24,6 +26,14 @@ describe('UiSessions', () => {
     expect(sessions.verify(`${id}.${Number(expires) + 1}.${mac}`, 1_001)).toBeUndefined();
     expect(sessions.verify(`0000000000000000.${expires}.${mac}`, 1_001)).toBeUndefined();
     expect(sessions.verify(`${id}.${expires}.${mac!.slice(0, -2)}AA`, 1_001)).toBeUndefined();
+    // Another spelling of the same MAC: a 32-byte MAC's last base64url character carries 4 bits and
+    // 2 spare ones, so the 3 other characters that differ only in the spare bits decode alike.
+    const last = BASE64URL.indexOf(mac!.at(-1)!);
+    for (let spare = 1; spare < 4; spare++) {
+      const alias = `${mac!.slice(0, -1)}${BASE64URL[last ^ spare]}`;
+      expect(Buffer.from(alias, 'base64url').equals(Buffer.from(mac!, 'base64url'))).toBe(true);
+      expect(sessions.verify(`${id}.${expires}.${alias}`, 1_001)).toBeUndefined();
+    }
     expect(new UiSessions({ secret: 'y'.repeat(32), ttlMs: 60_000 }).verify(value, 1_001)).toBeUndefined();
     expect(sessions.verify('garbage', 1_001)).toBeUndefined();
     expect(sessions.verify(undefined)).toBeUndefined();
