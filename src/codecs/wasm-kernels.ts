@@ -127,14 +127,18 @@ function loadCharls(): Promise<CharlsModule> {
 /** A decoder module that would not load: the worker's fault, not the frame's (FRAME_DECODER_UNAVAILABLE). */
 class DecoderUnavailable extends Error {}
 
+function unavailable(codec: string, err: unknown): DecoderUnavailable {
+  return new DecoderUnavailable(
+    `The ${codec} decoder could not be loaded in a decode worker: ${describeThrown(undefined, err)}`,
+  );
+}
+
 /** The decoder module `load` gives, or a DecoderUnavailable saying which one would not load and why. */
 async function loaded<M>(codec: string, load: () => Promise<M>): Promise<M> {
   try {
     return await load();
   } catch (err) {
-    throw new DecoderUnavailable(
-      `The ${codec} decoder could not be loaded in a decode worker: ${describeThrown(undefined, err)}`,
-    );
+    throw unavailable(codec, err);
   }
 }
 
@@ -292,9 +296,7 @@ function losslessDecoderClass(): new () => LosslessDecoder {
   try {
     return (require('jpeg-lossless-decoder-js') as { Decoder: new () => LosslessDecoder }).Decoder;
   } catch (err) {
-    throw new DecoderUnavailable(
-      `The JPEG lossless decoder could not be loaded in a decode worker: ${describeThrown(undefined, err)}`,
-    );
+    throw unavailable('JPEG lossless', err);
   }
 }
 
@@ -403,48 +405,29 @@ const PRELOADERS: Partial<Record<WasmCodec, () => Promise<unknown>>> = {
 
 /** Runs one request; always resolves, with the samples or with a failure to send back. */
 export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeReply> {
+  const failure = (
+    code: WasmDecodeFailure['code'],
+    message: string,
+    more: Partial<WasmDecodeFailure> = {},
+  ): WasmDecodeFailure => ({ id: request.id, ok: false, code, message, fatal: false, ...more });
   try {
     const samples = await KERNELS[request.codec](request.encoded, request);
     return { id: request.id, ok: true, ...samples };
   } catch (err) {
-    if (err instanceof RefusedError) {
-      return {
-        id: request.id,
-        ok: false,
-        code: 'FRAME_DECODE_ERROR',
-        message: err.message,
-        fatal: false,
-        refused: true,
-      };
-    }
-    if (err instanceof DecoderUnavailable) {
-      // Fatal: the pool replaces this worker, and a fresh thread loads the module anew.
-      return {
-        id: request.id,
-        ok: false,
-        code: 'FRAME_DECODER_UNAVAILABLE',
-        message: err.message,
-        fatal: true,
-      };
-    }
+    if (err instanceof RefusedError) return failure('FRAME_DECODE_ERROR', err.message, { refused: true });
+    // Fatal: the pool replaces this worker, and a fresh thread loads the module anew.
+    if (err instanceof DecoderUnavailable)
+      return failure('FRAME_DECODER_UNAVAILABLE', err.message, { fatal: true });
     if (err instanceof KernelError) {
-      return {
-        id: request.id,
-        ok: false,
-        code: err.code,
-        message: err.message,
-        fatal: false,
-        ...(err.details ? { details: err.details } : {}),
-      };
+      return failure(err.code, err.message, err.details ? { details: err.details } : {});
     }
     // An Emscripten abort (RuntimeError) leaves the module's memory in an unknown state.
-    const fatal = err instanceof Error && err.name === EMSCRIPTEN_ABORT_ERROR;
-    return {
-      id: request.id,
-      ok: false,
-      code: 'FRAME_DECODE_ERROR',
-      message: `${request.codec} decoder failed: ${describeThrown(undefined, err)}`,
-      fatal,
-    };
+    return failure(
+      'FRAME_DECODE_ERROR',
+      `${request.codec} decoder failed: ${describeThrown(undefined, err)}`,
+      {
+        fatal: err instanceof Error && err.name === EMSCRIPTEN_ABORT_ERROR,
+      },
+    );
   }
 }

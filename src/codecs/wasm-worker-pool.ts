@@ -319,22 +319,21 @@ export class WasmWorkerPool {
 
   /**
    * A worker died (uncaught error or exit): the slot is freed for a new one, and its frames go to
-   * another worker, once each (module doc).
+   * another worker, once each; a worker that died before it was ready counts against none of them,
+   * unless too many in a row have now failed to start (module doc).
    */
   #onLost(slot: Slot, message: string, cause?: Error): void {
     const index = this.#slots.indexOf(slot);
     if (index < 0) return;
     this.#slots.splice(index, 1);
-    if (!slot.ready) {
-      this.#onStartFailure(slot, message, cause);
-      return;
-    }
+    const atStart = !slot.ready;
+    if (atStart) this.#startFailures++;
     const resend: Task[] = [];
     for (const task of slot.tasks.values()) {
-      task.losses++;
       if (task.codec === 'jpeg-native' || this.#closed) {
+        // A native JPEG frame's bytes went with it; NativeJpegSharing decodes it on the main thread.
         task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
-      } else if (task.losses >= WORKER_LOSSES_PER_FRAME) {
+      } else if (!atStart && ++task.losses >= WORKER_LOSSES_PER_FRAME) {
         task.reject(
           new PathembedError(
             'FRAME_DECODE_ERROR',
@@ -347,34 +346,13 @@ export class WasmWorkerPool {
         resend.push(task);
       }
     }
-    // First in line, in the order they were sent: they have waited longest.
-    this.#queue.unshift(...resend);
     slot.tasks.clear();
     void slot.worker.terminate();
-    this.#notifyReady();
-    this.#pump();
-  }
-
-  /**
-   * A worker died before it was ready: its frames go back to the front of the queue, uncounted,
-   * unless too many workers in a row have now failed to start (module doc).
-   */
-  #onStartFailure(slot: Slot, message: string, cause: Error | undefined): void {
-    this.#startFailures++;
-    const held: Task[] = [];
-    for (const task of slot.tasks.values()) {
-      // A native JPEG frame's bytes went with it; NativeJpegSharing decodes it on the main thread.
-      if (task.codec === 'jpeg-native')
-        task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
-      else held.push(task);
-    }
-    slot.tasks.clear();
-    void slot.worker.terminate();
-    if (this.#startFailures >= WORKER_START_FAILURES && !this.#closed) {
+    if (atStart && this.#startFailures >= WORKER_START_FAILURES) {
       const failures = this.#startFailures;
       // The next frame tries afresh: what stopped these workers (memory, say) may have passed.
       this.#startFailures = 0;
-      for (const task of [...held, ...this.#queue.splice(0)]) {
+      for (const task of [...resend, ...this.#queue.splice(0)]) {
         task.reject(
           new PathembedError(
             'FRAME_DECODER_UNAVAILABLE',
@@ -384,11 +362,9 @@ export class WasmWorkerPool {
           ),
         );
       }
-    } else if (this.#closed) {
-      for (const task of held)
-        task.reject(new PathembedError('INTERNAL', message, { codec: task.codec }, { cause }));
     } else {
-      this.#queue.unshift(...held);
+      // First in line, in the order they were sent: they have waited longest.
+      this.#queue.unshift(...resend);
     }
     this.#notifyReady();
     this.#pump();

@@ -159,7 +159,7 @@ export class FrameCache implements FrameProvider {
     signal?.throwIfAborted();
     const keys = tiles.map(frameKey);
     for (const key of keys) this.holders.set(key, (this.holders.get(key) ?? 0) + 1);
-    const frames = tiles.map((tile) => this.frame(level, tile, signal));
+    const frames = tiles.map((tile, i) => this.frame(level, tile, keys[i]!, signal));
     this.outstanding++;
     let delivered = false;
     try {
@@ -283,8 +283,12 @@ export class FrameCache implements FrameProvider {
     });
   }
 
-  private frame(level: SlideLevel, tile: TileFrame, signal: AbortSignal | undefined): Promise<RgbFrame> {
-    const key = frameKey(tile);
+  private frame(
+    level: SlideLevel,
+    tile: TileFrame,
+    key: string,
+    signal: AbortSignal | undefined,
+  ): Promise<RgbFrame> {
     const cached = this.lru.get(key);
     if (cached) {
       this.counts.hits++;
@@ -297,7 +301,7 @@ export class FrameCache implements FrameProvider {
     if (flying) {
       this.counts.joins++;
       // Another caller's abort must not fail this one: fetch again if theirs was aborted.
-      return joinShared(flying, signal, () => this.frame(level, tile, signal));
+      return joinShared(flying, signal, () => this.frame(level, tile, key, signal));
     }
     const { pending, promise } = this.startFetch(key, tile, level, signal);
     let bySignal = this.pending.get(signal);
