@@ -45,6 +45,11 @@ const NATIVE_JPEG_DEPTH = 2;
 const WORKER_LOSSES_PER_FRAME = 2;
 /** Workers in a row that die before they are ready, after which the decoder is taken to be unable to start. */
 const WORKER_START_FAILURES = 3;
+/**
+ * How long `close` waits for a starting worker to be ready before stopping it anyway. A start
+ * takes 0.05-0.5 s; one still starting after this is hung, and waiting on would hang the caller.
+ */
+const WORKER_START_GRACE_MS = 30_000;
 
 interface Task {
   codec: WasmCodec;
@@ -109,6 +114,24 @@ function takesNativeJpeg(slot: Slot): boolean {
 
 function isReady(message: WasmDecodeReply | WasmWorkerReady): message is WasmWorkerReady {
   return (message as WasmWorkerReady).ready === true;
+}
+
+/** Resolves when `worker` says it is ready, exits, or `graceMs` has passed, whichever is first. */
+function startedOrGone(worker: Worker, graceMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      clearTimeout(timer);
+      worker.off('message', onMessage);
+      worker.off('exit', done);
+      resolve();
+    };
+    const onMessage = (message: WasmDecodeReply | WasmWorkerReady) => {
+      if (isReady(message)) done();
+    };
+    const timer = setTimeout(done, graceMs);
+    worker.on('message', onMessage);
+    worker.on('exit', done);
+  });
 }
 
 export class WasmWorkerPool {
@@ -218,7 +241,13 @@ export class WasmWorkerPool {
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
-  /** Stops every worker; requests still queued or running are rejected. */
+  /**
+   * Stops every worker; requests still queued or running are rejected at once. A worker still
+   * starting is stopped only once it is ready (or gone): it may be inside a native module's load
+   * (koffi's), and a thread terminated there aborts the whole process ("FATAL ERROR:
+   * Error::ThrowAsJavaScriptException napi_throw"), as seen when a slide was opened and closed
+   * within a worker's start.
+   */
   async close(): Promise<void> {
     this.#closed = true;
     const closedError = () => new PathembedError('INTERNAL', 'The frame decoder was closed during a decode');
@@ -226,7 +255,12 @@ export class WasmWorkerPool {
     const slots = this.#slots.splice(0);
     for (const slot of slots) for (const task of slot.tasks.values()) task.reject(closedError());
     this.#notifyReady();
-    await Promise.all(slots.map((slot) => slot.worker.terminate()));
+    await Promise.all(
+      slots.map(async (slot) => {
+        if (!slot.ready) await startedOrGone(slot.worker, WORKER_START_GRACE_MS);
+        await slot.worker.terminate();
+      }),
+    );
   }
 
   #pump(): void {

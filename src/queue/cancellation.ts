@@ -41,6 +41,10 @@ export class CancelWatcher {
     this.#subscriber.on('error', () => undefined);
     this.#subscriber.on('message', (_channel: string, jobId: string) => this.#abort(jobId));
     this.#ready = this.#subscriber.subscribe(keys.cancelChannel());
+    // Closed before it was ready (a process that stops at start on a bad config), the subscription
+    // rejects with "Connection is closed"; `ready()` still sees that, but left unobserved it would
+    // end the process as an unhandled rejection before the real error is printed.
+    this.#ready.catch(() => undefined);
   }
 
   async ready(): Promise<void> {
