@@ -8,7 +8,9 @@
  * bench/ezwsi_read.py does) and nothing is kept: the consumer reads a batch into the same
  * PATHEMBED_BATCH_SIZE buffers each time (`readRegion`'s `into`), as a streaming consumer would.
  *
- *   tsx bench/wsi-grid.ts SERIES_URL PATCH_PX STRIDE_PX ROUNDS
+ * REGION (X,Y,WIDTH,HEIGHT at level 0), when given, limits the grid to the patches inside it.
+ *
+ *   tsx bench/wsi-grid.ts SERIES_URL PATCH_PX STRIDE_PX ROUNDS [REGION]
  */
 import { createHash } from 'node:crypto';
 
@@ -23,10 +25,11 @@ const { PatchReader } = await import('../src/wsi/patch-reader.js');
 const { openSlide } = await import('../src/wsi/slide.js');
 const importSeconds = (performance.now() - importStart) / 1000;
 
-const [seriesUrl, patchArg, strideArg, roundsArg] = process.argv.slice(2);
+const [seriesUrl, patchArg, strideArg, roundsArg, regionArg] = process.argv.slice(2);
 const patchPx = Number(patchArg);
 const stridePx = Number(strideArg);
 const rounds = Number(roundsArg);
+const region = regionArg?.split(',').map(Number);
 
 const config = loadConfig();
 // As the queue worker does when it starts, before it takes a job: one decoder for the process
@@ -63,8 +66,9 @@ for (let r = 0; r < rounds; r++) {
   const slide = await openSlide(source);
   const level = slide.level(0);
   const rects: { x: number; y: number; width: number; height: number }[] = [];
-  for (let y = 0; y + patchPx <= level.heightPx; y += stridePx)
-    for (let x = 0; x + patchPx <= level.widthPx; x += stridePx)
+  const [x0, y0, width, height] = region ?? [0, 0, level.widthPx, level.heightPx];
+  for (let y = y0!; y + patchPx <= y0! + height!; y += stridePx)
+    for (let x = x0!; x + patchPx <= x0! + width!; x += stridePx)
       rects.push({ x, y, width: patchPx, height: patchPx });
   const cache = new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
   const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });

@@ -27,7 +27,11 @@
  *
  * The run starts with the JPEG decoders side by side (bench/jpeg-decoders.ts; alone: `--decoders`).
  *
+ * `--slide PATH` (repeatable) reads the user's own slides instead of the fixtures, and every grid
+ * is at most `--max-patches` patches, a centred window on a larger level (bench-slides.ts).
+ *
  *   npm run bench:wsi [-- --runs 5] [-- --no-j2k] [-- --no-ezwsi | --only-ezwsi] [-- --feed | --decoders]
+ *                     [-- --slide PATH ...] [-- --max-patches N]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -44,6 +48,7 @@ import {
 import { startOrthanc, uploadFolder } from '../scripts/dev-services/orthanc.js';
 import type { RgbFrame } from '../src/codecs/index.js';
 import { decodeThreadCount, FrameDecoder, type JpegDecoderChoice } from '../src/codecs/index.js';
+import { transferSyntaxName } from '../src/codecs/transfer-syntax.js';
 import { type Config, loadConfig } from '../src/config.js';
 import { DicomWebClient, StoreLimiters } from '../src/dicomweb/index.js';
 import { frameDecoderOptions, retryPolicy } from '../src/domain-options.js';
@@ -54,9 +59,20 @@ import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
 import { PatchReader } from '../src/wsi/patch-reader.js';
-import type { RectPx } from '../src/wsi/region.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
+import {
+  describeSlide,
+  gridRects,
+  gridRegion,
+  JPEG_TRANSFER_SYNTAXES,
+  maxPatchesArg,
+  regionArg,
+  slideFacts,
+  type UserSlide,
+  uploadSlide,
+  userSlides,
+} from './bench-slides.js';
 import { frames512, framesOfLevel0, jpegDecoderTable } from './jpeg-decoders.js';
 import { pageFaultLine } from './page-faults.js';
 
@@ -66,7 +82,9 @@ const STRIDES_PX = [PATCH_SIZE_PX, PATCH_SIZE_PX / 2];
 const ROUNDS_PER_PROCESS = 3;
 /** Grid passes per decode-thread count in --feed (each with a cold cache). */
 const FEED_PASSES = { 'cmu-jpeg': 6, 'cmu-jpeg2000': 2 } as Record<string, number>;
-const TRANSFER_SYNTAX = { jpeg: '1.2.840.10008.1.2.4.50', jpeg2000: '1.2.840.10008.1.2.4.90' } as const;
+/** Other slides (`--slide`): passes enough for this many patches a row, and at least FEED_MIN_PASSES. */
+const FEED_MIN_PATCHES = 600;
+const FEED_MIN_PASSES = 2;
 
 /**
  * CMU-1-Small-Region with 256 px JPEG tiles: the dicomizer only re-tiles by divisors of the
@@ -115,23 +133,20 @@ async function buildCmu256(dir: string): Promise<void> {
   }
 }
 
-/** The slides of the EZ-WSI comparison: the CMU region as JPEG with 240 and 256 px tiles, and as JPEG 2000. */
-const EZWSI_SLIDES: { recipe: FixtureRecipe; transferSyntax: string; tilePx: number }[] = [
-  { recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg')!, transferSyntax: TRANSFER_SYNTAX.jpeg, tilePx: 240 },
+/**
+ * The slides of the EZ-WSI comparison without `--slide`: the CMU region as JPEG with 240 and
+ * 256 px tiles, and as JPEG 2000. Their codec and tiles are read from the files.
+ */
+const EZWSI_SLIDES: { recipe: FixtureRecipe }[] = [
+  { recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg')! },
   {
     recipe: {
       name: 'cmu-jpeg-256',
       recipe: ['vips tiled tiff 256 q95', 'jpeg', 90, 'reencode', 0],
       build: buildCmu256,
     },
-    transferSyntax: TRANSFER_SYNTAX.jpeg,
-    tilePx: 256,
   },
-  {
-    recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg2000')!,
-    transferSyntax: TRANSFER_SYNTAX.jpeg2000,
-    tilePx: 240,
-  },
+  { recipe: FIXTURES.find((f) => f.name === 'cmu-jpeg2000')! },
 ];
 
 /** The baseline's frame provider: every frame fetched (alone) and decoded each time it is asked for. */
@@ -170,12 +185,42 @@ interface Row {
   hitRatio: number | null;
 }
 
-function gridRects(level: SlideLevel, stridePx: number): RectPx[] {
-  const rects: RectPx[] = [];
-  for (let y = 0; y + PATCH_SIZE_PX <= level.heightPx; y += stridePx)
-    for (let x = 0; x + PATCH_SIZE_PX <= level.widthPx; x += stridePx)
-      rects.push({ x: x, y: y, width: PATCH_SIZE_PX, height: PATCH_SIZE_PX });
-  return rects;
+/** A slide the benchmark reads: a fixture, or the user's own (`--slide`). */
+interface BenchSlide {
+  readonly name: string;
+  /** Stores it in the benchmark's Orthanc; its series' DICOMweb URL. */
+  stage(): Promise<string>;
+}
+
+/** Who decodes frames of `uid` in the decode workers, as the tables name it. */
+function codecLabel(uid: string): string {
+  if (uid.startsWith('1.2.840.10008.1.2.4.9') || uid.startsWith('1.2.840.10008.1.2.4.20'))
+    return 'OpenJPEG WASM';
+  if (uid === '1.2.840.10008.1.2.4.80' || uid === '1.2.840.10008.1.2.4.81') return 'CharLS WASM';
+  return `${transferSyntaxName(uid) ?? uid} decoder`;
+}
+
+/** Level 0 of a stored series, described for a table's heading. */
+async function describeSeries(config: Config, seriesUrl: string): Promise<string> {
+  const source = new DicomWebFrameSource(
+    client(
+      config,
+      config.PATHEMBED_FRAMES_PER_REQUEST,
+      new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
+    ),
+    seriesUrl,
+  );
+  const slide = await openSlide(source);
+  try {
+    return describeSlide(await slideFacts(source, slide.level(0)));
+  } finally {
+    await slide.close();
+  }
+}
+
+/** Level 0's grid at `stridePx`, limited to a centred window of `maxPatches` (bench-slides.ts). */
+function levelGrid(level: SlideLevel, stridePx: number, maxPatches: number) {
+  return gridRects(gridRegion(level, PATCH_SIZE_PX, stridePx, maxPatches), PATCH_SIZE_PX, stridePx);
 }
 
 function median(values: number[]): number {
@@ -200,6 +245,7 @@ async function readGrid(
   stridePx: number,
   config: Config,
   decoder: FrameDecoder,
+  maxPatches: number,
 ): Promise<RunResult> {
   // A fresh limiter registry per run, so no run waits on another's queue.
   const limiters = new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY);
@@ -207,7 +253,7 @@ async function readGrid(
   const source = new DicomWebFrameSource(client(config, framesPerRequest, limiters), seriesUrl);
   const slide = await openSlide(source);
   const level = slide.level(0);
-  const rects = gridRects(level, stridePx);
+  const rects = levelGrid(level, stridePx, maxPatches);
   const cache =
     mode === 'pathembed'
       ? new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES })
@@ -295,11 +341,38 @@ async function seriesUrlOf(orthancUrl: string, dicomWebUrl: string, folder: stri
   return `${dicomWebUrl}/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}`;
 }
 
+/** The part of level 0 both readers' grids cover, and whether that is the whole level. */
+async function comparisonRegion(config: Config, seriesUrl: string, maxPatches: number) {
+  const source = new DicomWebFrameSource(
+    client(
+      config,
+      config.PATHEMBED_FRAMES_PER_REQUEST,
+      new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
+    ),
+    seriesUrl,
+  );
+  const slide = await openSlide(source);
+  try {
+    const level = slide.level(0);
+    const region = gridRegion(level, PATCH_SIZE_PX, PATCH_SIZE_PX, maxPatches);
+    return { region, whole: region.width === level.widthPx && region.height === level.heightPx };
+  } finally {
+    await slide.close();
+  }
+}
+
 /**
  * pathembed against EZ-WSI DICOMweb on the same Orthanc, slides and grids, both in child
  * processes (module doc). Returns the Markdown lines, or one line saying why it was skipped.
  */
-async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: number): Promise<string[]> {
+async function ezwsiComparison(
+  config: Config,
+  orthancUrl: string,
+  dicomWebUrl: string,
+  runs: number,
+  user: readonly UserSlide[],
+  maxPatches: number,
+): Promise<string[]> {
   const python = process.env.PATHEMBED_EZWSI_PYTHON;
   if (!python) {
     const line =
@@ -331,17 +404,32 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
     '| slide | patches | EZ-WSI fresh (s) | pathembed fresh (s) | ratio fresh | EZ-WSI warm (s) | pathembed warm (s) | ratio warm | EZ-WSI process (s) | pathembed process (s) | identical patches |',
     '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
   ];
-  for (const slide of EZWSI_SLIDES) {
-    const source = await ensureFixture(slide.recipe);
-    const prepared = path.join(REPO_ROOT, '.cache', 'bench-ezwsi', slide.recipe.name);
+  const slides =
+    user.length > 0
+      ? user.map((u) => ({ name: u.name, source: async () => u.path }))
+      : EZWSI_SLIDES.map((f) => ({ name: f.recipe.name, source: () => ensureFixture(f.recipe) }));
+  for (const slide of slides) {
+    const prepared = path.join(REPO_ROOT, '.cache', 'bench-ezwsi', slide.name);
     fs.rmSync(prepared, { recursive: true, force: true });
-    execFileSync(python, [script, 'prepare', source, prepared], { stdio: ['ignore', 'ignore', 'inherit'] });
-    // The copies keep the fixture's UIDs: replace any original this Orthanc already stores.
+    // The layout EZ-WSI reads (bench/ezwsi_read.py prepare); a slide it cannot read gets a line saying why.
+    const preparing = spawnSync(python, [script, 'prepare', await slide.source(), prepared], {
+      encoding: 'utf8',
+    });
+    if (preparing.status !== 0) {
+      lines.push(`| ${slide.name} | EZ-WSI cannot read it: ${preparing.stderr.trim().split('\n').pop()} |`);
+      continue;
+    }
+    const layout = JSON.parse(preparing.stdout.trim().split('\n').pop() ?? '{}') as {
+      transferSyntax: string;
+      tileWidth: number;
+    };
+    // The copies keep the slide's UIDs: replace any original this Orthanc already stores.
     for (const id of await uploadFolder(orthancUrl, prepared)) {
       await fetch(`${orthancUrl}/instances/${id}`, { method: 'DELETE' });
     }
     const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, prepared);
-    const grid = ['224', '224', String(ROUNDS_PER_PROCESS)];
+    const { region, whole: wholeLevel } = await comparisonRegion(config, seriesUrl, maxPatches);
+    const grid = ['224', '224', String(ROUNDS_PER_PROCESS), ...(wholeLevel ? [] : [regionArg(region)])];
     // Warm Orthanc's caches for this series before either reader is timed.
     runChild(process.execPath, [child, seriesUrl, ...grid], env);
     const pe: ReturnType<typeof runChild>[] = [];
@@ -359,19 +447,20 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
             '--series',
             seriesUrl,
             '--transfer-syntax',
-            slide.transferSyntax,
+            layout.transferSyntax,
             '--patch',
             '224',
             '--stride',
             '224',
             '--rounds',
             String(ROUNDS_PER_PROCESS),
+            ...(wholeLevel ? [] : ['--region', regionArg(region)]),
           ],
           env,
         ),
       );
       process.stderr.write(
-        `${slide.recipe.name} process ${r + 1}: EZ-WSI ${ez[r].seconds.map((x) => fmt(x, 2)).join(' ')} s, pathembed ${pe[r].seconds.map((x) => fmt(x, 2)).join(' ')} s\n`,
+        `${slide.name} process ${r + 1}: EZ-WSI ${ez[r].seconds.map((x) => fmt(x, 2)).join(' ')} s, pathembed ${pe[r].seconds.map((x) => fmt(x, 2)).join(' ')} s\n`,
       );
     }
     const fresh = (list: GridRun[]) => median(list.map((x) => x.seconds[0]));
@@ -385,7 +474,7 @@ async function ezwsiComparison(orthancUrl: string, dicomWebUrl: string, runs: nu
       if (pe[r].sha256.length !== ez[r].sha256.length) identical = Number.NaN;
     }
     lines.push(
-      `| ${slide.recipe.name} (${slide.tilePx} px tiles) | ${pe[0].patches} | ${fmt(fresh(ez), 3)} | ${fmt(fresh(pe), 3)} | **${fmt(fresh(ez) / fresh(pe), 2)}** | ` +
+      `| ${slide.name} (${layout.tileWidth} px ${transferSyntaxName(layout.transferSyntax) ?? layout.transferSyntax} tiles${wholeLevel ? '' : `, window ${regionArg(region)}`}) | ${pe[0].patches} | ${fmt(fresh(ez), 3)} | ${fmt(fresh(pe), 3)} | **${fmt(fresh(ez) / fresh(pe), 2)}** | ` +
         `${fmt(warm(ez), 3)} | ${fmt(warm(pe), 3)} | **${fmt(warm(ez) / warm(pe), 2)}** | ${fmt(whole(ez), 2)} | ${fmt(whole(pe), 2)} | ${identical} of ${compared} |`,
     );
   }
@@ -410,14 +499,14 @@ interface FeedRow {
  * (pathembed's default: the reading thread and its workers share the frames) per worker count from
  * 1 to the cores, then with the WASM decoder alike; JPEG 2000 per WASM worker count.
  */
-async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string): Promise<void> {
+async function feedMain(config: Config, slides: readonly BenchSlide[], maxPatches: number): Promise<void> {
   const cores = os.availableParallelism();
   const batchSize = config.PATHEMBED_BATCH_SIZE;
   const rows: FeedRow[] = [];
+  const described: string[] = [];
   const loadStart = os.loadavg()[0];
-  for (const name of ['cmu-jpeg', 'cmu-jpeg2000']) {
-    const recipe = FIXTURES.find((f) => f.name === name)!;
-    const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, await ensureFixture(recipe));
+  for (const { name, stage } of slides) {
+    const seriesUrl = await stage();
     const source = new DicomWebFrameSource(
       client(
         config,
@@ -428,7 +517,10 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
     );
     const slide = await openSlide(source);
     const level = slide.level(0);
-    const rects = gridRects(level, PATCH_SIZE_PX);
+    const rects = levelGrid(level, PATCH_SIZE_PX, maxPatches);
+    const facts = await slideFacts(source, level);
+    described.push(`${name}: ${describeSlide(facts)}, ${rects.length} patches a pass`);
+    const jpeg = JPEG_TRANSFER_SYNTAXES.includes(facts.transferSyntaxUid);
     const inputs = {
       uint8: new Uint8Array(batchSize * PATCH_BYTES),
       float32: new Float32Array(batchSize * PATCH_BYTES),
@@ -439,7 +531,7 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       jpegDecoder: JpegDecoderChoice;
       input: ModelInputType;
     }[] = [];
-    if (name === 'cmu-jpeg') {
+    if (jpeg) {
       // The native decoder runs on the reading thread and, once ready, in the workers as well.
       for (let threads = 1; threads <= cores; threads++) {
         setups.push({
@@ -452,10 +544,10 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
       // The fp32 build's input: the float conversion on the CPU, for a GPU that runs that build.
       setups.push({ ...setups[setups.length - 1]!, input: 'float32' });
     }
-    const wasm = name === 'cmu-jpeg' ? 'libjpeg-turbo WASM' : 'OpenJPEG WASM';
+    const workers = jpeg ? 'libjpeg-turbo WASM' : codecLabel(facts.transferSyntaxUid);
     for (let threads = 1; threads <= cores; threads++) {
       setups.push({
-        decoder: `${wasm}, ${threads} worker${threads > 1 ? 's' : ''}`,
+        decoder: `${workers}, ${threads} worker${threads > 1 ? 's' : ''}`,
         threads,
         jpegDecoder: 'wasm',
         input: 'uint8',
@@ -491,7 +583,8 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
         cache.clear();
       };
       await pass(); // warm-up: workers started, code compiled
-      const passes = FEED_PASSES[name] ?? 2;
+      const passes =
+        FEED_PASSES[name] ?? Math.max(FEED_MIN_PASSES, Math.ceil(FEED_MIN_PATCHES / rects.length));
       const cpu0 = process.cpuUsage();
       const t0 = performance.now();
       for (let p = 0; p < passes; p++) await pass();
@@ -514,7 +607,7 @@ async function feedMain(config: Config, orthancUrl: string, dicomWebUrl: string)
   }
   const machine = `${cores} cores, ${cpuModel()}, Node ${process.version}`;
   const lines = [
-    `Machine: ${machine}; level 0 of each slide, 224 px patches at stride 224 (${rows
+    `Machine: ${machine}; level 0 of each slide (${described.join('; ')}), 224 px patches at stride 224 (${rows
       .map((r) => `${r.fixture}: ${r.patches}`)
       .filter((v, i, a) => a.indexOf(v) === i)
       .join(', ')} patches a row, over several cold passes), ` +
@@ -538,14 +631,13 @@ async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const runsArg = args.indexOf('--runs');
   const runs = runsArg >= 0 ? Number(args[runsArg + 1]) : DEFAULT_RUNS;
-  const fixtures = args.includes('--only-ezwsi')
-    ? []
-    : args.includes('--no-j2k')
-      ? ['cmu-jpeg']
-      : ['cmu-jpeg', 'cmu-jpeg2000'];
+  const user = userSlides(args);
+  const maxPatches = maxPatchesArg(args);
+  const fixtureNames = args.includes('--no-j2k') ? ['cmu-jpeg'] : ['cmu-jpeg', 'cmu-jpeg2000'];
   const config = loadConfig();
   let decoderLines: string[] = [];
-  if (!args.includes('--feed') && !args.includes('--only-ezwsi')) {
+  // The decoders side by side measure the fixtures' frames: not run for the user's own slides.
+  if (!args.includes('--feed') && !args.includes('--only-ezwsi') && user.length === 0) {
     decoderLines = await jpegDecoderTable([
       await framesOfLevel0(
         '240 px (cmu-jpeg)',
@@ -561,29 +653,40 @@ async function main(): Promise<void> {
   }
   const orthanc = await startOrthanc();
   const decodeThreads = decodeThreadCount(config.PATHEMBED_DECODE_THREADS);
+  const slides: BenchSlide[] =
+    user.length > 0
+      ? user.map((u) => ({
+          name: u.name,
+          stage: () => uploadSlide(orthanc.url, orthanc.dicomWebUrl, u.path),
+        }))
+      : fixtureNames.map((name) => ({
+          name,
+          stage: async () =>
+            seriesUrlOf(
+              orthanc.url,
+              orthanc.dicomWebUrl,
+              await ensureFixture(FIXTURES.find((f) => f.name === name)!),
+            ),
+        }));
   if (args.includes('--feed')) {
-    await feedMain(config, orthanc.url, orthanc.dicomWebUrl).finally(() => orthanc.stop());
+    await feedMain(config, slides, maxPatches).finally(() => orthanc.stop());
     return;
   }
   const decoder = new FrameDecoder(frameDecoderOptions(config));
   const rows: Row[] = [];
+  const described: string[] = [];
   let ezwsiLines: string[] = [];
   try {
-    for (const name of fixtures) {
-      const recipe = FIXTURES.find((f) => f.name === name);
-      if (!recipe) throw new Error(`No fixture ${name}`);
-      const ids = await uploadFolder(orthanc.url, await ensureFixture(recipe));
-      const tags = (await (
-        await fetch(`${orthanc.url}/instances/${ids[0]}/simplified-tags`)
-      ).json()) as Record<string, string>;
-      const seriesUrl = `${orthanc.dicomWebUrl}/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}`;
+    for (const { name, stage } of args.includes('--only-ezwsi') ? [] : slides) {
+      const seriesUrl = await stage();
+      described.push(`${name}: ${await describeSeries(config, seriesUrl)}`);
       // Warm Orthanc (its file cache and DICOMweb plugin) so the first measured mode is not penalised.
-      await readGrid('pathembed', seriesUrl, PATCH_SIZE_PX, config, decoder);
+      await readGrid('pathembed', seriesUrl, PATCH_SIZE_PX, config, decoder, maxPatches);
       for (const stridePx of STRIDES_PX) {
         const results: Record<Row['mode'], RunResult[]> = { pathembed: [], baseline: [] };
         for (let r = 0; r < runs; r++) {
           for (const mode of ['pathembed', 'baseline'] as const) {
-            results[mode].push(await readGrid(mode, seriesUrl, stridePx, config, decoder));
+            results[mode].push(await readGrid(mode, seriesUrl, stridePx, config, decoder, maxPatches));
           }
         }
         for (const mode of ['pathembed', 'baseline'] as const) {
@@ -606,7 +709,7 @@ async function main(): Promise<void> {
       }
     }
     if (!args.includes('--no-ezwsi'))
-      ezwsiLines = await ezwsiComparison(orthanc.url, orthanc.dicomWebUrl, runs);
+      ezwsiLines = await ezwsiComparison(config, orthanc.url, orthanc.dicomWebUrl, runs, user, maxPatches);
   } finally {
     await decoder.close();
     await orthanc.stop();
@@ -614,7 +717,7 @@ async function main(): Promise<void> {
 
   const machine = `${os.cpus().length} cores, ${cpuModel()}, Node ${process.version}, ${os.platform()} ${os.release()}`;
   const lines = [
-    `Machine: ${machine}. Orthanc ${'(private, loopback)'}; level 0 of each slide (2220 x 2967 px, 240 px JPEG / JPEG 2000 tiles); ` +
+    `Machine: ${machine}. Orthanc ${'(private, loopback)'}; level 0 of each slide (${described.join('; ')}; at most ${maxPatches} patches a grid, centred); ` +
       `${config.PATHEMBED_BATCH_SIZE} patches in flight, ${config.PATHEMBED_FRAMES_PER_REQUEST} frames per request, ` +
       `${config.PATHEMBED_STORE_CONCURRENCY} concurrent requests, ${decodeThreads} decode threads; median of ${runs} runs; ` +
       `1-minute load average ${os.loadavg()[0].toFixed(2)} at the end.`,
@@ -629,7 +732,7 @@ async function main(): Promise<void> {
     '| slide | stride | speed-up (patches/s) | fewer requests | fewer frames fetched |',
     '| --- | --- | --- | --- | --- |',
   ];
-  for (const name of fixtures) {
+  for (const name of [...new Set(rows.map((r) => r.fixture))]) {
     for (const stridePx of STRIDES_PX) {
       const a = rows.find((r) => r.fixture === name && r.stridePx === stridePx && r.mode === 'pathembed')!;
       const b = rows.find((r) => r.fixture === name && r.stridePx === stridePx && r.mode === 'baseline')!;
