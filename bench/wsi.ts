@@ -742,7 +742,8 @@ async function main(): Promise<void> {
     }
   }
   if (decoderLines.length > 0) process.stdout.write(`${decoderLines.join('\n')}\n\n`);
-  process.stdout.write(`${lines.join('\n')}\n`);
+  // --only-ezwsi reads no grid against the baseline: no empty tables.
+  if (rows.length > 0) process.stdout.write(`${lines.join('\n')}\n`);
   if (ezwsiLines.length > 0) process.stdout.write(`\n${ezwsiLines.join('\n')}\n`);
   process.stdout.write(`\n${JSON.stringify({ machine, runs, rows })}\n`);
 }
