@@ -9,7 +9,8 @@ Two commands, each printing one JSON object on stdout:
       pyramid level gets the ImageType EZ-WSI requires (VOLUME). Pixel data are moved, never
       re-encoded. Label, overview and thumbnail images are copied as they are. Reports the files
       and the largest level's transfer syntax and tile size. A level with tiles missing cannot be
-      made TILED_FULL without inventing pixels: it is refused, saying so.
+      made TILED_FULL without inventing pixels, and a level split into a concatenation is not
+      merged: each is refused, saying so.
 
   read --series URL --transfer-syntax UID --patch N --stride N --rounds N [--region X,Y,W,H]
       Reads every patch of the grid at level 0 (inside the region, when given) as EZ-WSI's notebook does (frame cache on,
@@ -67,6 +68,11 @@ def prepare(in_path: str, out_dir: str) -> dict:
     image_type = [str(v).upper() for v in ds.get('ImageType', [])]
     associated = len(image_type) > 2 and image_type[2] in ASSOCIATED_IMAGES
     if not associated and 'TotalPixelMatrixColumns' in ds:
+      if 'ConcatenationUID' in ds:
+        raise SystemExit(
+            f'prepare: {path} is part {ds.get("InConcatenationNumber", "?")} of a concatenation '
+            '(a level split over several instances); EZ-WSI reads a level stored as one instance, '
+            'and this script does not merge them')
       if str(ds.get('DimensionOrganizationType', '')).upper() != 'TILED_FULL':
         n = int(ds.NumberOfFrames)
         rows = -(-int(ds.TotalPixelMatrixRows) // int(ds.Rows))

@@ -394,7 +394,9 @@ export function preloadKernels(codec: WasmCodec = 'jpeg'): void {
     return;
   }
   const load = PRELOADERS[codec];
-  load?.().catch(() => {});
+  // A package that will not load throws from `require` before any promise exists: caught here
+  // too, or the worker would die at start and take the other codecs down with it.
+  if (load) void Promise.resolve().then(load).catch(() => {});
 }
 
 const PRELOADERS: Partial<Record<WasmCodec, () => Promise<unknown>>> = {

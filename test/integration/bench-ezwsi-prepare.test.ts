@@ -115,7 +115,13 @@ describe('bench/ezwsi_read.py prepare', () => {
 
   it('refuses a level with tiles missing, saying EZ-WSI reads only TILED_FULL levels', async () => {
     await expect(prepare(fixture('synthetic-sparse').dir, 'sparse')).rejects.toThrow(
-      /TILED_SPARSE level with \d+ of its \d+ tiles; EZ-WSI reads only TILED_FULL levels/,
+      /TILED_SPARSE level with 8 of its 12 tiles; EZ-WSI reads only TILED_FULL levels/,
+    );
+  });
+
+  it('refuses a level split into a concatenation as that, not as tiles missing', async () => {
+    await expect(prepare(fixture('cmu-jpeg-concat').dir, 'concat')).rejects.toThrow(
+      /is part \d+ of a concatenation \(a level split over several instances\)/,
     );
   });
 });
