@@ -396,7 +396,10 @@ export function preloadKernels(codec: WasmCodec = 'jpeg'): void {
   const load = PRELOADERS[codec];
   // A package that will not load throws from `require` before any promise exists: caught here
   // too, or the worker would die at start and take the other codecs down with it.
-  if (load) void Promise.resolve().then(load).catch(() => {});
+  if (load)
+    void Promise.resolve()
+      .then(load)
+      .catch(() => {});
 }
 
 const PRELOADERS: Partial<Record<WasmCodec, () => Promise<unknown>>> = {
@@ -411,7 +414,15 @@ export async function runKernel(request: WasmDecodeRequest): Promise<WasmDecodeR
     code: WasmDecodeFailure['code'],
     message: string,
     more: Partial<WasmDecodeFailure> = {},
-  ): WasmDecodeFailure => ({ id: request.id, ok: false, code, message, fatal: false, ...more });
+  ): WasmDecodeFailure => ({
+    id: request.id,
+    ok: false,
+    code,
+    message,
+    fatal: false,
+    ...more,
+    ...(request.target ? { target: request.target } : {}),
+  });
   try {
     const samples = await KERNELS[request.codec](request.encoded, request);
     return { id: request.id, ok: true, ...samples };

@@ -65,6 +65,8 @@ export interface WasmDecodeFailure {
   refused?: boolean;
   /** The error's details, as the main thread's decoder would have given them (sizes, etc.). */
   details?: Record<string, unknown>;
+  /** The request's `target`, transferred back so that the caller's buffer pool keeps it. */
+  target?: Uint8Array;
 }
 
 export type WasmDecodeReply = WasmDecodeSuccess | WasmDecodeFailure;

@@ -64,6 +64,8 @@ interface Task {
   losses: number;
   expected?: { width: number; height: number };
   target?: Uint8Array;
+  /** Takes `target` back when the worker answers a failure without having kept it. */
+  returnTarget?: (target: Uint8Array) => void;
   resolve: (samples: WasmDecodedSamples) => void;
   reject: (err: Error) => void;
 }
@@ -192,12 +194,14 @@ export class WasmWorkerPool {
    * Decodes one JPEG stream with a worker's native decoder, checking its size against `expected`
    * first; `target`, when given, is transferred and decoded into if it fits. Only while
    * `nativeJpegCapacity` > 0 (else rejects with INTERNAL). Rejects with NativeJpegRefusal when
-   * the worker's decoder refuses the stream, as the main thread's would.
+   * the worker's decoder refuses the stream, as the main thread's would; a target the worker sends
+   * back with a failure goes to `returnTarget` first.
    */
   decodeNativeJpeg(
     encoded: Uint8Array,
     expected: { width: number; height: number },
     target?: Uint8Array,
+    returnTarget?: (target: Uint8Array) => void,
   ): Promise<WasmDecodedSamples> {
     let best: Slot | undefined;
     for (const slot of this.#slots) {
@@ -220,6 +224,7 @@ export class WasmWorkerPool {
         reject,
       };
       if (target) task.target = target;
+      if (returnTarget) task.returnTarget = returnTarget;
       this.#send(slot, task);
     });
   }
@@ -342,7 +347,11 @@ export class WasmWorkerPool {
     if (reply.ok) {
       const { id: _id, ok: _ok, ...samples } = reply;
       task.resolve(samples);
-    } else if (reply.refused) {
+      this.#pump();
+      return;
+    }
+    if (reply.target) task.returnTarget?.(reply.target);
+    if (reply.refused) {
       task.reject(new NativeJpegRefusal(reply.message));
     } else {
       task.reject(new PathembedError(reply.code, reply.message, { ...reply.details, codec: task.codec }));

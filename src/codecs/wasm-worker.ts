@@ -20,6 +20,7 @@ port.postMessage(ready);
 
 port.on('message', (request: WasmDecodeRequest) => {
   void runKernel(request).then((reply) => {
-    port.postMessage(reply, reply.ok ? [reply.data.buffer as ArrayBuffer] : []);
+    const transfer = reply.ok ? [reply.data.buffer] : reply.target ? [reply.target.buffer] : [];
+    port.postMessage(reply, transfer as ArrayBuffer[]);
   });
 });

@@ -542,6 +542,35 @@ describe('native JPEG frames shared with the decode workers', () => {
     }
   });
 
+  it('gets back the buffer it lent a worker for a frame the worker refused, for the next decode', async () => {
+    const pool = new WasmWorkerPool(1, { nativeJpeg: true });
+    try {
+      pool.warmUp('jpeg-native');
+      await pool.ready();
+      const corrupt = Uint8Array.from(frames[0]!);
+      corrupt.fill(7, 700, 900);
+      const lent = new Uint8Array(240 * 240 * 3);
+      const returned: Uint8Array[] = [];
+      const refused = await pool
+        .decodeNativeJpeg(corrupt, { width: 240, height: 240 }, lent, (b) => returned.push(b))
+        .then(
+          () => undefined,
+          (err: unknown) => err,
+        );
+      expect(refused).toBeInstanceOf(NativeJpegRefusal);
+      // Transferred to the worker and back: the lent view is detached, its memory is the one returned.
+      expect(lent.byteLength).toBe(0);
+      expect(returned.map((b) => b.byteLength)).toEqual([240 * 240 * 3]);
+      // Lent again with a good frame, the returned buffer is decoded into like any other.
+      const reference = new NativeJpegDecoder('libturbojpeg.so.0');
+      const good = await pool.decodeNativeJpeg(frames[1]!, { width: 240, height: 240 }, returned[0]);
+      expect(Buffer.compare(good.data, reference.decode(frames[1]!).data)).toBe(0);
+      reference.close();
+    } finally {
+      await pool.close();
+    }
+  });
+
   it('decodes every frame of a burst on the main thread when its workers are stopped under it', async () => {
     const alone = new NativeJpegDecoder('libturbojpeg.so.0');
     const pool = new WasmWorkerPool(2, { nativeJpeg: true });
