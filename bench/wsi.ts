@@ -25,13 +25,16 @@
  * take (uint8 pixels, scaled inside the graph); one more row batches into the fp32 build's float
  * input (pixel / 255 on the CPU), with the embedding engine's own `writeBatchInput`.
  *
+ * `--predict` instead reads a /v1/predict instance's patches (16 and 100, scattered over level 0)
+ * one by one and as one list (`readPatchList`), with the same bytes.
+ *
  * The run starts with the JPEG decoders side by side (bench/jpeg-decoders.ts; alone: `--decoders`).
  *
  * `--slide PATH` (repeatable) reads the user's own slides instead of the fixtures, and every grid
  * is at most `--max-patches` patches, a centred window on a larger level (bench-slides.ts).
  *
  *   npm run bench:wsi [-- --runs 5] [-- --no-j2k] [-- --no-ezwsi | --only-ezwsi] [-- --feed | --decoders]
- *                     [-- --slide PATH ...] [-- --max-patches N]
+ *                     [-- --slide PATH ...] [-- --max-patches N] [-- --predict]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -58,6 +61,7 @@ import { withMallocTunables } from '../src/process-memory.js';
 import { DicomWebFrameSource } from '../src/wsi/dicomweb-frame-source.js';
 import { FrameCache, type FrameProvider } from '../src/wsi/frame-cache.js';
 import type { FrameSource } from '../src/wsi/frame-source.js';
+import { readPatchList } from '../src/wsi/patch-list.js';
 import { PatchReader } from '../src/wsi/patch-reader.js';
 import { openSlide } from '../src/wsi/slide.js';
 import type { SlideLevel, TileFrame } from '../src/wsi/slide-level.js';
@@ -627,6 +631,86 @@ async function feedMain(config: Config, slides: readonly BenchSlide[], maxPatche
   process.stdout.write(`${lines.join('\n')}\n\n${JSON.stringify({ machine, rows })}\n`);
 }
 
+/** Patches of one /v1/predict instance in `--predict`: Path Foundation's clients send up to about 100. */
+const PREDICT_PATCHES = [16, 100];
+
+/**
+ * `--predict`: a /v1/predict instance's patches, scattered over level 0, read one by one (as the
+ * worker did before) and as one list (`readPatchList`: frames announced and fetched ahead), each
+ * run with a new reader and a cold cache; the same patches both ways, the bytes compared.
+ */
+async function predictMain(config: Config, slides: readonly BenchSlide[], runs: number): Promise<void> {
+  const decoder = new FrameDecoder(frameDecoderOptions(config));
+  decoder.warmUp();
+  await decoder.ready();
+  const lines = [
+    `Machine: ${os.cpus().length} cores, ${cpuModel()}, Node ${process.version}; 224 px patches at pseudo-random places on level 0 ` +
+      `(a fixed sequence), a new reader and cold cache each run, median of ${runs} runs; ${config.PATHEMBED_FRAMES_PER_REQUEST} frames per request.`,
+    '',
+    '| slide | patches | one by one (ms) | requests | as a list (ms) | requests | speed-up | same bytes |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |',
+  ];
+  try {
+    for (const { name, stage } of slides) {
+      const seriesUrl = await stage();
+      for (const count of PREDICT_PATCHES) {
+        const timings: Record<'one' | 'list', { ms: number[]; requests: number; data: Uint8Array[] }> = {
+          one: { ms: [], requests: 0, data: [] },
+          list: { ms: [], requests: 0, data: [] },
+        };
+        for (let r = 0; r < runs; r++) {
+          for (const mode of ['one', 'list'] as const) {
+            const source = new DicomWebFrameSource(
+              client(
+                config,
+                config.PATHEMBED_FRAMES_PER_REQUEST,
+                new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
+              ),
+              seriesUrl,
+            );
+            const slide = await openSlide(source);
+            const level = slide.level(0);
+            const patches = Array.from({ length: count }, (_, i) => ({
+              x: (i * 613) % Math.max(1, level.widthPx - PATCH_SIZE_PX),
+              y: (i * 1237) % Math.max(1, level.heightPx - PATCH_SIZE_PX),
+              width: PATCH_SIZE_PX,
+              height: PATCH_SIZE_PX,
+            }));
+            const cache = new FrameCache(source, decoder, { maxBytes: config.PATHEMBED_FRAME_CACHE_BYTES });
+            const reader = new PatchReader(cache, { levelTolerance: config.PATHEMBED_LEVEL_TOLERANCE });
+            const requests = source.stats.requests;
+            const t0 = performance.now();
+            let data: Uint8Array[] = [];
+            if (mode === 'one') {
+              for (const p of patches)
+                data.push((await reader.readRegion(level, p.x, p.y, p.width, p.height)).data);
+            } else {
+              data = await readPatchList(reader, level, patches);
+            }
+            timings[mode].ms.push(performance.now() - t0);
+            timings[mode].requests = source.stats.requests - requests;
+            timings[mode].data = data;
+            cache.clear();
+            await slide.close();
+          }
+        }
+        const same = timings.one.data.every((d, i) => Buffer.compare(d, timings.list.data[i]!) === 0);
+        const one = median(timings.one.ms);
+        const list = median(timings.list.ms);
+        lines.push(
+          `| ${name} | ${count} | ${fmt(one)} | ${timings.one.requests} | ${fmt(list)} | ${timings.list.requests} | **${fmt(one / list, 2)}x** | ${same ? 'yes' : 'NO'} |`,
+        );
+        process.stderr.write(
+          `${name} ${count} patches: one by one ${fmt(one)} ms, as a list ${fmt(list)} ms\n`,
+        );
+      }
+    }
+  } finally {
+    await decoder.close();
+  }
+  process.stdout.write(`${lines.join('\n')}\n`);
+}
+
 async function main(): Promise<void> {
   const args = process.argv.slice(2);
   const runsArg = args.indexOf('--runs');
@@ -670,6 +754,10 @@ async function main(): Promise<void> {
         }));
   if (args.includes('--feed')) {
     await feedMain(config, slides, maxPatches).finally(() => orthanc.stop());
+    return;
+  }
+  if (args.includes('--predict')) {
+    await predictMain(config, slides, runs).finally(() => orthanc.stop());
     return;
   }
   const decoder = new FrameDecoder(frameDecoderOptions(config));

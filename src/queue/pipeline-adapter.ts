@@ -42,7 +42,8 @@ import {
   sharedIccTransforms,
   transformingDecoder,
 } from '../wsi/icc-transform.js';
-import { levelForResize, readResizedPatch } from '../wsi/resized-level.js';
+import { readPatchList } from '../wsi/patch-list.js';
+import { levelForResize } from '../wsi/resized-level.js';
 import type { Slide } from '../wsi/slide.js';
 import type { SlideLevel } from '../wsi/slide-level.js';
 import type { SlideOpener } from '../wsi/slide-opener.js';
@@ -363,17 +364,11 @@ export class PipelineAdapter implements PipelinePort {
         const { reader } = this.#slides.readerOver(reading.source, {
           ...(transform ? { decoder: (decoder) => transformingDecoder(decoder, transform) } : {}),
         });
-        const out: Uint8Array[] = [];
-        for (const p of patches) {
-          const rgb = size
-            ? await readResizedPatch(reader, readFrom, size, p, { requireInside, signal: run.signal })
-            : await reader.readRegion(level, p.x, p.y, p.width, p.height, {
-                requireInside,
-                signal: run.signal,
-              });
-          out.push(rgb.data);
-        }
-        return out;
+        return await readPatchList(reader, size ? readFrom : level, patches, {
+          ...(size ? { size } : {}),
+          requireInside,
+          signal: run.signal,
+        });
       } finally {
         if (reading !== slide) await reading.close();
       }
