@@ -204,22 +204,32 @@ function codecLabel(uid: string): string {
   return `${transferSyntaxName(uid) ?? uid} decoder`;
 }
 
-/** Level 0 of a stored series, described for a table's heading. */
-async function describeSeries(config: Config, seriesUrl: string): Promise<string> {
-  const source = new DicomWebFrameSource(
-    client(
-      config,
-      config.PATHEMBED_FRAMES_PER_REQUEST,
-      new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
-    ),
-    seriesUrl,
-  );
+/** The series read as a job reads it: the configured frames per request, a limiter of its own. */
+function seriesSource(config: Config, seriesUrl: string): DicomWebFrameSource {
+  const limiters = new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY);
+  return new DicomWebFrameSource(client(config, config.PATHEMBED_FRAMES_PER_REQUEST, limiters), seriesUrl);
+}
+
+/** `use` applied to level 0 of a stored series, the slide closed after. */
+async function withLevel0<T>(
+  config: Config,
+  seriesUrl: string,
+  use: (level: SlideLevel, source: DicomWebFrameSource) => Promise<T> | T,
+): Promise<T> {
+  const source = seriesSource(config, seriesUrl);
   const slide = await openSlide(source);
   try {
-    return describeSlide(await slideFacts(source, slide.level(0)));
+    return await use(slide.level(0), source);
   } finally {
     await slide.close();
   }
+}
+
+/** Level 0 of a stored series, described for a table's heading. */
+async function describeSeries(config: Config, seriesUrl: string): Promise<string> {
+  return withLevel0(config, seriesUrl, async (level, source) =>
+    describeSlide(await slideFacts(source, level)),
+  );
 }
 
 /** Level 0's grid at `stridePx`, limited to a centred window of `maxPatches` (bench-slides.ts). */
@@ -347,22 +357,10 @@ async function seriesUrlOf(orthancUrl: string, dicomWebUrl: string, folder: stri
 
 /** The part of level 0 both readers' grids cover, and whether that is the whole level. */
 async function comparisonRegion(config: Config, seriesUrl: string, maxPatches: number) {
-  const source = new DicomWebFrameSource(
-    client(
-      config,
-      config.PATHEMBED_FRAMES_PER_REQUEST,
-      new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
-    ),
-    seriesUrl,
-  );
-  const slide = await openSlide(source);
-  try {
-    const level = slide.level(0);
+  return withLevel0(config, seriesUrl, (level) => {
     const region = gridRegion(level, PATCH_SIZE_PX, PATCH_SIZE_PX, maxPatches);
     return { region, whole: region.width === level.widthPx && region.height === level.heightPx };
-  } finally {
-    await slide.close();
-  }
+  });
 }
 
 /**
@@ -511,14 +509,7 @@ async function feedMain(config: Config, slides: readonly BenchSlide[], maxPatche
   const loadStart = os.loadavg()[0];
   for (const { name, stage } of slides) {
     const seriesUrl = await stage();
-    const source = new DicomWebFrameSource(
-      client(
-        config,
-        config.PATHEMBED_FRAMES_PER_REQUEST,
-        new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
-      ),
-      seriesUrl,
-    );
+    const source = seriesSource(config, seriesUrl);
     const slide = await openSlide(source);
     const level = slide.level(0);
     const rects = levelGrid(level, PATCH_SIZE_PX, maxPatches);
@@ -660,14 +651,7 @@ async function predictMain(config: Config, slides: readonly BenchSlide[], runs: 
         };
         for (let r = 0; r < runs; r++) {
           for (const mode of ['one', 'list'] as const) {
-            const source = new DicomWebFrameSource(
-              client(
-                config,
-                config.PATHEMBED_FRAMES_PER_REQUEST,
-                new StoreLimiters(config.PATHEMBED_STORE_CONCURRENCY),
-              ),
-              seriesUrl,
-            );
+            const source = seriesSource(config, seriesUrl);
             const slide = await openSlide(source);
             const level = slide.level(0);
             const patches = Array.from({ length: count }, (_, i) => ({
