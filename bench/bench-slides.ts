@@ -45,6 +45,8 @@ export interface SlideFacts {
 /** The `--slide PATH` arguments, each checked to exist; their names made unique. */
 export function userSlides(args: readonly string[]): UserSlide[] {
   const slides: UserSlide[] = [];
+  /** Slides given so far by base name: the second "slide-a" is named "slide-a-2". */
+  const seen = new Map<string, number>();
   for (let i = 0; i < args.length; i++) {
     if (args[i] !== '--slide') continue;
     const given = args[i + 1];
@@ -53,8 +55,9 @@ export function userSlides(args: readonly string[]): UserSlide[] {
     const full = path.resolve(given);
     if (!fs.existsSync(full)) throw new Error(`--slide ${given}: no such file or folder`);
     const base = path.basename(full).replace(/\.dcm$/i, '');
-    const taken = slides.filter((s) => s.name === base || s.name.startsWith(`${base}-`)).length;
-    slides.push({ name: taken > 0 ? `${base}-${taken + 1}` : base, path: full });
+    const count = (seen.get(base) ?? 0) + 1;
+    seen.set(base, count);
+    slides.push({ name: count > 1 ? `${base}-${count}` : base, path: full });
   }
   return slides;
 }

@@ -346,15 +346,6 @@ function runChild(
   return { ...(JSON.parse(line) as GridRun), processSeconds };
 }
 
-async function seriesUrlOf(orthancUrl: string, dicomWebUrl: string, folder: string): Promise<string> {
-  const ids = await uploadFolder(orthancUrl, folder);
-  const tags = (await (await fetch(`${orthancUrl}/instances/${ids[0]}/simplified-tags`)).json()) as Record<
-    string,
-    string
-  >;
-  return `${dicomWebUrl}/studies/${tags.StudyInstanceUID}/series/${tags.SeriesInstanceUID}`;
-}
-
 /** The part of level 0 both readers' grids cover, and whether that is the whole level. */
 async function comparisonRegion(config: Config, seriesUrl: string, maxPatches: number) {
   return withLevel0(config, seriesUrl, (level) => {
@@ -429,7 +420,7 @@ async function ezwsiComparison(
     for (const id of await uploadFolder(orthancUrl, prepared)) {
       await fetch(`${orthancUrl}/instances/${id}`, { method: 'DELETE' });
     }
-    const seriesUrl = await seriesUrlOf(orthancUrl, dicomWebUrl, prepared);
+    const seriesUrl = await uploadSlide(orthancUrl, dicomWebUrl, prepared);
     const { region, whole: wholeLevel } = await comparisonRegion(config, seriesUrl, maxPatches);
     const grid = ['224', '224', String(ROUNDS_PER_PROCESS), ...(wholeLevel ? [] : [regionArg(region)])];
     // Warm Orthanc's caches for this series before either reader is timed.
@@ -730,7 +721,7 @@ async function main(): Promise<void> {
       : fixtureNames.map((name) => ({
           name,
           stage: async () =>
-            seriesUrlOf(
+            uploadSlide(
               orthanc.url,
               orthanc.dicomWebUrl,
               await ensureFixture(FIXTURES.find((f) => f.name === name)!),

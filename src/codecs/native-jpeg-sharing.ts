@@ -39,6 +39,11 @@ export class NativeJpegSharing {
   #framesInWorkers = 0;
   /** Where frames decoded here go: the decoder's reused buffers. */
   readonly #allocate = (bytes: number) => this.buffers.take(bytes);
+  /** Where a buffer lent to a worker comes back when it refused the frame: kept for the next decode. */
+  readonly #takeBack = (unused: Uint8Array) => {
+    this.buffers.adopt(unused);
+    this.buffers.give(unused);
+  };
 
   constructor(
     private readonly native: NativeJpegDecoder,
@@ -98,12 +103,7 @@ export class NativeJpegSharing {
       // (src/process-memory.ts), a worker's own arena is not. A fresh process's first slide then
       // takes about 2,000 fewer page faults of about 11 us each on the VM of docs/benchmarks.md.
       const target = this.buffers.take(frame.expected.width * frame.expected.height * COLOUR_SAMPLES);
-      // A refused frame's buffer comes back unused: kept for the next decode, not left to the collector.
-      const takeBack = (unused: Uint8Array) => {
-        this.buffers.adopt(unused);
-        this.buffers.give(unused);
-      };
-      this.pool.decodeNativeJpeg(frame.encoded, frame.expected, target, takeBack).then(
+      this.pool.decodeNativeJpeg(frame.encoded, frame.expected, target, this.#takeBack).then(
         (samples) => {
           // The answer's buffer came across the thread boundary as a new view: the pool takes it.
           if (samples.samplesPerPixel === COLOUR_SAMPLES) this.buffers.adopt(samples.data);
