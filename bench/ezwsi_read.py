@@ -25,7 +25,6 @@ EZ-WSI is not part of pathembed: this script runs in a venv that has it on sys.p
 """
 
 import argparse
-import glob
 import hashlib
 import json
 import os
@@ -88,6 +87,11 @@ def prepare(in_path: str, out_dir: str) -> dict:
           pos = item.PlanePositionSlideSequence[0]
           positions.append((int(pos.RowPositionInTotalImagePixelMatrix),
                             int(pos.ColumnPositionInTotalImagePixelMatrix), i))
+        grid = sorted((r * int(ds.Rows) + 1, c * int(ds.Columns) + 1) for r in range(rows) for c in range(cols))
+        if sorted((row, col) for row, col, _ in positions) != grid:
+          raise SystemExit(
+              f'prepare: {path} has {n} frames but not one on each of its {rows * cols} tile positions; '
+              'EZ-WSI reads only TILED_FULL levels, and re-ordering these would misplace tiles')
         order = [i for _, _, i in sorted(positions)]
         ds.PixelData = encapsulate([frames[i] for i in order])
         ds['PixelData'].VR = 'OB'

@@ -119,6 +119,26 @@ describe('bench/ezwsi_read.py prepare', () => {
     );
   });
 
+  it('refuses a level whose frames do not cover each tile position once, rather than misplace tiles', async () => {
+    // The dicomizer's smallest level with its second frame moved onto the first one's position.
+    const dir = path.join(out, 'duplicate-position');
+    fs.mkdirSync(dir);
+    const files = fs.readdirSync(fixture('cmu-jpeg').dir).filter((f) => f.endsWith('.dcm'));
+    const edit = [
+      'import pydicom, sys, os',
+      'smallest = min(sys.argv[2:], key=lambda p: int(pydicom.dcmread(p, stop_before_pixels=True).TotalPixelMatrixColumns))',
+      'ds = pydicom.dcmread(smallest)',
+      'first, second = (f.PlanePositionSlideSequence[0] for f in ds.PerFrameFunctionalGroupsSequence[:2])',
+      'second.RowPositionInTotalImagePixelMatrix = first.RowPositionInTotalImagePixelMatrix',
+      'second.ColumnPositionInTotalImagePixelMatrix = first.ColumnPositionInTotalImagePixelMatrix',
+      'ds.save_as(os.path.join(sys.argv[1], "level.dcm"))',
+    ].join('\n');
+    await (await pythonEnv()).run(edit, [dir, ...files.map((f) => path.join(fixture('cmu-jpeg').dir, f))]);
+    await expect(prepare(dir, 'duplicate-position-out')).rejects.toThrow(
+      /has \d+ frames but not one on each of its \d+ tile positions/,
+    );
+  });
+
   it('refuses a level split into a concatenation as that, not as tiles missing', async () => {
     await expect(prepare(fixture('cmu-jpeg-concat').dir, 'concat')).rejects.toThrow(
       /is part \d+ of a concatenation \(a level split over several instances\)/,
